@@ -1,0 +1,71 @@
+import CDNNL
+import COpenBLAS
+
+/// Thread configuration shared by every kernel.
+///
+/// oneDNN (Debian's build uses OpenMP) and TensorCore's own loops run on **one** libgomp thread
+/// pool, so they never compete for the cores; OpenBLAS (pthreads) is only used single-threaded
+/// from inside that pool or for one-off work. Call `Runtime.setThreadCount` from the thread that
+/// runs the model (OpenMP settings are per calling thread).
+public enum Runtime {
+  nonisolated(unsafe) private static var configuredThreads: Int = 0
+
+  /// Number of threads used by parallel kernels (default: OpenMP's, i.e. the number of cores or
+  /// `OMP_NUM_THREADS`).
+  public static var threadCount: Int {
+    configuredThreads > 0 ? configuredThreads : Int(omp_get_max_threads())
+  }
+
+  /// Sets the thread count of oneDNN, OpenBLAS and TensorCore's loops.
+  public static func setThreadCount(_ n: Int) {
+    precondition(n >= 1, "thread count must be positive")
+    configuredThreads = n
+    omp_set_num_threads(Int32(n))
+    openblas_set_num_threads(1)
+  }
+}
+
+/// `parallelFor` over the shared OpenMP pool.
+public enum Parallel {
+  private struct Job {
+    let count: Int
+    let body: (Range<Int>) -> Void
+  }
+
+  private static let trampoline: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
+    let job = context!.assumingMemoryBound(to: Job.self)
+    let thread = Int(omp_get_thread_num())
+    let threads = Int(omp_get_num_threads())
+    let n = job.pointee.count
+    let lo = n * thread / threads
+    let hi = n * (thread + 1) / threads
+    if lo < hi { job.pointee.body(lo..<hi) }
+  }
+
+  /// Splits `0..<count` into one contiguous range per thread and runs `body` on each range
+  /// concurrently. Runs inline when `count < 2`, when one thread is configured, or when
+  /// `count * costPerItem` (a rough count of flops or bytes) is below `minimumWork`.
+  public static func forRanges(
+    _ count: Int, costPerItem: Int = 1 << 20, minimumWork: Int = 1 << 16,
+    _ body: (Range<Int>) -> Void
+  ) {
+    let threads = min(Runtime.threadCount, count)
+    if threads <= 1 || count * costPerItem < minimumWork {
+      if count > 0 { body(0..<count) }
+      return
+    }
+    withoutActuallyEscaping(body) { escapable in
+      var job = Job(count: count, body: escapable)
+      withUnsafeMutablePointer(to: &job) { pointer in
+        GOMP_parallel(trampoline, UnsafeMutableRawPointer(pointer), UInt32(threads), 0)
+      }
+    }
+  }
+
+  /// Runs `body(i)` for every `i` in `0..<count`, spread over the threads.
+  public static func forEach(_ count: Int, costPerItem: Int = 1 << 20, _ body: (Int) -> Void) {
+    forRanges(count, costPerItem: costPerItem) { range in
+      for i in range { body(i) }
+    }
+  }
+}

@@ -1,0 +1,1 @@
+// Placeholder: the CLIP tokenizer lands here.
