@@ -50,12 +50,19 @@ let package = Package(
       name: "Models", dependencies: ["NN", "Weights", "TensorCore", "Tokenizers"],
       swiftSettings: optimised),
 
-    .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "Weights"], swiftSettings: optimised),
+    // Fixture paths and comparison helpers shared by the test targets.
+    .target(
+      name: "TestSupport", dependencies: ["TensorCore", "Weights"], path: "Tests/TestSupport",
+      swiftSettings: optimised),
+    .testTarget(
+      name: "TensorCoreTests", dependencies: ["TensorCore", "Weights", "TestSupport"], swiftSettings: optimised),
     .testTarget(name: "WeightsTests", dependencies: ["Weights"], swiftSettings: optimised),
     .testTarget(name: "TokenizerTests", dependencies: ["Tokenizers"], swiftSettings: optimised),
     .testTarget(name: "SchedulerTests", dependencies: ["Schedulers"], swiftSettings: optimised),
     .testTarget(name: "ImagingTests", dependencies: ["Imaging"], swiftSettings: optimised),
-    .testTarget(name: "NNTests", dependencies: ["NN", "Weights"], swiftSettings: optimised),
-    .testTarget(name: "ModelTests", dependencies: ["Models", "Weights"], swiftSettings: optimised),
+    .testTarget(name: "NNTests", dependencies: ["NN", "Weights", "TestSupport"], swiftSettings: optimised),
+    .testTarget(
+      name: "ModelTests", dependencies: ["Models", "Weights", "Tokenizers", "TestSupport"],
+      swiftSettings: optimised),
   ]
 )

@@ -1,0 +1,151 @@
+import Foundation
+import NN
+import TensorCore
+import Weights
+
+/// The `text_encoder/config.json` of a pipeline (a transformers `CLIPTextConfig`).
+///
+/// matches: transformers `CLIPTextConfig` defaults (5.23), notably `hidden_act = "quick_gelu"`
+/// when the file does not name one — real configs always do, and SD 2.x uses `gelu`.
+public struct CLIPTextConfig: Codable, Sendable, Equatable {
+  public var vocabSize: Int = 49408
+  public var hiddenSize: Int = 512
+  public var intermediateSize: Int = 2048
+  public var numHiddenLayers: Int = 12
+  public var numAttentionHeads: Int = 8
+  public var maxPositionEmbeddings: Int = 77
+  public var hiddenAct: String = "quick_gelu"
+  public var layerNormEps: Float = 1e-5
+  public var eosTokenId: Int = 49407
+  public var projectionDim: Int = 512
+
+  enum CodingKeys: String, CodingKey {
+    case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+    case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
+    case maxPositionEmbeddings = "max_position_embeddings", hiddenAct = "hidden_act"
+    case layerNormEps = "layer_norm_eps", eosTokenId = "eos_token_id", projectionDim = "projection_dim"
+  }
+
+  public init() {}
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    var d = CLIPTextConfig()
+    func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
+      try c.decodeIfPresent(T.self, forKey: key) ?? fallback
+    }
+    d.vocabSize = try get(.vocabSize, d.vocabSize)
+    d.hiddenSize = try get(.hiddenSize, d.hiddenSize)
+    d.intermediateSize = try get(.intermediateSize, d.intermediateSize)
+    d.numHiddenLayers = try get(.numHiddenLayers, d.numHiddenLayers)
+    d.numAttentionHeads = try get(.numAttentionHeads, d.numAttentionHeads)
+    d.maxPositionEmbeddings = try get(.maxPositionEmbeddings, d.maxPositionEmbeddings)
+    d.hiddenAct = try get(.hiddenAct, d.hiddenAct)
+    d.layerNormEps = try get(.layerNormEps, d.layerNormEps)
+    d.eosTokenId = try get(.eosTokenId, d.eosTokenId)
+    d.projectionDim = try get(.projectionDim, d.projectionDim)
+    self = d
+  }
+
+  public func validate(path: String) throws -> CLIPActivation {
+    guard let act = CLIPActivation(rawValue: hiddenAct) else {
+      throw ModelConfigError.unsupported(path: path, field: "hidden_act", value: hiddenAct, supported: "quick_gelu, gelu")
+    }
+    guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 else {
+      throw ModelConfigError.malformed(
+        path: path, field: "num_attention_heads",
+        reason: "\(numAttentionHeads) heads do not divide hidden_size \(hiddenSize)")
+    }
+    return act
+  }
+}
+
+/// The output of the CLIP text encoder.
+public struct CLIPTextOutput: @unchecked Sendable {
+  /// `final_layer_norm(hidden_states[-1])`, `[B, L, hidden]` — what Stable Diffusion conditions on.
+  public var lastHiddenState: Tensor
+  /// `hidden_states[0]` (embeddings) … `hidden_states[layers]` (last layer, before the final norm).
+  public var hiddenStates: [Tensor]
+}
+
+/// The CLIP text transformer with keys `embeddings.*`, `encoder.layers.N.*`, `final_layer_norm`
+/// (checkpoints name them with a `text_model.` prefix — hub folders — or without it —
+/// transformers 5; both load).
+///
+/// matches: transformers `CLIPTextModel` (5.23) with a causal mask and no padding mask (as
+/// diffusers calls it for Stable Diffusion).
+public final class CLIPTextModel: Module, @unchecked Sendable {
+  public let config: CLIPTextConfig
+  public let tokenEmbedding: Embedding
+  public let positionEmbedding: Embedding
+  public let layers: [CLIPEncoderLayer]
+  public let finalLayerNorm: LayerNorm
+
+  public init(config: CLIPTextConfig, path: String = "text_encoder/config.json") throws {
+    let act = try config.validate(path: path)
+    self.config = config
+    tokenEmbedding = Embedding(config.vocabSize, config.hiddenSize)
+    positionEmbedding = Embedding(config.maxPositionEmbeddings, config.hiddenSize)
+    layers = (0..<config.numHiddenLayers).map { _ in
+      CLIPEncoderLayer(
+        hidden: config.hiddenSize, intermediate: config.intermediateSize, heads: config.numAttentionHeads,
+        eps: config.layerNormEps, activation: act)
+    }
+    finalLayerNorm = LayerNorm(config.hiddenSize, eps: config.layerNormEps)
+  }
+
+  public var children: [(String, any Module)] {
+    var c: [(String, any Module)] = [
+      ("embeddings.token_embedding", tokenEmbedding), ("embeddings.position_embedding", positionEmbedding),
+    ]
+    for (i, l) in layers.enumerated() { c.append(("encoder.layers.\(i)", l)) }
+    c.append(("final_layer_norm", finalLayerNorm))
+    return c
+  }
+
+  /// Loads from an archive whose keys may or may not carry the `text_model.` prefix; the unused
+  /// `position_ids` buffer of older checkpoints is ignored.
+  public func load(from archive: any TensorArchive, source: String, prepare: PrepareOptions = PrepareOptions()) throws {
+    let prefixed = archive.keys.contains { $0.hasPrefix("text_model.") }
+    try loadWeights(
+      from: archive, source: source,
+      options: LoadOptions(
+        strict: true, prefix: prefixed ? "text_model." : "",
+        ignore: { $0.hasSuffix("embeddings.position_ids") }, prepare: prepare))
+  }
+
+  /// Encodes a batch of token-id rows (all the same length ≤ `max_position_embeddings`).
+  /// - Parameter keepHiddenStates: also return every layer's output (for clip-skip).
+  public func callAsFunction(_ ids: [[Int]], keepHiddenStates: Bool = false) throws -> CLIPTextOutput {
+    guard let length = ids.first?.count, ids.allSatisfy({ $0.count == length }), length > 0 else {
+      throw ModuleError.invalidInput("text encoder input rows must be non-empty and of equal length")
+    }
+    guard length <= config.maxPositionEmbeddings else {
+      throw ModuleError.invalidInput(
+        "\(length) tokens exceed the text encoder's \(config.maxPositionEmbeddings) positions")
+    }
+    let positions = try positionEmbedding(Array(0..<length))
+    var rows: [Tensor] = []
+    for row in ids {
+      rows.append(try Ops.add(try tokenEmbedding(row), positions))
+    }
+    var h = try Ops.concatRows(rows).reshaped([ids.count, length, config.hiddenSize])
+    var states = keepHiddenStates ? [h] : []
+    for layer in layers {
+      h = try layer(h, causal: true)
+      if keepHiddenStates { states.append(h) }
+    }
+    return CLIPTextOutput(lastHiddenState: try finalLayerNorm(h), hiddenStates: states)
+  }
+
+  /// diffusers' clip-skip: `final_layer_norm(hidden_states[-(skip + 1)])`; `skip == 0` is the
+  /// normal last hidden state.
+  public func encode(_ ids: [[Int]], clipSkip: Int = 0) throws -> Tensor {
+    guard clipSkip >= 0, clipSkip < layers.count else {
+      throw ModuleError.invalidInput("clip skip \(clipSkip) must be in 0..<\(layers.count)")
+    }
+    if clipSkip == 0 { return try self(ids).lastHiddenState }
+    let out = try self(ids, keepHiddenStates: true)
+    return try finalLayerNorm(out.hiddenStates[out.hiddenStates.count - 1 - clipSkip])
+  }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import NN
+import TensorCore
+import Weights
+
+/// Problems finding or opening a model's weight files.
+public enum ModelFileError: Error, CustomStringConvertible, Equatable {
+  case missingFolder(path: String)
+  case noWeights(folder: String, tried: [String])
+  case badIndex(path: String, reason: String)
+
+  public var description: String {
+    switch self {
+    case .missingFolder(let path): "model folder not found: \(path)"
+    case .noWeights(let folder, let tried):
+      "no weight file in \(folder) (looked for \(tried.joined(separator: ", ")))"
+    case .badIndex(let path, let reason): "\(path): \(reason)"
+    }
+  }
+}
+
+/// Builds models from diffusers/transformers folders (`config.json` + weights).
+///
+/// Weight files are looked up as diffusers does: `<name>.safetensors`, then the `fp16` variant,
+/// then a sharded `<name>.safetensors.index.json`. Files are memory-mapped; tensors stay in their
+/// stored dtype until a layer packs them for its kernel.
+public enum ModelLoader {
+  /// Opens the weights of a component folder whose files are named `stem` (e.g.
+  /// `diffusion_pytorch_model` or `model`).
+  public static func openWeights(in folder: URL, stem: String) throws -> any TensorArchive {
+    let fm = FileManager.default
+    var isDir: ObjCBool = false
+    guard fm.fileExists(atPath: folder.path, isDirectory: &isDir), isDir.boolValue else {
+      throw ModelFileError.missingFolder(path: folder.path)
+    }
+    let candidates = ["\(stem).safetensors", "\(stem).fp16.safetensors"]
+    for name in candidates where fm.fileExists(atPath: folder.appendingPathComponent(name).path) {
+      return try SafeTensorsFile(path: folder.appendingPathComponent(name).path)
+    }
+    for index in ["\(stem).safetensors.index.json", "\(stem).safetensors.index.fp16.json"] {
+      let url = folder.appendingPathComponent(index)
+      if fm.fileExists(atPath: url.path) { return try openSharded(index: url) }
+    }
+    throw ModelFileError.noWeights(
+      folder: folder.path, tried: candidates + ["\(stem).safetensors.index.json"])
+  }
+
+  /// Opens the shards listed in a `weight_map` index file.
+  public static func openSharded(index url: URL) throws -> any TensorArchive {
+    struct Index: Decodable { var weight_map: [String: String] }
+    let index: Index
+    do {
+      index = try JSONDecoder().decode(Index.self, from: Data(contentsOf: url))
+    } catch {
+      throw ModelFileError.badIndex(path: url.path, reason: "cannot read weight_map: \(error)")
+    }
+    let files = Set(index.weight_map.values).sorted()
+    let folder = url.deletingLastPathComponent()
+    let parts: [any TensorArchive] = try files.map {
+      try SafeTensorsFile(path: folder.appendingPathComponent($0).path)
+    }
+    return try CompositeArchive(parts, names: files)
+  }
+
+  /// `unet/` → `UNet2DConditionModel`.
+  public static func unet(_ folder: URL, prepare: PrepareOptions = PrepareOptions()) throws -> UNet2DConditionModel {
+    let configURL = folder.appendingPathComponent("config.json")
+    let config = try ConfigFile.load(UNet2DConditionConfig.self, from: configURL)
+    let model = try UNet2DConditionModel(config: config, path: configURL.path)
+    let archive = try openWeights(in: folder, stem: "diffusion_pytorch_model")
+    try model.loadWeights(from: archive, source: folder.path, options: LoadOptions(prepare: prepare))
+    return model
+  }
+
+  /// `vae/` → `AutoencoderKL` (legacy `query/key/value/proj_attn` attention names accepted).
+  public static func vae(_ folder: URL, prepare: PrepareOptions = PrepareOptions()) throws -> AutoencoderKL {
+    let configURL = folder.appendingPathComponent("config.json")
+    let config = try ConfigFile.load(AutoencoderKLConfig.self, from: configURL)
+    let model = try AutoencoderKL(config: config, path: configURL.path)
+    let archive = try KeyTables.legacyVAEAttention(try openWeights(in: folder, stem: "diffusion_pytorch_model"))
+    try model.loadWeights(from: archive, source: folder.path, options: LoadOptions(prepare: prepare))
+    return model
+  }
+
+  /// `text_encoder/` → `CLIPTextModel` (keys with or without `text_model.`).
+  public static func textEncoder(_ folder: URL, prepare: PrepareOptions = PrepareOptions()) throws -> CLIPTextModel {
+    let configURL = folder.appendingPathComponent("config.json")
+    let config = try ConfigFile.load(CLIPTextConfig.self, from: configURL)
+    let model = try CLIPTextModel(config: config, path: configURL.path)
+    let archive = try openWeights(in: folder, stem: "model")
+    try model.load(from: archive, source: folder.path, prepare: prepare)
+    return model
+  }
+}
+
+/// Declarative key tables for checkpoints that name the same tensors differently.
+public enum KeyTables {
+  /// diffusers' deprecated VAE attention names → current ones (`_convert_deprecated_attention_blocks`).
+  public static let legacyVAEAttentionNames: [(old: String, new: String)] = [
+    ("query.", "to_q."), ("key.", "to_k."), ("value.", "to_v."), ("proj_attn.", "to_out.0."),
+  ]
+
+  /// Renames legacy VAE attention keys if the archive uses them; otherwise returns it unchanged.
+  public static func legacyVAEAttention(_ archive: any TensorArchive) throws -> any TensorArchive {
+    let marker = ".attentions.0."
+    guard archive.keys.contains(where: { $0.contains(marker + "query.") }) else { return archive }
+    return try RenamedArchive(archive) { key, _ in
+      guard let range = key.range(of: marker) else { return (key, nil) }
+      let tail = key[range.upperBound...]
+      for (old, new) in legacyVAEAttentionNames where tail.hasPrefix(old) {
+        return (key[..<range.upperBound] + new + tail.dropFirst(old.count), nil)
+      }
+      return (key, nil)
+    }
+  }
+}

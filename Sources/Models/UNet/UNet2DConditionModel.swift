@@ -1,0 +1,205 @@
+import Foundation
+import NN
+import TensorCore
+import Weights
+
+/// Residuals a ControlNet adds to the UNet's skip connections and middle block output.
+public struct ControlResiduals: @unchecked Sendable {
+  /// One per skip tensor of the down path, in order.
+  public var down: [Tensor]
+  public var mid: Tensor
+
+  public init(down: [Tensor], mid: Tensor) {
+    self.down = down
+    self.mid = mid
+  }
+}
+
+/// The conditional denoising UNet of Stable Diffusion, built from its `config.json`, with NHWC
+/// activations. Parameter keys are diffusers' (`down_blocks.0.attentions.1.proj_in.weight`, …).
+///
+/// matches: diffusers `UNet2DConditionModel` (0.42.1) for SD 1.x/2.x configurations
+/// (CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D / CrossAttnUpBlock2D,
+/// positional time embedding). Limitations: no class/addition embeddings (SDXL), no LoRA.
+///
+/// Cross-attention is driven by a `CrossAttentionConditioning`: the text keys/values of every
+/// cross-attention layer are computed once per generation by `makeConditioning`, and adapters
+/// (IP-Adapter) append their own sources to it.
+public final class UNet2DConditionModel: Module, @unchecked Sendable {
+  public let config: UNet2DConditionConfig
+  public let convIn: Conv2d
+  public let timeLinear1: Linear
+  public let timeLinear2: Linear
+  public let downBlocks: [DownBlock]
+  public let midBlock: MidBlock
+  public let upBlocks: [UpBlock]
+  public let convNormOut: GroupNorm
+  public let convOut: Conv2d
+  /// Cross-attention layers in diffusers' attention-processor order (down, up, mid), with the key
+  /// path of each `attn2`.
+  public let crossAttentionLayers: [(name: String, block: BasicTransformerBlock)]
+
+  public init(config: UNet2DConditionConfig, path: String = "unet/config.json") throws {
+    try config.validate(path: path)
+    self.config = config
+    let channels = config.blockOutChannels
+    let n = channels.count
+    let timeChannels = channels[0] * 4
+    let heads = config.headsPerBlock
+    let layers = config.layersPerBlockList
+    let transformerLayers = config.transformerLayersList
+    let groups = config.groups
+    let eps = config.normEps
+    let context = config.crossAttentionWidth
+    let linear = config.useLinearProjection
+
+    convIn = Conv2d(
+      config.inChannels, channels[0], kernelSize: config.convInKernel, padding: (config.convInKernel - 1) / 2)
+    timeLinear1 = Linear(channels[0], timeChannels)
+    timeLinear2 = Linear(timeChannels, timeChannels)
+
+    var down: [DownBlock] = []
+    var output = channels[0]
+    for i in 0..<n {
+      let input = output
+      output = channels[i]
+      let cross = config.downBlockTypes[i] == "CrossAttnDownBlock2D"
+      down.append(
+        DownBlock(
+          inChannels: input, outChannels: output, layers: layers[i], timeChannels: timeChannels,
+          groups: groups, eps: eps,
+          attention: cross ? (heads[i], context, transformerLayers[i], linear) : nil,
+          addDownsample: i < n - 1, downsamplePadding: config.downsamplePadding))
+    }
+    downBlocks = down
+
+    midBlock = MidBlock(
+      channels: channels[n - 1], timeChannels: timeChannels, groups: groups, eps: eps,
+      outputScaleFactor: config.midBlockScaleFactor, heads: heads[n - 1], contextDim: context,
+      transformerLayers: transformerLayers[n - 1], linear: linear)
+
+    let reversed = Array(channels.reversed())
+    let reversedHeads = Array(heads.reversed())
+    let reversedLayers = Array(layers.reversed())
+    let reversedTransformerLayers = Array(transformerLayers.reversed())
+    var up: [UpBlock] = []
+    output = reversed[0]
+    for i in 0..<n {
+      let previous = output
+      output = reversed[i]
+      let input = reversed[min(i + 1, n - 1)]
+      let cross = config.upBlockTypes[i] == "CrossAttnUpBlock2D"
+      up.append(
+        UpBlock(
+          inChannels: input, outChannels: output, previousOutChannels: previous,
+          layers: reversedLayers[i] + 1, timeChannels: timeChannels, groups: groups, eps: eps,
+          attention: cross ? (reversedHeads[i], context, reversedTransformerLayers[i], linear) : nil,
+          addUpsample: i < n - 1))
+    }
+    upBlocks = up
+    convNormOut = GroupNorm(groups: groups, channels: channels[0], eps: eps)
+    convOut = Conv2d(
+      channels[0], config.outChannels, kernelSize: config.convOutKernel, padding: (config.convOutKernel - 1) / 2)
+
+    var crossLayers: [(String, BasicTransformerBlock)] = []
+    func collect(_ prefix: String, _ attentions: [Transformer2DModel]) {
+      for (a, t) in attentions.enumerated() {
+        for (b, block) in t.blocks.enumerated() {
+          block.crossAttentionIndex = crossLayers.count
+          crossLayers.append(("\(prefix).attentions.\(a).transformer_blocks.\(b).attn2", block))
+        }
+      }
+    }
+    for (i, b) in down.enumerated() { collect("down_blocks.\(i)", b.attentions) }
+    for (i, b) in up.enumerated() { collect("up_blocks.\(i)", b.attentions) }
+    collect("mid_block", midBlock.attentions)
+    crossAttentionLayers = crossLayers
+  }
+
+  public var children: [(String, any Module)] {
+    var c: [(String, any Module)] = [
+      ("conv_in", convIn), ("time_embedding.linear_1", timeLinear1), ("time_embedding.linear_2", timeLinear2),
+    ]
+    for (i, b) in downBlocks.enumerated() { c.append(("down_blocks.\(i)", b)) }
+    c.append(("mid_block", midBlock))
+    for (i, b) in upBlocks.enumerated() { c.append(("up_blocks.\(i)", b)) }
+    c += [("conv_norm_out", convNormOut), ("conv_out", convOut)]
+    return c
+  }
+
+  /// Width of the text (and image-prompt) tokens the cross-attention layers take.
+  public var crossAttentionDim: Int { config.crossAttentionWidth }
+
+  /// Latent channels the UNet consumes (`in_channels`: 4, or 9 for inpainting models).
+  public var inChannels: Int { config.inChannels }
+
+  /// Computes the text keys/values of every cross-attention layer once.
+  /// - Parameter encoderHiddenStates: `[B, L, cross_attention_dim]` (uncond first with CFG).
+  public func makeConditioning(encoderHiddenStates: Tensor) throws -> CrossAttentionConditioning {
+    guard encoderHiddenStates.rank == 3, encoderHiddenStates.shape[2] == crossAttentionDim else {
+      throw ModuleError.invalidInput(
+        "UNet text embeddings must be [B, L, \(crossAttentionDim)], got \(encoderHiddenStates.shape)")
+    }
+    let sources = try crossAttentionLayers.map { layer -> [AttentionSource] in
+      let (k, v) = try layer.block.attn2.keyValue(encoderHiddenStates)
+      return [AttentionSource(key: k, value: v)]
+    }
+    return CrossAttentionConditioning(sources: sources, batch: encoderHiddenStates.shape[0])
+  }
+
+  /// The time embedding `silu(time_embedding(time_proj(t)))` for a batch of `batch` samples.
+  func timeEmbedding(_ timestep: Float, batch: Int) throws -> Tensor {
+    let sinusoid = TimestepEmbedding.sinusoidal(
+      timesteps: [timestep], dimension: config.blockOutChannels[0], flipSinToCos: config.flipSinToCos,
+      downscaleFreqShift: Float(config.freqShift))
+    let emb = try timeLinear2(try timeLinear1(sinusoid).applyingSiLU())
+    let activated = Ops.silu(emb)
+    return try Ops.concatRows(Array(repeating: activated, count: batch))
+  }
+
+  /// Predicts the noise (or v) for NHWC latents `sample` `[B, H, W, in_channels]` at `timestep`.
+  public func callAsFunction(
+    _ sample: Tensor, timestep: Float, conditioning: CrossAttentionConditioning,
+    controlResiduals: ControlResiduals? = nil
+  ) throws -> Tensor {
+    guard sample.rank == 4, sample.shape[3] == config.inChannels else {
+      throw ModuleError.invalidInput(
+        "UNet input must be NHWC [B, H, W, \(config.inChannels)], got \(sample.shape)")
+    }
+    let factor = 1 << (config.blockOutChannels.count - 1)
+    guard sample.shape[1] % factor == 0, sample.shape[2] % factor == 0 else {
+      throw ModuleError.invalidInput(
+        "UNet latent size \(sample.shape[1])×\(sample.shape[2]) must be a multiple of \(factor)")
+    }
+    guard conditioning.batch == sample.shape[0] else {
+      throw ModuleError.invalidInput(
+        "UNet batch \(sample.shape[0]) does not match the conditioning batch \(conditioning.batch)")
+    }
+    let batch = sample.shape[0]
+    let temb = try timeEmbedding(timestep, batch: batch)
+    var h = try convIn(sample)
+    var residuals = [h]
+    for block in downBlocks {
+      h = try block(h, timeEmbedding: temb, conditioning: conditioning, residualsOut: &residuals)
+    }
+    if let controlResiduals {
+      guard controlResiduals.down.count == residuals.count else {
+        throw ModuleError.invalidInput(
+          "ControlNet gave \(controlResiduals.down.count) down residuals, the UNet has \(residuals.count)")
+      }
+      residuals = try zip(residuals, controlResiduals.down).map { try Ops.add($0, $1) }
+    }
+    h = try midBlock(h, timeEmbedding: temb, conditioning: conditioning)
+    if let controlResiduals { h = try Ops.add(h, controlResiduals.mid) }
+    for block in upBlocks {
+      h = try block(h, timeEmbedding: temb, conditioning: conditioning, residuals: &residuals)
+    }
+    h = try convNormOut(h, silu: true)
+    return try convOut(h)
+  }
+}
+
+extension Tensor {
+  /// `silu(self)`.
+  func applyingSiLU() -> Tensor { Ops.silu(self) }
+}

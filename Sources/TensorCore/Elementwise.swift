@@ -1,0 +1,275 @@
+/// Elementwise and data-movement kernels on Float32 tensors, vectorised and spread over threads.
+public enum Ops {
+  typealias V = SIMD16<Float>
+
+  /// Applies `f` lane-wise to every element (16 at a time) of `x`.
+  @inline(__always)
+  public static func map(_ x: Tensor, _ f: (SIMD16<Float>) -> SIMD16<Float>) -> Tensor {
+    let input = x.asFloat32()
+    var out = Tensor(uninitializedShape: x.shape)
+    let src = input.floatPointer
+    let dst = out.mutableFloatPointer
+    let n = x.count
+    let blocks = (n + 4095) / 4096
+    Parallel.forRanges(blocks, costPerItem: 4096 * 8) { range in
+      for block in range {
+        var i = block * 4096
+        let end = min(n, i + 4096)
+        while i + 16 <= end {
+          let y = f(UnsafeRawPointer(src + i).loadUnaligned(as: V.self))
+          UnsafeMutableRawPointer(dst + i).storeBytes(of: y, as: V.self)
+          i += 16
+        }
+        if i < end {
+          var tail = V(repeating: 0)
+          for j in 0..<(end - i) { tail[j] = src[i + j] }
+          let y = f(tail)
+          for j in 0..<(end - i) { dst[i + j] = y[j] }
+        }
+      }
+    }
+    return out
+  }
+
+  /// Combines two tensors of equal shape lane-wise.
+  @inline(__always)
+  static func zip(_ a: Tensor, _ b: Tensor, _ name: String, _ f: (V, V) -> V) throws -> Tensor {
+    guard a.shape == b.shape else {
+      throw TensorError.shapeMismatch(operation: name, expected: a.shape, actual: b.shape)
+    }
+    let x = a.asFloat32()
+    let y = b.asFloat32()
+    var out = Tensor(uninitializedShape: a.shape)
+    let p = x.floatPointer
+    let q = y.floatPointer
+    let dst = out.mutableFloatPointer
+    let n = a.count
+    let blocks = (n + 4095) / 4096
+    Parallel.forRanges(blocks, costPerItem: 4096 * 12) { range in
+      for block in range {
+        var i = block * 4096
+        let end = min(n, i + 4096)
+        while i + 16 <= end {
+          let r = f(
+            UnsafeRawPointer(p + i).loadUnaligned(as: V.self),
+            UnsafeRawPointer(q + i).loadUnaligned(as: V.self))
+          UnsafeMutableRawPointer(dst + i).storeBytes(of: r, as: V.self)
+          i += 16
+        }
+        while i < end {
+          dst[i] = f(V(repeating: p[i]), V(repeating: q[i]))[0]
+          i += 1
+        }
+      }
+    }
+    return out
+  }
+
+  /// `a + b` (same shape).
+  public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try zip(a, b, "add") { $0 + $1 } }
+  /// `a − b` (same shape).
+  public static func sub(_ a: Tensor, _ b: Tensor) throws -> Tensor { try zip(a, b, "sub") { $0 - $1 } }
+  /// `a · b` (same shape).
+  public static func mul(_ a: Tensor, _ b: Tensor) throws -> Tensor { try zip(a, b, "mul") { $0 * $1 } }
+  /// `x · s`.
+  public static func scale(_ x: Tensor, _ s: Float) -> Tensor { map(x) { $0 * V(repeating: s) } }
+  /// `x · s + t` (one rounding for the product, as `torch.addcmul`-free code computes `x*s + t`).
+  public static func affine(_ x: Tensor, scale s: Float, shift t: Float) -> Tensor {
+    map(x) { $0 * V(repeating: s) + V(repeating: t) }
+  }
+
+  /// SiLU `x·σ(x)`. matches: `torch.nn.functional.silu`.
+  public static func silu(_ x: Tensor) -> Tensor { map(x, VectorMath.silu) }
+  /// Exact GELU. matches: `torch.nn.functional.gelu(approximate="none")`.
+  public static func gelu(_ x: Tensor) -> Tensor { map(x, VectorMath.gelu) }
+  /// QuickGELU. matches: transformers `QuickGELUActivation`.
+  public static func quickGelu(_ x: Tensor) -> Tensor { map(x, VectorMath.quickGelu) }
+  /// Clamps every element into `[lo, hi]`.
+  public static func clamp(_ x: Tensor, _ lo: Float, _ hi: Float) -> Tensor {
+    map(x) { $0.clamped(lowerBound: V(repeating: lo), upperBound: V(repeating: hi)) }
+  }
+
+  /// GEGLU: splits the last dimension `[…, 2D]` into `hidden, gate` and returns `hidden·gelu(gate)`.
+  /// matches: diffusers `GEGLU.forward` after its projection.
+  public static func geglu(_ x: Tensor) throws -> Tensor {
+    let twoD = x.shape[x.rank - 1]
+    guard twoD % 2 == 0 else { throw TensorError.invalidArgument("GEGLU needs an even last dimension") }
+    let d = twoD / 2
+    let input = x.asFloat32()
+    var shape = x.shape
+    shape[shape.count - 1] = d
+    var out = Tensor(uninitializedShape: shape)
+    let rows = x.count / twoD
+    let src = input.floatPointer
+    let dst = out.mutableFloatPointer
+    Parallel.forRanges(rows, costPerItem: twoD * 8) { range in
+      for r in range {
+        let h = src + r * twoD
+        let g = h + d
+        let o = dst + r * d
+        var i = 0
+        while i + 16 <= d {
+          let y = UnsafeRawPointer(h + i).loadUnaligned(as: V.self)
+            * VectorMath.gelu(UnsafeRawPointer(g + i).loadUnaligned(as: V.self))
+          UnsafeMutableRawPointer(o + i).storeBytes(of: y, as: V.self)
+          i += 16
+        }
+        while i < d {
+          o[i] = h[i] * VectorMath.gelu(V(repeating: g[i]))[0]
+          i += 1
+        }
+      }
+    }
+    return out
+  }
+
+  /// Adds a per-sample, per-channel vector to every position: `x [N, …, C] + v [N, C]`.
+  /// (The time-embedding injection of a ResNet block.)
+  public static func addChannelVector(_ x: Tensor, _ v: Tensor) throws -> Tensor {
+    let n = x.shape[0]
+    let c = x.shape[x.rank - 1]
+    guard v.shape == [n, c] else {
+      throw TensorError.shapeMismatch(operation: "add per-channel vector", expected: [n, c], actual: v.shape)
+    }
+    let input = x.asFloat32()
+    let vec = v.asFloat32()
+    var out = Tensor(uninitializedShape: x.shape)
+    let positions = x.count / (n * c)
+    let src = input.floatPointer
+    let dst = out.mutableFloatPointer
+    let vp = vec.floatPointer
+    Parallel.forRanges(n * positions, costPerItem: c * 8) { range in
+      for row in range {
+        let b = row / positions
+        let s = src + row * c
+        let o = dst + row * c
+        let add = vp + b * c
+        var i = 0
+        while i + 16 <= c {
+          let y = UnsafeRawPointer(s + i).loadUnaligned(as: V.self)
+            + UnsafeRawPointer(add + i).loadUnaligned(as: V.self)
+          UnsafeMutableRawPointer(o + i).storeBytes(of: y, as: V.self)
+          i += 16
+        }
+        while i < c {
+          o[i] = s[i] + add[i]
+          i += 1
+        }
+      }
+    }
+    return out
+  }
+
+  /// Concatenates along the last dimension (channels in NHWC): `[…, Ca] ++ […, Cb]`.
+  public static func concatLast(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+    guard a.rank == b.rank, a.shape.dropLast() == b.shape.dropLast() else {
+      throw TensorError.shapeMismatch(operation: "concat channels", expected: a.shape, actual: b.shape)
+    }
+    let ca = a.shape[a.rank - 1]
+    let cb = b.shape[b.rank - 1]
+    var shape = a.shape
+    shape[shape.count - 1] = ca + cb
+    let x = a.asFloat32()
+    let y = b.asFloat32()
+    var out = Tensor(uninitializedShape: shape)
+    let rows = ca + cb == 0 ? 0 : out.count / (ca + cb)
+    let dst = out.mutableFloatPointer
+    Parallel.forRanges(rows, costPerItem: (ca + cb) * 8) { range in
+      for r in range {
+        (dst + r * (ca + cb)).update(from: x.floatPointer + r * ca, count: ca)
+        (dst + r * (ca + cb) + ca).update(from: y.floatPointer + r * cb, count: cb)
+      }
+    }
+    return out
+  }
+
+  /// Concatenates along the first dimension (batch or tokens of a `[1, L, C]` sequence use
+  /// `concatRows` on the reshaped tensors).
+  public static func concatRows(_ parts: [Tensor]) throws -> Tensor {
+    guard let first = parts.first else { throw TensorError.invalidArgument("concat of no tensors") }
+    for p in parts where p.shape.dropFirst() != first.shape.dropFirst() {
+      throw TensorError.shapeMismatch(operation: "concat rows", expected: first.shape, actual: p.shape)
+    }
+    var shape = first.shape
+    shape[0] = parts.reduce(0) { $0 + $1.shape[0] }
+    var out = Tensor(uninitializedShape: shape)
+    var dst = out.mutableFloatPointer
+    for p in parts {
+      let f = p.asFloat32()
+      dst.update(from: f.floatPointer, count: f.count)
+      dst += f.count
+    }
+    return out
+  }
+
+  /// Nearest-neighbour ×2 upsampling of NHWC `[N, H, W, C]` → `[N, 2H, 2W, C]`.
+  /// matches: `torch.nn.functional.interpolate(scale_factor=2.0, mode="nearest")`.
+  public static func upsampleNearest2x(_ x: Tensor) throws -> Tensor {
+    guard x.rank == 4 else { throw TensorError.invalidArgument("upsample expects NHWC, got \(x.shape)") }
+    let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let input = x.asFloat32()
+    var out = Tensor(uninitializedShape: [n, 2 * h, 2 * w, c])
+    let src = input.floatPointer
+    let dst = out.mutableFloatPointer
+    Parallel.forRanges(n * h, costPerItem: w * c * 16) { range in
+      for row in range {
+        let s = src + row * w * c
+        let o0 = dst + row * 2 * (2 * w * c)
+        for xw in 0..<w {
+          (o0 + (2 * xw) * c).update(from: s + xw * c, count: c)
+          (o0 + (2 * xw + 1) * c).update(from: s + xw * c, count: c)
+        }
+        (o0 + 2 * w * c).update(from: o0, count: 2 * w * c)
+      }
+    }
+    return out
+  }
+
+  /// NCHW → NHWC (for tensors exchanged with PyTorch-layout files).
+  public static func nchwToNhwc(_ x: Tensor) throws -> Tensor {
+    guard x.rank == 4 else { throw TensorError.invalidArgument("expected a 4-D tensor, got \(x.shape)") }
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let input = x.asFloat32()
+    var out = Tensor(uninitializedShape: [n, h, w, c])
+    let s = input.floatPointer
+    let d = out.mutableFloatPointer
+    for b in 0..<n {
+      for ch in 0..<c {
+        for p in 0..<(h * w) { d[(b * h * w + p) * c + ch] = s[(b * c + ch) * h * w + p] }
+      }
+    }
+    return out
+  }
+
+  /// NHWC → NCHW.
+  public static func nhwcToNchw(_ x: Tensor) throws -> Tensor {
+    guard x.rank == 4 else { throw TensorError.invalidArgument("expected a 4-D tensor, got \(x.shape)") }
+    let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let input = x.asFloat32()
+    var out = Tensor(uninitializedShape: [n, c, h, w])
+    let s = input.floatPointer
+    let d = out.mutableFloatPointer
+    for b in 0..<n {
+      for p in 0..<(h * w) {
+        for ch in 0..<c { d[(b * c + ch) * h * w + p] = s[(b * h * w + p) * c + ch] }
+      }
+    }
+    return out
+  }
+
+  /// Rows of `table` `[V, C]` picked by `ids` → `[ids.count, C]` (embedding lookup).
+  public static func gatherRows(_ table: Tensor, _ ids: [Int]) throws -> Tensor {
+    guard table.rank == 2 else { throw TensorError.invalidArgument("embedding table must be 2-D") }
+    let (vocab, c) = (table.shape[0], table.shape[1])
+    let t = table.asFloat32()
+    var out = Tensor(uninitializedShape: [ids.count, c])
+    let d = out.mutableFloatPointer
+    for (i, id) in ids.enumerated() {
+      guard id >= 0, id < vocab else {
+        throw TensorError.invalidArgument("token id \(id) outside the embedding table of \(vocab) rows")
+      }
+      (d + i * c).update(from: t.floatPointer + id * c, count: c)
+    }
+    return out
+  }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import TensorCore
+import Weights
+
+/// Shared helpers for the test targets: fixture locations and tensor comparisons.
+public enum Fixtures {
+  /// `Tests/Fixtures` of this checkout.
+  public static let root: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+  public static func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
+
+  /// Opens a safetensors fixture.
+  public static func archive(_ relative: String) throws -> SafeTensorsFile {
+    try SafeTensorsFile(path: url(relative).path)
+  }
+}
+
+/// Error metrics used by parity tests.
+public enum Compare {
+  /// `max|a − b| / max|b|` — the error relative to the reference tensor's scale.
+  public static func relativeError(_ a: Tensor, _ b: Tensor) -> Float {
+    precondition(a.count == b.count, "comparing \(a.shape) with \(b.shape)")
+    let x = a.scalars()
+    let y = b.scalars()
+    var diff: Float = 0
+    var scale: Float = 0
+    for i in 0..<x.count {
+      diff = max(diff, abs(x[i] - y[i]))
+      scale = max(scale, abs(y[i]))
+    }
+    return diff / max(scale, 1e-30)
+  }
+
+  /// `max|a − b|`.
+  public static func maxAbsDifference(_ a: Tensor, _ b: Tensor) -> Float {
+    precondition(a.count == b.count, "comparing \(a.shape) with \(b.shape)")
+    let x = a.scalars()
+    let y = b.scalars()
+    var diff: Float = 0
+    for i in 0..<x.count { diff = max(diff, abs(x[i] - y[i])) }
+    return diff
+  }
+}
+
+extension Tensor {
+  /// NCHW → NHWC for comparing with PyTorch goldens.
+  public func nhwc() throws -> Tensor { try Ops.nchwToNhwc(self) }
+  /// NHWC → NCHW.
+  public func nchw() throws -> Tensor { try Ops.nhwcToNchw(self) }
+
+  /// `[B, H, L, D]` → `[B, L, H·D]` (the token-major layout of the attention kernel).
+  public func headsToTokens() -> Tensor {
+    let (b, h, l, d) = (shape[0], shape[1], shape[2], shape[3])
+    let x = scalars()
+    var out = [Float](repeating: 0, count: count)
+    for bi in 0..<b {
+      for hi in 0..<h {
+        for li in 0..<l {
+          for di in 0..<d {
+            out[((bi * l + li) * h + hi) * d + di] = x[((bi * h + hi) * l + li) * d + di]
+          }
+        }
+      }
+    }
+    return try! Tensor(shape: [b, l, h * d], floats: out)
+  }
+}
