@@ -19,8 +19,12 @@ let package = Package(
     .library(name: "Imaging", targets: ["Imaging"]),
     .library(name: "NN", targets: ["NN"]),
     .library(name: "Models", targets: ["Models"]),
+    .library(name: "Pipelines", targets: ["Pipelines"]),
+    .executable(name: "ipadapter", targets: ["ipadapter"]),
   ],
-  dependencies: [],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+  ],
   targets: [
     // C libraries from Debian packages.
     .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
@@ -49,6 +53,20 @@ let package = Package(
     .target(
       name: "Models", dependencies: ["NN", "Weights", "TensorCore", "Tokenizers"],
       swiftSettings: optimised),
+    // Text-to-image (and later image-prompted) generation: one denoising loop for every sampler.
+    .target(
+      name: "Pipelines",
+      dependencies: ["Models", "Schedulers", "Imaging", "Tokenizers", "TensorCore", "Weights"],
+      swiftSettings: optimised),
+    // The machine's FMA throughput, for the benchmark's "% of peak".
+    .target(name: "CPeakProbe", path: "Sources/CPeakProbe", cSettings: [.unsafeFlags(["-O2"])]),
+    // The command-line tool.
+    .executableTarget(
+      name: "ipadapter",
+      dependencies: [
+        "Pipelines", "CPeakProbe", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: optimised),
 
     // Fixture paths and comparison helpers shared by the test targets.
     .target(
@@ -64,5 +82,9 @@ let package = Package(
     .testTarget(
       name: "ModelTests", dependencies: ["Models", "Weights", "Tokenizers", "TestSupport"],
       swiftSettings: optimised),
+    .testTarget(
+      name: "PipelineTests", dependencies: ["Pipelines", "Imaging", "TestSupport"],
+      swiftSettings: optimised),
+    .testTarget(name: "CLITests", dependencies: ["TestSupport", "Imaging"], swiftSettings: optimised),
   ]
 )

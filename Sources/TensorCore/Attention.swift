@@ -72,56 +72,110 @@ public enum Attention {
         throw TensorError.shapeMismatch(operation: "attention query weights", expected: [batch, lq], actual: w.shape)
       }
     }
-    var out = Tensor.zeros([batch, lq, channels])
-    if active.isEmpty { return out }
+    if active.isEmpty { return Tensor.zeros([batch, lq, channels]) }
+    var out = Tensor(uninitializedShape: [batch, lq, channels])
     let q = query.asFloat32()
     let keys = active.map { $0.key.asFloat32() }
     let values = active.map { $0.value.asFloat32() }
     let weights = active.map { $0.queryWeights?.asFloat32() }
     let maxKeys = keys.map { $0.shape[1] }.max() ?? 1
-    let chunk = max(1, chunkRows ?? queryChunk(keyCount: maxKeys))
-    let chunks = (lq + chunk - 1) / chunk
+    let chunk = max(1, min(lq, chunkRows ?? queryChunk(keyCount: maxKeys)))
+    let blocks = (lq + chunk - 1) / chunk
     let scale = softmaxScale ?? 1 / Float(headDim).squareRoot()
+    // One plan per (source length, block rows); the last block may be shorter.
+    func plan(_ rows: Int, _ lk: Int) throws -> AttentionPlan {
+      try AttentionPlan.plan(
+        .init(rows: rows, keys: lk, headDim: headDim, queryStride: channels, keyStride: channels,
+              outStride: channels, scale: scale))
+    }
+    var plans: [[AttentionPlan]] = []  // [source][0: full block, 1: tail block]
+    for k in keys {
+      let lk = k.shape[1]
+      let tail = lq - (blocks - 1) * chunk
+      plans.append([try plan(chunk, lk), try plan(tail, lk)])
+    }
+    let scratchBytes = plans.flatMap { $0 }.map(\.scratchpadBytes).max() ?? 0
     let outPointer = out.mutableFloatPointer
-    let ld = dnnl_dim_t(channels)
-    let items = batch * heads * chunks
+    let items = batch * heads * blocks
+    var failure: Error?
+    let failureLock = KernelLock()
 
-    Parallel.forRanges(items, costPerItem: chunk * maxKeys * headDim * 4, minimumWork: 1 << 18) { range in
-      let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * maxKeys)
-      defer { scores.deallocate() }
-      for item in range {
-        let b = item / (heads * chunks)
-        let h = (item / chunks) % heads
-        let c0 = (item % chunks) * chunk
-        let rows = min(chunk, lq - c0)
-        let qBase = q.floatPointer + (b * lq + c0) * channels + h * headDim
-        let oBase = outPointer + (b * lq + c0) * channels + h * headDim
-        for (s, source) in active.enumerated() {
-          let kb = keys[s].shape[0] == 1 ? 0 : b
-          let lk = keys[s].shape[1]
-          let kBase = keys[s].floatPointer + kb * lk * channels + h * headDim
-          let vBase = values[s].floatPointer + kb * lk * channels + h * headDim
-          // scores[rows × lk] = scale · Q Kᵀ
-          _ = dnnl_sgemm(
-            CChar(UInt8(ascii: "N")), CChar(UInt8(ascii: "T")), dnnl_dim_t(rows), dnnl_dim_t(lk),
-            dnnl_dim_t(headDim), scale, qBase, ld, kBase, ld, 0, scores, dnnl_dim_t(lk))
-          for r in 0..<rows {
-            let valid = causal ? min(lk, c0 + r + 1) : lk
-            var rowScale = Float(1)
-            if let w = weights[s] {
-              rowScale = w.floatPointer[(w.shape[0] == 1 ? 0 : b) * lq + c0 + r]
+    Parallel.forRanges(items, costPerItem: chunk * maxKeys * headDim * 4, minimumWork: 1 << 16) { range in
+      do {
+        let worker = try DNNLWorker(scratchpadBytes: scratchBytes)
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * maxKeys)
+        defer { scores.deallocate() }
+        var packed = AttentionPackCache()
+        defer { packed.release() }
+        for item in range {
+          let b = item / (heads * blocks)
+          let h = (item / blocks) % heads
+          let block = item % blocks
+          let c0 = block * chunk
+          let rows = min(chunk, lq - c0)
+          let qBase = q.floatPointer + (b * lq + c0) * channels + h * headDim
+          let oBase = outPointer + (b * lq + c0) * channels + h * headDim
+          for s in 0..<keys.count {
+            let p = plans[s][rows == chunk ? 0 : 1]
+            let lk = p.keys
+            let kb = keys[s].shape[0] == 1 ? 0 : b
+            let kBase = keys[s].floatPointer + kb * lk * channels + h * headDim
+            let vBase = values[s].floatPointer + kb * lk * channels + h * headDim
+            let (kp, vp) = try packed.packed(source: s, batch: kb, head: h, plan: p, key: kBase, value: vBase, worker: worker)
+            let scratch = try worker.memory(0, p.scores.memoryDesc(dnnl_query_scratchpad_md), worker.scratchpad)
+            try worker.run(
+              p.scores.primitive,
+              [
+                (DNNL_ARG_SRC, try worker.memory(1, p.scores.memoryDesc(dnnl_query_src_md), qBase)),
+                (DNNL_ARG_WEIGHTS, try worker.memory(2, p.keyPackedDesc, kp)),
+                (DNNL_ARG_DST, try worker.memory(3, p.scores.memoryDesc(dnnl_query_dst_md), scores)),
+              ], scratch: scratch)
+            try worker.wait()
+            if causal {
+              for r in 0..<rows {
+                softmaxRow(scores + r * lk, count: min(lk, c0 + r + 1), total: lk, scale: active[s].scale)
+              }
+            } else {
+              let sm = try worker.memory(14, p.softmax.memoryDesc(dnnl_query_src_md), scores)
+              let scratch3 = try worker.memory(15, p.softmax.memoryDesc(dnnl_query_scratchpad_md), worker.scratchpad)
+              try worker.run(p.softmax.primitive, [(DNNL_ARG_SRC, sm), (DNNL_ARG_DST, sm)], scratch: scratch3)
+              try worker.wait()
+              if active[s].scale != 1 || weights[s] != nil {
+                for r in 0..<rows {
+                  var rowScale = active[s].scale
+                  if let w = weights[s] {
+                    rowScale *= w.floatPointer[(w.shape[0] == 1 ? 0 : b) * lq + c0 + r]
+                  }
+                  scaleRow(scores + r * lk, count: lk, by: rowScale)
+                }
+              }
             }
-            softmaxRow(scores + r * lk, count: valid, total: lk, scale: rowScale)
+            let mix = s == 0 ? p.mix : p.mixAccumulate
+            let scratch2 = try worker.memory(4, mix.memoryDesc(dnnl_query_scratchpad_md), worker.scratchpad)
+            try worker.run(
+              mix.primitive,
+              [
+                (DNNL_ARG_SRC, try worker.memory(5, mix.memoryDesc(dnnl_query_src_md), scores)),
+                (DNNL_ARG_WEIGHTS, try worker.memory(6, p.valuePackedDesc, vp)),
+                (DNNL_ARG_DST, try worker.memory(7, mix.memoryDesc(dnnl_query_dst_md), oBase)),
+              ], scratch: scratch2)
+            try worker.wait()
           }
-          // out[rows × headDim] (+)= λ · P V
-          _ = dnnl_sgemm(
-            CChar(UInt8(ascii: "N")), CChar(UInt8(ascii: "N")), dnnl_dim_t(rows),
-            dnnl_dim_t(headDim), dnnl_dim_t(lk), source.scale, scores, dnnl_dim_t(lk), vBase, ld,
-            s == 0 ? 0 : 1, oBase, ld)
         }
+      } catch {
+        failureLock.lock()
+        failure = failure ?? error
+        failureLock.unlock()
       }
     }
+    if let failure { throw failure }
     return out
+  }
+
+  /// `row[0..<count] *= factor`.
+  @inline(__always)
+  static func scaleRow(_ row: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
+    for i in 0..<count { row[i] *= factor }
   }
 
   /// In-place softmax of `row[0..<count]` times `scale`; `row[count..<total]` is set to 0.
@@ -131,10 +185,10 @@ public enum Attention {
     var i = 0
     var vmax = V(repeating: -.infinity)
     while i + 16 <= count {
-      vmax = pointwiseMax(vmax, UnsafeRawPointer(row + i).loadUnaligned(as: V.self))
+      vmax = VectorMath.max(vmax, UnsafeRawPointer(row + i).loadUnaligned(as: V.self))
       i += 16
     }
-    var m = vmax.max()
+    var m = VectorMath.horizontalMax(vmax)
     while i < count {
       m = max(m, row[i])
       i += 1
@@ -155,7 +209,7 @@ public enum Attention {
       sum += e
       i += 1
     }
-    let inv = V(repeating: scale / sum)
+    let inv = V(repeating: scale / sum)  // λ·mask folded into the probabilities
     i = 0
     while i + 16 <= count {
       let p = UnsafeMutableRawPointer(row + i)

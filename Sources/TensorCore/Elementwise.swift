@@ -73,6 +73,8 @@ public enum Ops {
   public static func mul(_ a: Tensor, _ b: Tensor) throws -> Tensor { try zip(a, b, "mul") { $0 * $1 } }
   /// `x · s`.
   public static func scale(_ x: Tensor, _ s: Float) -> Tensor { map(x) { $0 * V(repeating: s) } }
+  /// `x / s` (a true division, as torch computes `tensor / scalar`).
+  public static func divide(_ x: Tensor, _ s: Float) -> Tensor { map(x) { $0 / V(repeating: s) } }
   /// `x · s + t` (one rounding for the product, as `torch.addcmul`-free code computes `x*s + t`).
   public static func affine(_ x: Tensor, scale s: Float, shift t: Float) -> Tensor {
     map(x) { $0 * V(repeating: s) + V(repeating: t) }
@@ -86,7 +88,7 @@ public enum Ops {
   public static func quickGelu(_ x: Tensor) -> Tensor { map(x, VectorMath.quickGelu) }
   /// Clamps every element into `[lo, hi]`.
   public static func clamp(_ x: Tensor, _ lo: Float, _ hi: Float) -> Tensor {
-    map(x) { $0.clamped(lowerBound: V(repeating: lo), upperBound: V(repeating: hi)) }
+    map(x) { VectorMath.min(VectorMath.max($0, V(repeating: lo)), V(repeating: hi)) }
   }
 
   /// GEGLU: splits the last dimension `[…, 2D]` into `hidden, gate` and returns `hidden·gelu(gate)`.

@@ -9,8 +9,12 @@ public enum VectorMath {
   /// e^x for every lane (Sleef `expf_u10` algorithm, ≤ 1 ulp): 0 below −104, +inf above 100.
   @inline(__always)
   public static func exp(_ d: V) -> V {
-    let q = (d * V(repeating: 1.442_695_040_888_963_4)).rounded(.toNearestOrEven)
-    let qi = SIMD16<Int32>(q)
+    // rint(d·log2 e) via the 1.5·2²³ trick (exact for |d| < 2²², ties to even), which also gives
+    // the integer in the low mantissa bits; Swift's generic SIMD rounding/conversion is scalar.
+    let magic = V(repeating: 12_582_912)
+    let shifted = d * V(repeating: 1.442_695_040_888_963_4) + magic
+    let q = shifted - magic
+    let qi = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- SIMD16(repeating: 0x4B40_0000)
     var s = d.addingProduct(q, V(repeating: -0.693_145_751_953_125))
     s = s.addingProduct(q, V(repeating: -1.428_606_765_330_187_045e-6))
     var u = V(repeating: 0.000_198_527_617_612_853_646_278_381)
@@ -26,6 +30,26 @@ public enum VectorMath {
     u.replace(with: V(repeating: 0), where: d .< V(repeating: -104))
     u.replace(with: V(repeating: .infinity), where: d .> V(repeating: 100))
     return u
+  }
+
+  /// Lane-wise maximum (NaN-oblivious). Swift's `pointwiseMax` and `clamped` handle NaN lane by
+  /// lane in scalar code; this compiles to one compare and one blend.
+  @inline(__always)
+  public static func max(_ a: V, _ b: V) -> V { a.replacing(with: b, where: b .> a) }
+
+  /// Lane-wise minimum (NaN-oblivious).
+  @inline(__always)
+  public static func min(_ a: V, _ b: V) -> V { a.replacing(with: b, where: b .< a) }
+
+  /// Largest lane (a reduction; use once per row, not per element).
+  @inline(__always)
+  public static func horizontalMax(_ a: V) -> Float {
+    let lo = a.lowHalf
+    let hi = a.highHalf
+    let h8 = lo.replacing(with: hi, where: hi .> lo)
+    var m = h8[0]
+    for i in 1..<8 where h8[i] > m { m = h8[i] }
+    return m
   }
 
   @inline(__always)

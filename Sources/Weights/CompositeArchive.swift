@@ -29,7 +29,7 @@ public final class CompositeArchive: TensorArchive, @unchecked Sendable {
   public func info(_ key: String) -> TensorInfo? { owner[key].flatMap { parts[$0].info(key) } }
 
   public func tensor(_ key: String) throws -> Tensor {
-    guard let i = owner[key] else { throw ArchiveError.missingKey(key) }
+    guard let i = owner[key] else { throw WeightsError.tensorNotFound(key: key, archive: "composite archive") }
     return try parts[i].tensor(key)
   }
 }
@@ -70,7 +70,7 @@ public final class RenamedArchive: TensorArchive, @unchecked Sendable {
   }
 
   public func tensor(_ key: String) throws -> Tensor {
-    guard let (original, shape) = mapping[key] else { throw ArchiveError.missingKey(key) }
+    guard let (original, shape) = mapping[key] else { throw WeightsError.tensorNotFound(key: key, archive: "renamed archive") }
     let t = try base.tensor(original)
     return shape.map { t.reshaped($0) } ?? t
   }
@@ -79,14 +79,12 @@ public final class RenamedArchive: TensorArchive, @unchecked Sendable {
 /// Errors of the archive combinators.
 public enum ArchiveError: Error, CustomStringConvertible, Equatable {
   case duplicateKey(key: String, first: String, second: String)
-  case missingKey(String)
   case badReshape(key: String, from: [Int], to: [Int])
 
   public var description: String {
     switch self {
     case .duplicateKey(let key, let first, let second):
       "tensor '\(key)' appears twice (in \(first) and in \(second))"
-    case .missingKey(let key): "no tensor named '\(key)'"
     case .badReshape(let key, let from, let to): "cannot view '\(key)' of shape \(from) as \(to)"
     }
   }

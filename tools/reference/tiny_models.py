@@ -136,7 +136,7 @@ def normalise_configs(folder: str) -> None:
             path = os.path.join(root, f)
             with open(path) as fh:
                 data = json.load(fh)
-            for key in ("_name_or_path", "transformers_version", "_diffusers_version"):
+            for key in ("_name_or_path", "transformers_version", "_diffusers_version", "is_local", "local_files_only"):
                 data.pop(key, None)
             with open(path, "w") as fh:
                 json.dump(data, fh, indent=2, sort_keys=True)

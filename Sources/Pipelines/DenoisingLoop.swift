@@ -1,0 +1,128 @@
+import Foundation
+import Models
+import Schedulers
+import TensorCore
+
+/// Progress of a running generation, reported after every denoising step.
+public struct StepProgress: Sendable {
+  /// Steps finished so far (1-based) and the total of this run.
+  public var step: Int
+  public var total: Int
+  /// Wall time since the first step began.
+  public var elapsed: Double
+  public var secondsPerStep: Double { step > 0 ? elapsed / Double(step) : 0 }
+  public var estimatedRemaining: Double { secondsPerStep * Double(total - step) }
+}
+
+/// Called after every step; return `false` to cancel the generation.
+public typealias ProgressHandler = (StepProgress) -> Bool
+
+/// Things a pipeline adds to the one denoising loop (image prompts, ControlNet, inpainting…).
+/// Every method has a neutral default, so an extension implements only what it changes.
+public protocol DenoisingExtension: AnyObject {
+  /// Adjusts the cross-attention conditioning for step `index` (e.g. switch an image prompt off
+  /// outside its step window). Called with the conditioning of the previous extension.
+  func conditioning(_ base: CrossAttentionConditioning, step index: Int, of total: Int) throws -> CrossAttentionConditioning
+  /// Extra channels concatenated to the (scaled) UNet input, e.g. an inpainting UNet's mask and
+  /// masked-image latents. `input` is the batch the UNet will see.
+  func extraInputChannels(for input: Tensor, step index: Int) throws -> Tensor?
+  /// Residuals added to the UNet's skip connections (ControlNet).
+  func controlResiduals(input: Tensor, timestep: Float, step index: Int, conditioning: CrossAttentionConditioning) throws -> ControlResiduals?
+  /// Post-processes the latents after the scheduler step (e.g. inpainting's blending).
+  func afterStep(_ latents: Tensor, step index: Int, scheduler: any Scheduler, generator: inout TorchGenerator) throws -> Tensor
+}
+
+extension DenoisingExtension {
+  public func conditioning(_ base: CrossAttentionConditioning, step index: Int, of total: Int) throws -> CrossAttentionConditioning { base }
+  public func extraInputChannels(for input: Tensor, step index: Int) throws -> Tensor? { nil }
+  public func controlResiduals(input: Tensor, timestep: Float, step index: Int, conditioning: CrossAttentionConditioning) throws -> ControlResiduals? { nil }
+  public func afterStep(_ latents: Tensor, step index: Int, scheduler: any Scheduler, generator: inout TorchGenerator) throws -> Tensor { latents }
+}
+
+/// The single denoising loop every pipeline and sampler runs through.
+///
+/// matches: the loop of diffusers' `StableDiffusionPipeline.__call__` (0.42.1): classifier-free
+/// guidance as one batch of 2 (unconditional first), skipped when `guidanceScale <= 1`;
+/// `scale_model_input`; `noise_uncond + g·(noise_text − noise_uncond)`; `scheduler.step`.
+/// Latents are NHWC `[1, h, w, 4]`; the scheduler draws its noise in torch's NCHW order.
+public struct DenoisingLoop {
+  public var unet: UNet2DConditionModel
+  public var guidanceScale: Float
+  public var extensions: [any DenoisingExtension]
+
+  public init(unet: UNet2DConditionModel, guidanceScale: Float, extensions: [any DenoisingExtension] = []) {
+    self.unet = unet
+    self.guidanceScale = guidanceScale
+    self.extensions = extensions
+  }
+
+  /// Whether the unconditional half of the batch is computed.
+  public var usesGuidance: Bool { guidanceScale > 1 }
+
+  /// Runs steps `startIndex..<scheduler.timesteps.count` from `latents`.
+  /// - Parameter conditioning: text (and image-prompt) keys/values; batch 2 with guidance
+  ///   (unconditional first), else 1.
+  public func run(
+    latents initial: Tensor, scheduler: inout any Scheduler, startIndex: Int = 0,
+    conditioning: CrossAttentionConditioning, generator: inout TorchGenerator,
+    progress: ProgressHandler? = nil
+  ) throws -> Tensor {
+    let expectedBatch = usesGuidance ? 2 : 1
+    guard conditioning.batch == expectedBatch else {
+      throw PipelineError.invalidArgument(
+        name: "conditioning", reason: "batch \(conditioning.batch), expected \(expectedBatch)")
+    }
+    var latents = initial
+    let timesteps = scheduler.timesteps
+    let total = timesteps.count - startIndex
+    let start = Date()
+    for index in startIndex..<timesteps.count {
+      let t = timesteps[index]
+      var stepConditioning = conditioning
+      for e in extensions {
+        stepConditioning = try e.conditioning(stepConditioning, step: index, of: timesteps.count)
+      }
+      let batched = usesGuidance ? try Ops.concatRows([latents, latents]) : latents
+      var input = try scheduler.scaleModelInput(batched, stepIndex: index)
+      for e in extensions {
+        if let extra = try e.extraInputChannels(for: input, step: index) { input = try Ops.concatLast(input, extra) }
+      }
+      var residuals: ControlResiduals?
+      for e in extensions {
+        if let r = try e.controlResiduals(input: input, timestep: t, step: index, conditioning: stepConditioning) {
+          residuals = try residuals.map { try Self.sum($0, r) } ?? r
+        }
+      }
+      let prediction = try unet(input, timestep: t, conditioning: stepConditioning, controlResiduals: residuals)
+      let noise: Tensor
+      if usesGuidance {
+        let uncond = prediction.slice(rows: 0..<1)
+        let text = prediction.slice(rows: 1..<2)
+        noise = try Self.guide(uncond: uncond, text: text, scale: guidanceScale)
+      } else {
+        noise = prediction
+      }
+      latents = try scheduler.step(modelOutput: noise, stepIndex: index, sample: latents, generator: &generator)
+      for e in extensions {
+        latents = try e.afterStep(latents, step: index, scheduler: scheduler, generator: &generator)
+      }
+      if let progress {
+        let done = index - startIndex + 1
+        let report = StepProgress(step: done, total: total, elapsed: Date().timeIntervalSince(start))
+        if !progress(report) { throw PipelineError.cancelled(afterStep: done) }
+      }
+    }
+    return latents
+  }
+
+  /// `uncond + scale · (text − uncond)` in diffusers' operator order.
+  static func guide(uncond: Tensor, text: Tensor, scale: Float) throws -> Tensor {
+    let diff = try Ops.sub(text, uncond)
+    return try Ops.add(uncond, Ops.scale(diff, scale))
+  }
+
+  static func sum(_ a: ControlResiduals, _ b: ControlResiduals) throws -> ControlResiduals {
+    ControlResiduals(
+      down: try zip(a.down, b.down).map { try Ops.add($0, $1) }, mid: try Ops.add(a.mid, b.mid))
+  }
+}

@@ -1,0 +1,41 @@
+import Imaging
+import Schedulers
+import TensorCore
+
+/// Everything a text-to-image generation is asked to do.
+///
+/// Defaults follow diffusers' `StableDiffusionPipeline.__call__` except `steps` (30, the CLI's
+/// documented default; diffusers uses 50).
+public struct GenerationParameters: Sendable {
+  public var prompt: String
+  public var negativePrompt: String = ""
+  /// Output size in pixels; nil means the UNet's `sample_size × vae_scale_factor`.
+  public var width: Int?
+  public var height: Int?
+  public var steps: Int = 30
+  public var guidanceScale: Float = 7.5
+  /// Seed of the torch-compatible CPU generator (`torch.Generator("cpu").manual_seed(seed)`).
+  public var seed: UInt64 = 0
+  /// Sampler; nil uses the class named in the pipeline's `scheduler_config.json`.
+  public var scheduler: SchedulerKind?
+  /// Initial noise `[1, 4, H/8, W/8]` (NCHW, as diffusers' `latents=`); still multiplied by
+  /// `init_noise_sigma`.
+  public var latents: Tensor?
+  /// diffusers' `clip_skip`: condition on `hidden_states[-(clipSkip + 1)]`.
+  public var clipSkip: Int = 0
+
+  public init(prompt: String) { self.prompt = prompt }
+}
+
+/// What a generation produced.
+public struct GenerationResult: @unchecked Sendable {
+  /// Final denoised latents before VAE decoding, NCHW `[1, 4, H/8, W/8]`.
+  public var latents: Tensor
+  /// The decoded image, 8-bit RGB.
+  public var image: Image
+  /// A1111-style "parameters" text describing how to reproduce the image.
+  public var parametersText: String
+  /// Seconds spent before the first denoising step (text and image encoding) and in the loop.
+  public var preparationSeconds: Double
+  public var denoisingSeconds: Double
+}

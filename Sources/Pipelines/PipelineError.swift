@@ -1,0 +1,18 @@
+/// Why a generation could not run; every case names the argument or file and what is wrong.
+public enum PipelineError: Error, CustomStringConvertible, Equatable {
+  case invalidArgument(name: String, reason: String)
+  case missingComponent(folder: String, component: String)
+  case notAPipelineFolder(path: String)
+  case cancelled(afterStep: Int)
+
+  public var description: String {
+    switch self {
+    case .invalidArgument(let name, let reason): "invalid \(name): \(reason)"
+    case .missingComponent(let folder, let component):
+      "\(folder) has no '\(component)' folder (a diffusers Stable Diffusion pipeline needs it)"
+    case .notAPipelineFolder(let path):
+      "\(path) is not a diffusers pipeline folder (no model_index.json)"
+    case .cancelled(let step): "generation cancelled after step \(step)"
+    }
+  }
+}

@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+import Imaging
+import Pipelines
+import Schedulers
+import TensorCore
+import Weights
+
+/// `ipadapter generate`: text (and image) prompted generation from a diffusers pipeline folder.
+struct GenerateCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "generate",
+    abstract: "Generate an image with Stable Diffusion from a text prompt.")
+
+  @Option(help: "A diffusers pipeline folder (with model_index.json).")
+  var model: String
+
+  @Option(help: "The text prompt.")
+  var prompt: String
+
+  @Option(help: "What the image should not show.")
+  var negativePrompt: String = ""
+
+  @Option(help: "Image width in pixels (a multiple of 8; default: the UNet's sample_size × 8).")
+  var width: Int?
+
+  @Option(help: "Image height in pixels (a multiple of 8; default: the UNet's sample_size × 8).")
+  var height: Int?
+
+  @Option(help: "Denoising steps.")
+  var steps: Int = 30
+
+  @Option(help: "Classifier-free guidance scale (1.0 disables the unconditional pass).")
+  var guidanceScale: Float = 7.5
+
+  @Option(help: "Seed of the torch-compatible generator (default: a random seed, printed).")
+  var seed: UInt64?
+
+  @Option(help: "Sampler: ddim, pndm, euler, euler-a, dpmpp-2m or dpmpp-2m-karras (default: the model's own).")
+  var scheduler: String?
+
+  @Option(help: "A safetensors file with tensor 'latents' [1,4,H/8,W/8] used as the initial noise.")
+  var latents: String?
+
+  @Option(help: "Use the text encoder's hidden state this many layers before the last (diffusers' clip_skip).")
+  var clipSkip: Int = 0
+
+  @Option(help: "Where to write the PNG (it carries the generation parameters in a text chunk).")
+  var output: String
+
+  @Option(help: "Also write the final latents (before VAE decoding) as F32 safetensors, key 'latents'.")
+  var saveLatents: String?
+
+  @Option(help: "Arithmetic of convolutions and matrix products: fp32 or bf16.")
+  var precision: String = "fp32"
+
+  @Option(help: "Threads (default: all cores).")
+  var threads: Int?
+
+  @Flag(help: "Do not show the progress bar.")
+  var quiet = false
+
+  func run() throws {
+    do {
+      try execute()
+    } catch let error as ExitCode {
+      throw error
+    } catch {
+      FileHandle.standardError.write(Data("error: \(CLIError.oneLine(error))\n".utf8))
+      throw ExitCode(1)
+    }
+  }
+
+  func execute() throws {
+    if let threads {
+      guard threads >= 1 else { throw CLIError.invalid("--threads", "\(threads) must be at least 1") }
+      Runtime.setThreadCount(threads)
+    }
+    guard let precisionValue = ComputePrecision(rawValue: precision) else {
+      throw CLIError.invalid("--precision", "'\(precision)' is not fp32 or bf16")
+    }
+    let kind = try scheduler.map { try SchedulerKind(cliName: $0) }
+    try OutputPath.checkWritable(output, option: "--output")
+    if let saveLatents { try OutputPath.checkWritable(saveLatents, option: "--save-latents") }
+
+    var parameters = GenerationParameters(prompt: prompt)
+    parameters.negativePrompt = negativePrompt
+    parameters.width = width
+    parameters.height = height
+    parameters.steps = steps
+    parameters.guidanceScale = guidanceScale
+    parameters.seed = seed ?? UInt64.random(in: 0..<(1 << 32))
+    parameters.scheduler = kind
+    parameters.clipSkip = clipSkip
+    if let latents { parameters.latents = try LatentsFile.read(latents) }
+
+    let pipeline = try StableDiffusionPipeline(folder: URL(fileURLWithPath: model), precision: precisionValue)
+    let bar = quiet ? nil : ProgressBar()
+    let result = try pipeline.generate(parameters, progress: { bar?.update($0); return true })
+    bar?.finish()
+    try result.image.writePNG(to: output, text: [PNGTextChunk(key: "parameters", value: result.parametersText)])
+    if let saveLatents { try LatentsFile.write(result.latents, to: saveLatents) }
+    if seed == nil { FileHandle.standardError.write(Data("seed: \(parameters.seed)\n".utf8)) }
+  }
+}
+
+/// Errors of the command line itself (arguments and output paths).
+enum CLIError: Error, CustomStringConvertible {
+  case invalid(String, String)
+
+  var description: String {
+    switch self {
+    case .invalid(let option, let reason): "\(option): \(reason)"
+    }
+  }
+
+  /// The error as one line of text (multi-line descriptions are joined with "; ").
+  static func oneLine(_ error: Error) -> String {
+    String(describing: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+      .joined(separator: "; ")
+  }
+}
+
+/// Pre-flight checks on output files, so that a long generation does not end in a write error.
+enum OutputPath {
+  static func checkWritable(_ path: String, option: String) throws {
+    let url = URL(fileURLWithPath: path)
+    let directory = url.deletingLastPathComponent().path
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
+      throw CLIError.invalid(option, "directory \(directory) does not exist")
+    }
+    guard FileManager.default.isWritableFile(atPath: directory) else {
+      throw CLIError.invalid(option, "directory \(directory) is not writable")
+    }
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+      throw CLIError.invalid(option, "\(path) is a directory")
+    }
+  }
+}
+
+/// Latent tensors exchanged as safetensors files (key `latents`, written as F32).
+enum LatentsFile {
+  static func read(_ path: String) throws -> Tensor {
+    let file = try SafeTensorsFile(path: path)
+    guard file.info("latents") != nil else {
+      throw CLIError.invalid("--latents", "\(path) has no tensor named 'latents' (it has: \(file.keys.joined(separator: ", ")))")
+    }
+    let t = try file.tensor("latents").toFloat32()
+    guard t.rank == 4 else { throw CLIError.invalid("--latents", "'latents' in \(path) must be 4-D [1,4,H/8,W/8], got \(t.shape)") }
+    return t
+  }
+
+  static func write(_ latents: Tensor, to path: String) throws {
+    try SafeTensorsWriter.write(["latents": latents.asFloat32()], metadata: nil, to: path)
+  }
+}

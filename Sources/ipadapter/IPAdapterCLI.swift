@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// The `ipadapter` command-line tool.
+@main
+struct IPAdapterCLI: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "ipadapter",
+    abstract: "Stable Diffusion with image prompts (IP-Adapter) on the CPU.",
+    subcommands: [GenerateCommand.self, BenchCommand.self])
+}
