@@ -19,6 +19,7 @@ let package = Package(
     .library(name: "Imaging", targets: ["Imaging"]),
     .library(name: "NN", targets: ["NN"]),
     .library(name: "Models", targets: ["Models"]),
+    .library(name: "IPAdapter", targets: ["IPAdapter"]),
     .library(name: "Pipelines", targets: ["Pipelines"]),
     .executable(name: "ipadapter", targets: ["ipadapter"]),
   ],
@@ -53,11 +54,15 @@ let package = Package(
     .target(
       name: "Models", dependencies: ["NN", "Weights", "TensorCore", "Tokenizers"],
       swiftSettings: optimised),
+    // IP-Adapter: image encoder front end, projections, decoupled-attention key/value sources.
+    .target(
+      name: "IPAdapter", dependencies: ["Models", "NN", "Weights", "Imaging", "TensorCore"],
+      swiftSettings: optimised),
     // Text-to-image (and later image-prompted) generation: one denoising loop for every sampler.
     .target(
       name: "Pipelines",
-      dependencies: ["Models", "Schedulers", "Imaging", "Tokenizers", "TensorCore", "Weights"],
-      swiftSettings: optimised),
+      dependencies: ["Models", "IPAdapter", "Schedulers", "Imaging", "Tokenizers", "TensorCore", "Weights"],
+      resources: [.copy("Resources/configs")], swiftSettings: optimised),
     // The machine's FMA throughput, for the benchmark's "% of peak".
     .target(name: "CPeakProbe", path: "Sources/CPeakProbe", cSettings: [.unsafeFlags(["-O2"])]),
     // The command-line tool.
@@ -85,6 +90,10 @@ let package = Package(
     .testTarget(
       name: "PipelineTests", dependencies: ["Pipelines", "Imaging", "TestSupport"],
       swiftSettings: optimised),
-    .testTarget(name: "CLITests", dependencies: ["TestSupport", "Imaging"], swiftSettings: optimised),
+    .testTarget(
+      name: "IPAdapterTests", dependencies: ["IPAdapter", "Pipelines", "Imaging", "Weights", "TestSupport"],
+      swiftSettings: optimised),
+    .testTarget(
+      name: "CLITests", dependencies: ["ipadapter", "TestSupport", "Imaging", "Weights"], swiftSettings: optimised),
   ]
 )

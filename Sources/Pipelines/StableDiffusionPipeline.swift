@@ -1,4 +1,5 @@
 import Foundation
+import IPAdapter
 import Imaging
 import Models
 import NN
@@ -56,6 +57,13 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     }
   }
 
+  /// The pipeline's `feature_extractor/preprocessor_config.json`, which diffusers uses to prepare
+  /// image prompts (nil when the folder has none).
+  public var featureExtractorConfig: URL? {
+    let url = folder.appendingPathComponent("feature_extractor/preprocessor_config.json")
+    return FileManager.default.fileExists(atPath: url.path) ? url : nil
+  }
+
   /// Pixels per latent (8 for Stable Diffusion).
   public var vaeScaleFactor: Int { vae.config.scaleFactor }
 
@@ -98,11 +106,14 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     return (w, h)
   }
 
-  /// Generates one image from text.
+  /// Generates one image from text and, optionally, image prompts (IP-Adapter).
+  /// - Parameters:
+  ///   - imagePrompts: adapters with their projected tokens and scales; their keys/values are
+  ///     computed once here and attended to at every step.
+  ///   - extensions: per-step additions to the denoising loop (ControlNet, inpainting, windows…).
   public func generate(
-    _ parameters: GenerationParameters, extensions: [any DenoisingExtension] = [],
-    conditioningHook: ((inout CrossAttentionConditioning) throws -> Void)? = nil,
-    progress: ProgressHandler? = nil
+    _ parameters: GenerationParameters, imagePrompts: [ImagePrompt] = [],
+    extensions: [any DenoisingExtension] = [], progress: ProgressHandler? = nil
   ) throws -> GenerationResult {
     let began = Date()
     guard parameters.steps >= 1 else {
@@ -119,7 +130,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
       prompt: parameters.prompt, negativePrompt: parameters.negativePrompt, guidance: loop.usesGuidance,
       clipSkip: parameters.clipSkip)
     var conditioning = try unet.makeConditioning(encoderHiddenStates: embeddings)
-    try conditioningHook?(&conditioning)
+    for prompt in imagePrompts { try prompt.apply(to: &conditioning) }
 
     var scheduler = try makeScheduler(parameters.scheduler, steps: parameters.steps)
     var generator = TorchGenerator(seed: parameters.seed)
@@ -144,7 +155,10 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     var result = GenerationResult(
       latents: try Ops.nhwcToNchw(latents), image: image, parametersText: "",
       preparationSeconds: prepared.timeIntervalSince(began), denoisingSeconds: denoised.timeIntervalSince(prepared))
-    result.parametersText = ParametersText.describe(parameters, width: width, height: height, model: folder.lastPathComponent, schedulerName: parameters.scheduler?.displayName ?? SchedulerKind.displayName(forClass: schedulerClassName))
+    result.parametersText = ParametersText.describe(
+      parameters, width: width, height: height, model: folder.lastPathComponent,
+      schedulerName: parameters.scheduler?.displayName ?? SchedulerKind.displayName(forClass: schedulerClassName),
+      extra: imagePrompts.map { ("IP-Adapter", "\(URL(fileURLWithPath: $0.adapter.path).lastPathComponent) (\(ParametersText.format($0.scale)))") })
     return result
   }
 

@@ -57,6 +57,9 @@ struct GenerateCommand: ParsableCommand {
   @Option(help: "Threads (default: all cores).")
   var threads: Int?
 
+  @OptionGroup(title: "Image prompts (IP-Adapter)")
+  var imagePrompts: ImagePromptOptions
+
   @Flag(help: "Do not show the progress bar.")
   var quiet = false
 
@@ -80,6 +83,7 @@ struct GenerateCommand: ParsableCommand {
       throw CLIError.invalid("--precision", "'\(precision)' is not fp32 or bf16")
     }
     let kind = try scheduler.map { try SchedulerKind(cliName: $0) }
+    try imagePrompts.validate(requireImages: true)
     try OutputPath.checkWritable(output, option: "--output")
     if let saveLatents { try OutputPath.checkWritable(saveLatents, option: "--save-latents") }
 
@@ -95,8 +99,9 @@ struct GenerateCommand: ParsableCommand {
     if let latents { parameters.latents = try LatentsFile.read(latents) }
 
     let pipeline = try StableDiffusionPipeline(folder: URL(fileURLWithPath: model), precision: precisionValue)
+    let prompts = try imagePrompts.imagePrompts(for: pipeline)
     let bar = quiet ? nil : ProgressBar()
-    let result = try pipeline.generate(parameters, progress: { bar?.update($0); return true })
+    let result = try pipeline.generate(parameters, imagePrompts: prompts, progress: { bar?.update($0); return true })
     bar?.finish()
     try result.image.writePNG(to: output, text: [PNGTextChunk(key: "parameters", value: result.parametersText)])
     if let saveLatents { try LatentsFile.write(result.latents, to: saveLatents) }

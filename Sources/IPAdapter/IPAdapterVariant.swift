@@ -1,0 +1,110 @@
+import Weights
+
+/// The kind of image projection an IP-Adapter checkpoint carries, with every dimension read from
+/// the tensor shapes (never from presets).
+///
+/// matches: the detection order of diffusers `_convert_ip_adapter_image_proj_to_diffusers`
+/// (loaders/unet.py): `proj.weight` → global, `proj.3.weight` → full-face,
+/// `perceiver_resampler.*` → FaceID-Plus, `norm.weight` → FaceID, otherwise the Resampler.
+public enum IPAdapterVariant: Equatable, Sendable, CustomStringConvertible {
+  /// `ImageProjModel`: global image embedding → `tokens` tokens (ip-adapter_sd15, _light, _vit-G).
+  case global(embeddingDim: Int, crossDim: Int, tokens: Int)
+  /// `MLPProjModel`: one token per CLIP hidden-state token (ip-adapter-full-face_sd15).
+  case fullFace(clipDim: Int, crossDim: Int)
+  /// `Resampler` (ip-adapter-plus_sd15, plus-face).
+  case plus(Resampler.Shape)
+
+  public var description: String {
+    switch self {
+    case .global(let e, let c, let t): "global embedding (ImageProjModel, \(e)→\(t)×\(c))"
+    case .fullFace(let e, let c): "full-face (MLPProjModel, \(e)→\(c) per token)"
+    case .plus(let s): "plus (Resampler, \(s.queries) queries, depth \(s.depth), \(s.heads) heads)"
+    }
+  }
+
+  /// The CLIP output width the projection consumes.
+  public var inputWidth: Int {
+    switch self {
+    case .global(let e, _, _): e
+    case .fullFace(let e, _): e
+    case .plus(let s): s.embeddingDim
+    }
+  }
+
+  /// Width of the image-prompt tokens (must equal the UNet's cross-attention width).
+  public var crossDim: Int {
+    switch self {
+    case .global(_, let c, _): c
+    case .fullFace(_, let c): c
+    case .plus(let s): s.outputDim
+    }
+  }
+
+  /// Whether the projection reads `image_embeds` (true) or `hidden_states[-2]` (false).
+  public var usesImageEmbeds: Bool {
+    if case .global = self { return true }
+    return false
+  }
+
+  /// Detects the variant from the `image_proj` part of a checkpoint (keys without the prefix).
+  public static func detect(_ p: any TensorArchive, path: String) throws -> IPAdapterVariant {
+    func shape(_ key: String) -> [Int]? { p.info(key)?.shape }
+    func require(_ key: String, rank: Int) throws -> [Int] {
+      guard let s = shape(key), s.count == rank else {
+        throw IPAdapterError.notAnIPAdapter(
+          path: path, reason: "image_proj.\(key) is missing or not \(rank)-D (\(shape(key).map { "\($0)" } ?? "absent"))")
+      }
+      return s
+    }
+    if shape("proj.weight") != nil {
+      let w = try require("proj.weight", rank: 2)
+      let c = try require("norm.weight", rank: 1)[0]
+      guard c > 0, w[0] % c == 0 else {
+        throw IPAdapterError.notAnIPAdapter(path: path, reason: "image_proj.proj.weight \(w) is not a multiple of norm width \(c)")
+      }
+      return .global(embeddingDim: w[1], crossDim: c, tokens: w[0] / c)
+    }
+    if shape("proj.3.weight") != nil {
+      let w0 = try require("proj.0.weight", rank: 2)
+      let w2 = try require("proj.2.weight", rank: 2)
+      return .fullFace(clipDim: w0[1], crossDim: w2[0])
+    }
+    if shape("perceiver_resampler.proj_in.weight") != nil {
+      throw IPAdapterError.unsupportedVariant(path: path, variant: "FaceID-Plus")
+    }
+    if shape("norm.weight") != nil {
+      throw IPAdapterError.unsupportedVariant(path: path, variant: "FaceID")
+    }
+    guard shape("latents") != nil else {
+      throw IPAdapterError.notAnIPAdapter(
+        path: path, reason: "image_proj has none of proj.weight, proj.3.weight, latents (keys: \(p.keys.prefix(5).joined(separator: ", "))…)")
+    }
+    let latents = try require("latents", rank: 3)
+    let dim = latents[2]
+    var depth = 0
+    while shape("layers.\(depth).0.to_q.weight") != nil { depth += 1 }
+    guard depth > 0 else { throw IPAdapterError.notAnIPAdapter(path: path, reason: "Resampler without layers") }
+    let q = try require("layers.0.0.to_q.weight", rank: 2)
+    guard q[0] % 64 == 0 else {
+      throw IPAdapterError.notAnIPAdapter(path: path, reason: "to_q has \(q[0]) rows, not a multiple of the 64-wide heads")
+    }
+    let projIn = try require("proj_in.weight", rank: 2)
+    let projOut = try require("proj_out.weight", rank: 2)
+    let ff = try require("layers.0.1.1.weight", rank: 2)
+    var s = Resampler.Shape(
+      dim: dim, depth: depth, heads: q[0] / 64, queries: latents[1], embeddingDim: projIn[1], outputDim: projOut[0])
+    s.ffMult = max(1, ff[0] / dim)
+    if let pos = shape("pos_emb.weight") { s.maxSequenceLength = pos[0] }
+    if let pooled = shape("to_latents_from_mean_pooled_seq.1.weight") { s.meanPooledLatents = pooled[0] / dim }
+    return .plus(s)
+  }
+
+  /// Builds the (unloaded) projection module.
+  public func makeProjection() -> any ImagePromptProjection {
+    switch self {
+    case .global(let e, let c, let t): ImageProjModel(embeddingDim: e, crossDim: c, tokens: t)
+    case .fullFace(let e, let c): MLPProjModel(clipDim: e, crossDim: c)
+    case .plus(let s): Resampler(s)
+    }
+  }
+}

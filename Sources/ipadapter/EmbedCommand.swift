@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import IPAdapter
+import Imaging
+import TensorCore
+
+/// `ipadapter embed`: image prompts → projected IP-Adapter tokens, saved for later generations.
+struct EmbedCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "embed",
+    abstract: "Encode image prompts with an IP-Adapter and save the projected tokens.",
+    discussion: """
+      Writes F32 safetensors with 'image_prompt_embeds' and 'uncond_image_prompt_embeds', both \
+      [1, N·T, C]. Use them with 'generate --ip-adapter FILE --ip-embeds FILE' (the adapter file is \
+      still needed for its key/value weights; the image encoder is not).
+      """)
+
+  @Option(help: "The IP-Adapter checkpoint (.safetensors or .bin).")
+  var ipAdapter: String
+
+  @Option(help: "Image encoder folder (default: 'image_encoder' next to the adapter file).")
+  var imageEncoder: String?
+
+  @Option(help: "An image prompt; repeat for several images (tokens are concatenated in order).")
+  var ipImage: [String] = []
+
+  @Option(help: "A preprocessor_config.json to prepare the images with (default: the encoder folder's, else CLIP's).")
+  var preprocessorConfig: String?
+
+  @Option(help: "Where to write the embeddings (.safetensors).")
+  var output: String
+
+  func run() throws {
+    do {
+      guard !ipImage.isEmpty else { throw CLIError.invalid("--ip-image", "give at least one image") }
+      for f in ipImage where !FileManager.default.fileExists(atPath: f) {
+        throw CLIError.invalid("--ip-image", "file not found: \(f)")
+      }
+      try OutputPath.checkWritable(output, option: "--output")
+      let adapter = try IPAdapter(path: ipAdapter, unet: nil)
+      var options = ImagePromptOptions()
+      options.ipAdapter = [ipAdapter]
+      options.imageEncoder = imageEncoder.map { [$0] } ?? []
+      let folder = try options.encoderFolder(for: 0)
+      let encoder = try ImagePromptEncoder(
+        folder: folder, processorConfig: preprocessorConfig.map { URL(fileURLWithPath: $0) })
+      let images = try ipImage.map { try Image(contentsOfFile: $0) }
+      let embeds = try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: images)
+      try EmbedsFile.write(embeds, adapter: adapter, to: output)
+    } catch let error as ExitCode {
+      throw error
+    } catch {
+      FileHandle.standardError.write(Data("error: \(CLIError.oneLine(error))\n".utf8))
+      throw ExitCode(1)
+    }
+  }
+}

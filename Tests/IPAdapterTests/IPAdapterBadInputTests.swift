@@ -1,0 +1,113 @@
+import Foundation
+import IPAdapter
+import Models
+import Pipelines
+import TensorCore
+import Testing
+import TestSupport
+import Weights
+
+/// Bad adapters, encoders and files give the typed pre-flight errors.
+@Suite struct IPAdapterBadInputTests {
+  @Test func wrongEncoderNamesTheEncoderTheAdapterNeeds() throws {
+    let pipe = try IPFixtures.pipeline()
+    let adapter = try IPAdapter(path: IPFixtures.adapter("ip-adapter_sd15_vit-G.safetensors"), unet: pipe.unet)
+    let encoder = try IPFixtures.encoder(pipe)  // the ViT-H-like one
+    do {
+      _ = try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: [try IPFixtures.image("reference.png")])
+      Issue.record("expected the pre-flight error")
+    } catch let error as IPAdapterError {
+      guard case .wrongImageEncoder(_, let enc, let reason, _) = error else { Issue.record("\(error)"); return }
+      #expect(enc == IPFixtures.encoderURL.path)
+      #expect(reason.contains("width 36") && reason.contains("gives 28"))
+    }
+  }
+
+  @Test func realWidthsNameTheRealEncoders() {
+    #expect(IPAdapter.encoderName(width: 1280, embeds: true).contains("ViT-bigG/14"))
+    #expect(IPAdapter.encoderName(width: 1024, embeds: true).contains("models/image_encoder"))
+    #expect(IPAdapter.encoderName(width: 1280, embeds: false).contains("ViT-H/14"))
+    #expect(IPAdapter.encoderName(width: 1664, embeds: false).contains("sdxl_models/image_encoder"))
+  }
+
+  /// Writes an adapter whose tensors are modified by `edit`.
+  func adapterFile(editing edit: (inout [String: Tensor]) -> Void) throws -> String {
+    let source = try SafeTensorsFile(path: IPFixtures.adapter("ip-adapter_sd15.safetensors"))
+    var tensors: [String: Tensor] = [:]
+    for k in source.keys { tensors[k] = try source.tensor(k) }
+    edit(&tensors)
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("ipa-\(UUID().uuidString).safetensors").path
+    try SafeTensorsWriter.write(tensors, to: path)
+    return path
+  }
+
+  @Test func adapterForAnotherCrossAttentionWidthIsRefused() throws {
+    let pipe = try IPFixtures.pipeline()
+    let path = try adapterFile { t in
+      t["image_proj.proj.weight"] = .zeros([4 * 24, 28])
+      t["image_proj.proj.bias"] = .zeros([4 * 24])
+      t["image_proj.norm.weight"] = .zeros([24])
+      t["image_proj.norm.bias"] = .zeros([24])
+    }
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    #expect(throws: IPAdapterError.wrongUNet(path: path, reason: "its image tokens are 24 wide (a 24-wide text encoder) but this UNet's cross-attention takes 20 (a 20-wide text encoder)")) {
+      _ = try IPAdapter(path: path, unet: pipe.unet)
+    }
+  }
+
+  @Test func adapterWithTooFewLayersIsRefused() throws {
+    let pipe = try IPFixtures.pipeline()
+    let path = try adapterFile { t in
+      t["ip_adapter.21.to_k_ip.weight"] = nil
+      t["ip_adapter.21.to_v_ip.weight"] = nil
+    }
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    #expect(throws: IPAdapterError.wrongUNet(path: path, reason: "it patches 10 cross-attention layers, this UNet has 11")) {
+      _ = try IPAdapter(path: path, unet: pipe.unet)
+    }
+  }
+
+  @Test func layerWithTheWrongWidthIsNamed() throws {
+    let pipe = try IPFixtures.pipeline()
+    let path = try adapterFile { t in t["ip_adapter.13.to_k_ip.weight"] = .zeros([32, 20]) }
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    #expect(throws: IPAdapterError.wrongUNet(path: path, reason: "ip_adapter.13.to_k_ip.weight is [32, 20] but up_blocks.1.attentions.2.transformer_blocks.0.attn2 needs [24, 20]")) {
+      _ = try IPAdapter(path: path, unet: pipe.unet)
+    }
+  }
+
+  @Test func fileWithoutAdapterKeysIsNotAnAdapter() throws {
+    let pipe = try IPFixtures.pipeline()
+    let path = Fixtures.url("tiny-sd15/vae/diffusion_pytorch_model.safetensors").path
+    #expect(throws: IPAdapterError.self) { _ = try IPAdapter(path: path, unet: pipe.unet) }
+  }
+
+  @Test func faceIDIsRefusedAsUnsupported() throws {
+    let pipe = try IPFixtures.pipeline()
+    let path = try adapterFile { t in
+      t["image_proj.proj.weight"] = nil
+      t["image_proj.proj.bias"] = nil
+      t["image_proj.proj.0.weight"] = .zeros([40, 12])
+    }
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    #expect(throws: IPAdapterError.unsupportedVariant(path: path, variant: "FaceID")) {
+      _ = try IPAdapter(path: path, unet: pipe.unet)
+    }
+  }
+
+  @Test func truncatedAdapterFileIsATypedError() throws {
+    let pipe = try IPFixtures.pipeline()
+    let data = try Data(contentsOf: URL(fileURLWithPath: IPFixtures.adapter("ip-adapter_sd15.safetensors")))
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("ipa-trunc-\(UUID().uuidString).safetensors").path
+    try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    #expect(throws: SafeTensorsError.self) { _ = try IPAdapter(path: path, unet: pipe.unet) }
+  }
+
+  @Test func missingAdapterFileIsNamed() throws {
+    let pipe = try IPFixtures.pipeline()
+    #expect(throws: IPAdapterError.badInput("IP-Adapter file not found: /nope/ip.safetensors")) {
+      _ = try IPAdapter(path: "/nope/ip.safetensors", unet: pipe.unet)
+    }
+  }
+}
