@@ -44,6 +44,14 @@ public final class IPAdapter: @unchecked Sendable {
     }
   }
 
+  /// An adapter assembled from already-loaded parts (tests, benchmarks, programmatic use).
+  public init(path: String, variant: IPAdapterVariant, projection: any ImagePromptProjection, attention: IPAdapterAttentionWeights?) {
+    self.path = path
+    self.variant = variant
+    self.projection = projection
+    self.attention = attention
+  }
+
   /// Pre-flight: the adapter's token width must be the UNet's cross-attention width, it must
   /// patch exactly the UNet's cross-attention layers, each with the right channel count.
   static func checkUNet(

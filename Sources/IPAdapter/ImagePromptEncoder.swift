@@ -41,6 +41,13 @@ public final class ImagePromptEncoder: @unchecked Sendable {
     }
   }
 
+  /// An encoder from an already-loaded model (tests, benchmarks, programmatic use).
+  public init(model: CLIPVisionModel, processor: CLIPImageProcessor, path: String = "<memory>") {
+    self.path = path
+    self.model = model
+    self.processor = processor
+  }
+
   /// CLIP features of `images` for a projection that reads `kind`: `[N, D]` or `[N, L, H]`.
   public func features(_ images: [Image], kind: CLIPVisionOutputKind) throws -> Tensor {
     guard !images.isEmpty else { throw IPAdapterError.badInput("no image prompt given") }

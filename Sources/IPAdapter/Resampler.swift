@@ -110,6 +110,16 @@ public final class Resampler: ImagePromptProjection, @unchecked Sendable {
     public var ffMult: Int = 4
     public var maxSequenceLength: Int? = nil
     public var meanPooledLatents: Int = 0
+
+    public init(
+      dim: Int, depth: Int, heads: Int, queries: Int, embeddingDim: Int, outputDim: Int, ffMult: Int = 4,
+      maxSequenceLength: Int? = nil, meanPooledLatents: Int = 0
+    ) {
+      (self.dim, self.depth, self.heads, self.queries) = (dim, depth, heads, queries)
+      (self.embeddingDim, self.outputDim, self.ffMult) = (embeddingDim, outputDim, ffMult)
+      self.maxSequenceLength = maxSequenceLength
+      self.meanPooledLatents = meanPooledLatents
+    }
   }
 
   public let shape: Shape

@@ -64,6 +64,21 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     return FileManager.default.fileExists(atPath: url.path) ? url : nil
   }
 
+  /// A pipeline from already-loaded components (benchmarks with random weights, programmatic use).
+  public init(
+    folder: URL, tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel,
+    vae: AutoencoderKL, schedulerConfig: SchedulerConfig, precision: ComputePrecision = .float32
+  ) {
+    self.folder = folder
+    self.tokenizer = tokenizer
+    self.textEncoder = textEncoder
+    self.unet = unet
+    self.vae = vae
+    self.schedulerConfig = schedulerConfig
+    self.schedulerClassName = schedulerConfig.className ?? "PNDMScheduler"
+    self.precision = precision
+  }
+
   /// Pixels per latent (8 for Stable Diffusion).
   public var vaeScaleFactor: Int { vae.config.scaleFactor }
 

@@ -169,6 +169,7 @@ public enum Attention {
       }
     }
     if let failure { throw failure }
+    FlopCounter.add(keys.reduce(0) { $0 + 4 * batch * lq * $1.shape[1] * channels })
     return out
   }
 

@@ -124,6 +124,7 @@ public final class Conv2DKernel: @unchecked Sendable {
     }
     try p.execute(args)
     withExtendedLifetime((source, biasMemory, src, wei, dst)) {}
+    FlopCounter.add(2 * n * ho * wo * outChannels * inChannels * kernelSize.height * kernelSize.width)
     return out
   }
 

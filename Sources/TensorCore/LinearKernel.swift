@@ -106,6 +106,7 @@ public final class LinearKernel: @unchecked Sendable {
     }
     try p.execute(args)
     withExtendedLifetime((source, biasMemory, src, wei, dst)) {}
+    FlopCounter.add(2 * rows * inFeatures * outFeatures)
     return out
   }
 

@@ -1,0 +1,235 @@
+import ArgumentParser
+import Foundation
+import IPAdapter
+import Imaging
+import Models
+import NN
+import Pipelines
+import Schedulers
+import TensorCore
+import Tokenizers
+
+/// `ipadapter bench models`: real-size SD1.5 components with deterministic random weights.
+///
+/// Every case builds its models from the bundled real configs (no download), warms up, and reports
+/// the median of `--repeats` runs, the exact FLOPs its kernels executed, % of the machine's peak and
+/// the peak RSS of the case. `--json` prints one JSON object per case for the side-by-side runner
+/// (`tools/reference/bench_compare.py`), which runs the same cases in PyTorch + diffusers.
+struct BenchModelsCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "models",
+    abstract: "Time real-size SD1.5 components (random weights) and the whole 512² generation.")
+
+  static let allCases = [
+    "unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16",
+    "vae-decode", "vit-h", "generate-512",
+  ]
+
+  @Option(help: "Cases to run (default: all): \(Self.allCases.joined(separator: ", ")).")
+  var cases: [String] = []
+
+  @Option(help: "Timed repetitions per case (median reported; generate-512 runs once after no warm-up).")
+  var repeats: Int = 3
+
+  @Option(help: "Arithmetic of convolutions and matrix products: fp32 or bf16.")
+  var precision: String = "fp32"
+
+  @Option(help: "Threads (default: all cores).")
+  var threads: Int?
+
+  @Flag(help: "Print one JSON object per case instead of a table.")
+  var json = false
+
+  @Option(help: "Steps of the generate-512 case.")
+  var steps: Int = 20
+
+  func run() throws {
+    if let threads { Runtime.setThreadCount(threads) }
+    guard let prec = ComputePrecision(rawValue: precision) else {
+      throw CLIError.invalid("--precision", "'\(precision)' is not fp32 or bf16")
+    }
+    let selected = cases.isEmpty ? Self.allCases : cases
+    for c in selected where !Self.allCases.contains(c) {
+      throw CLIError.invalid("--cases", "unknown case '\(c)' (known: \(Self.allCases.joined(separator: ", ")))")
+    }
+    let peak = json ? 0 : Machine.measurePeak(threads: Runtime.threadCount).gflops
+    if !json {
+      print("machine: \(Runtime.threadCount) threads, \(Machine.cpuName), measured fp32 peak \(String(format: "%.0f", peak)) GFLOPS, precision \(prec.rawValue)")
+      print("case            median s     GFLOP   GFLOPS  % peak  peak RSS MB  notes")
+    }
+    let bench = ModelBench(precision: prec, repeats: repeats, steps: steps)
+    for name in selected {
+      Memory.resetPeak()
+      let r = try bench.run(name)
+      let rss = Memory.peakRSSMegabytes()
+      if json {
+        let extra = r.notes.map { ", \"\($0.0)\": \($0.1)" }.joined()
+        print("{\"case\": \"\(name)\", \"engine\": \"swift\", \"precision\": \"\(prec.rawValue)\", \"seconds\": \(r.seconds), \"gflop\": \(r.flops / 1e9), \"peak_rss_mb\": \(rss)\(extra)}")
+      } else {
+        let gflops = r.flops / r.seconds / 1e9
+        let notes = r.notes.map { "\($0.0)=\(String(format: "%.2f", $0.1))" }.joined(separator: " ")
+        print(String(format: "%-14@ %9.3f %9.1f %8.1f %6.1f %12d  %@", name as NSString, r.seconds, r.flops / 1e9, gflops, 100 * gflops / peak, rss, notes as NSString))
+      }
+    }
+  }
+}
+
+/// Peak resident memory of the process (Linux `/proc/self/status`, resettable per case).
+enum Memory {
+  /// Resets the kernel's peak-RSS mark (`echo 5 > /proc/self/clear_refs`).
+  static func resetPeak() {
+    if let f = fopen("/proc/self/clear_refs", "w") {
+      fputs("5", f)
+      fclose(f)
+    }
+  }
+
+  static func peakRSSMegabytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+      let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+      return kb / 1024
+    }
+    return 0
+  }
+}
+
+/// The cases of `bench models`.
+struct ModelBench {
+  let precision: ComputePrecision
+  let repeats: Int
+  let steps: Int
+
+  struct Result {
+    var seconds: Double
+    var flops: Double
+    var notes: [(String, Double)] = []
+  }
+
+  var options: PrepareOptions { PrepareOptions(precision: precision) }
+
+  func config<T: Decodable>(_ type: T.Type, _ relative: String, root: URL = BundledConfigs.stableDiffusion15) throws -> T {
+    try ConfigFile.load(type, from: root.appendingPathComponent(relative))
+  }
+
+  func unet() throws -> UNet2DConditionModel {
+    let m = try UNet2DConditionModel(config: try config(UNet2DConditionConfig.self, "unet/config.json"))
+    try m.fillWithRandomWeights(seed: 1, prepare: options)
+    return m
+  }
+
+  func vae() throws -> AutoencoderKL {
+    let m = try AutoencoderKL(config: try config(AutoencoderKLConfig.self, "vae/config.json"))
+    try m.fillWithRandomWeights(seed: 2, prepare: options)
+    return m
+  }
+
+  func textEncoder() throws -> CLIPTextModel {
+    let m = try CLIPTextModel(config: try config(CLIPTextConfig.self, "text_encoder/config.json"))
+    try m.fillWithRandomWeights(seed: 3, prepare: options)
+    return m
+  }
+
+  func imageEncoder() throws -> CLIPVisionModel {
+    let m = try CLIPVisionModel(
+      config: try config(CLIPVisionConfig.self, "config.json", root: BundledConfigs.clipViTH14))
+    try m.fillWithRandomWeights(seed: 4, prepare: options)
+    return m
+  }
+
+  /// A Plus-shaped adapter (Resampler 16 queries) or a global one (4 tokens) with random weights.
+  func adapter(tokens: Int, unet: UNet2DConditionModel) throws -> IPAdapter {
+    let variant: IPAdapterVariant = tokens == 16
+      ? .plus(Resampler.Shape(dim: 768, depth: 4, heads: 12, queries: 16, embeddingDim: 1280, outputDim: 768))
+      : .global(embeddingDim: 1024, crossDim: 768, tokens: tokens)
+    let projection = variant.makeProjection()
+    try projection.fillWithRandomWeights(seed: 5, prepare: options)
+    let attention = IPAdapterAttentionWeights(slots: IPAdapterLayerTable.slots(for: unet), crossDim: 768)
+    try attention.fillWithRandomWeights(seed: 6, prepare: options)
+    return IPAdapter(path: "random-\(tokens)-token-adapter", variant: variant, projection: projection, attention: attention)
+  }
+
+  /// Median wall time of `body` after one warm-up, and the FLOPs of one run.
+  func time(_ body: () throws -> Void) rethrows -> (Double, Double) {
+    try body()
+    var times: [Double] = []
+    var flops = 0
+    for _ in 0..<max(1, repeats) {
+      FlopCounter.reset()
+      let start = DispatchTime.now().uptimeNanoseconds
+      try body()
+      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+      flops = FlopCounter.count
+    }
+    times.sort()
+    return (times[times.count / 2], Double(flops))
+  }
+
+  func run(_ name: String) throws -> Result {
+    switch name {
+    case "unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16":
+      let size = name.hasPrefix("unet-64") ? 64 : 32
+      let tokens = name.hasSuffix("ip4") ? 4 : name.hasSuffix("ip16") ? 16 : 0
+      let model = try unet()
+      let text = Tensor.random([2, 77, 768], seed: 7)
+      var conditioning = try model.makeConditioning(encoderHiddenStates: text)
+      if tokens > 0 {
+        let a = try adapter(tokens: tokens, unet: model)
+        let embeds = ImagePromptEmbeds(
+          conditional: Tensor.random([1, tokens, 768], seed: 8), unconditional: Tensor.random([1, tokens, 768], seed: 9))
+        try ImagePrompt(adapter: a, embeds: embeds, scale: 1).apply(to: &conditioning)
+      }
+      let sample = Tensor.random([2, size, size, 4], seed: 10)
+      let (t, f) = try time { _ = try model(sample, timestep: 500, conditioning: conditioning) }
+      return Result(seconds: t, flops: f)
+    case "vae-decode":
+      let model = try vae()
+      let latents = Tensor.random([1, 64, 64, 4], seed: 11)
+      let (t, f) = try time { _ = try model.decode(latents) }
+      return Result(seconds: t, flops: f)
+    case "vit-h":
+      let model = try imageEncoder()
+      let pixels = Tensor.random([1, 224, 224, 3], seed: 12)
+      let (t, f) = try time { _ = try model(pixels, output: .imageEmbeds) }
+      return Result(seconds: t, flops: f)
+    case "generate-512":
+      return try generate()
+    default:
+      throw CLIError.invalid("--cases", "unknown case \(name)")
+    }
+  }
+
+  /// Load (random weights) → text + image encoding → `steps` UNet steps with CFG and a Plus
+  /// adapter → VAE decode, once.
+  func generate() throws -> Result {
+    let start = DispatchTime.now().uptimeNanoseconds
+    FlopCounter.reset()
+    let model = try unet()
+    let pipeline = StableDiffusionPipeline(
+      folder: BundledConfigs.stableDiffusion15, tokenizer: try CLIPTokenizer.bundledSD15(), textEncoder: try textEncoder(),
+      unet: model, vae: try vae(),
+      schedulerConfig: try SchedulerConfig(
+        contentsOf: BundledConfigs.stableDiffusion15.appendingPathComponent("scheduler/scheduler_config.json")),
+      precision: precision)
+    let encoder = ImagePromptEncoder(model: try imageEncoder(), processor: CLIPImageProcessor())
+    let a = try adapter(tokens: 16, unet: model)
+    let loaded = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    let image = Image(width: 512, height: 512, format: .rgb, fill: 128)
+    let encodeStart = DispatchTime.now().uptimeNanoseconds
+    let embeds = try ImagePrompt.embeds(adapter: a, encoder: encoder, images: [image])
+    let imageEncode = Double(DispatchTime.now().uptimeNanoseconds - encodeStart) / 1e9
+    var p = GenerationParameters(prompt: "a photo of a cat")
+    p.steps = steps
+    p.width = 512
+    p.height = 512
+    p.scheduler = .dpmpp2m
+    let result = try pipeline.generate(p, imagePrompts: [ImagePrompt(adapter: a, embeds: embeds, scale: 0.6)])
+    let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    return Result(
+      seconds: total, flops: Double(FlopCounter.count),
+      notes: [
+        ("load_s", loaded), ("first_step_s", loaded + imageEncode + result.preparationSeconds),
+        ("denoise_s", result.denoisingSeconds), ("s_per_step", result.denoisingSeconds / Double(steps)),
+      ])
+  }
+}

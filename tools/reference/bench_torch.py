@@ -1,0 +1,199 @@
+"""PyTorch + diffusers side of the benchmark: the same cases as `ipadapter bench models`.
+
+Real-size SD1.5 components built from the bundled configs with random weights (no download),
+2 threads, warm-up then the median of --repeats runs; prints one JSON object per case:
+  {"case": ..., "engine": "torch", "precision": "fp32"|"bf16", "seconds": ..., "peak_rss_mb": ...}
+bf16 runs the models in torch.bfloat16 (weights and activations), the usual CPU bf16 path.
+Run: tools/reference/.venv/bin/python tools/reference/bench_torch.py --cases unet-64 [--precision bf16]
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIGS = os.path.normpath(os.path.join(HERE, "..", "..", "Sources", "Pipelines", "Resources", "configs"))
+SD15 = os.path.join(CONFIGS, "stable-diffusion-v1-5")
+ALL = ["unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16", "vae-decode", "vit-h", "generate-512"]
+
+
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def unet(dtype):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.from_config(load_json(os.path.join(SD15, "unet", "config.json"))).eval().to(dtype)
+
+
+def ip_state_dict(unet_model, tokens):
+    """A random IP-Adapter state dict in the original layout (global 4-token or Plus 16-query)."""
+    g = torch.Generator().manual_seed(5)
+    proj = {}
+    if tokens == 16:
+        dim, inner = 768, 768
+        proj["latents"] = torch.randn(1, 16, dim, generator=g) / dim**0.5
+        proj["proj_in.weight"] = torch.randn(dim, 1280, generator=g) / 1280**0.5
+        proj["proj_in.bias"] = torch.zeros(dim)
+        proj["proj_out.weight"] = torch.randn(768, dim, generator=g) / dim**0.5
+        proj["proj_out.bias"] = torch.zeros(768)
+        proj["norm_out.weight"] = torch.ones(768)
+        proj["norm_out.bias"] = torch.zeros(768)
+        for i in range(4):
+            for n in ("norm1", "norm2"):
+                proj[f"layers.{i}.0.{n}.weight"] = torch.ones(dim)
+                proj[f"layers.{i}.0.{n}.bias"] = torch.zeros(dim)
+            proj[f"layers.{i}.0.to_q.weight"] = torch.randn(inner, dim, generator=g) / dim**0.5
+            proj[f"layers.{i}.0.to_kv.weight"] = torch.randn(2 * inner, dim, generator=g) / dim**0.5
+            proj[f"layers.{i}.0.to_out.weight"] = torch.randn(dim, inner, generator=g) / inner**0.5
+            proj[f"layers.{i}.1.0.weight"] = torch.ones(dim)
+            proj[f"layers.{i}.1.0.bias"] = torch.zeros(dim)
+            proj[f"layers.{i}.1.1.weight"] = torch.randn(4 * dim, dim, generator=g) / dim**0.5
+            proj[f"layers.{i}.1.3.weight"] = torch.randn(dim, 4 * dim, generator=g) / (4 * dim) ** 0.5
+    else:
+        proj["proj.weight"] = torch.randn(tokens * 768, 1024, generator=g) / 32
+        proj["proj.bias"] = torch.zeros(tokens * 768)
+        proj["norm.weight"] = torch.ones(768)
+        proj["norm.bias"] = torch.zeros(768)
+    ip = {}
+    key = 1
+    for name in unet_model.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        block = unet_model.get_submodule(name[: -len(".processor")])
+        h = block.to_q.out_features
+        ip[f"{key}.to_k_ip.weight"] = torch.randn(h, 768, generator=g) / 768**0.5
+        ip[f"{key}.to_v_ip.weight"] = torch.randn(h, 768, generator=g) / 768**0.5
+        key += 2
+    return {"image_proj": proj, "ip_adapter": ip}
+
+
+def timed(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def run_case(name, dtype, repeats, steps):
+    with torch.inference_mode():
+        if name.startswith("unet-"):
+            size = 64 if name.startswith("unet-64") else 32
+            tokens = 4 if name.endswith("ip4") else 16 if name.endswith("ip16") else 0
+            m = unet(torch.float32)
+            kwargs = {}
+            if tokens:
+                m._load_ip_adapter_weights([ip_state_dict(m, tokens)])
+                if tokens == 16:
+                    embeds = torch.randn(2, 1, 257, 1280)
+                else:
+                    embeds = torch.randn(2, 1, 1024)
+                kwargs["added_cond_kwargs"] = {"image_embeds": [embeds.to(dtype)]}
+            m = m.to(dtype)
+            sample = torch.randn(2, 4, size, size, dtype=dtype)
+            text = torch.randn(2, 77, 768, dtype=dtype)
+            return timed(lambda: m(sample, 500, encoder_hidden_states=text, **kwargs), repeats), {}
+        if name == "vae-decode":
+            from diffusers import AutoencoderKL
+
+            vae = AutoencoderKL.from_config(load_json(os.path.join(SD15, "vae", "config.json"))).eval().to(dtype)
+            z = torch.randn(1, 4, 64, 64, dtype=dtype)
+            return timed(lambda: vae.decode(z), repeats), {}
+        if name == "vit-h":
+            from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+            cfg = CLIPVisionConfig(**{k: v for k, v in load_json(os.path.join(CONFIGS, "clip-vit-h-14", "config.json")).items()
+                                      if k not in ("architectures", "model_type", "torch_dtype")})
+            enc = CLIPVisionModelWithProjection(cfg).eval().to(dtype)
+            px = torch.randn(1, 3, 224, 224, dtype=dtype)
+            return timed(lambda: enc(px), repeats), {}
+        if name == "generate-512":
+            return generate(dtype, steps)
+    raise SystemExit(f"unknown case {name}")
+
+
+def generate(dtype, steps):
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline
+    from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig,
+                              CLIPVisionModelWithProjection)
+    from PIL import Image
+
+    start = time.perf_counter()
+    u = unet(torch.float32)
+    vae = AutoencoderKL.from_config(load_json(os.path.join(SD15, "vae", "config.json"))).eval()
+    tcfg = {k: v for k, v in load_json(os.path.join(SD15, "text_encoder", "config.json")).items()
+            if k not in ("architectures", "model_type", "torch_dtype")}
+    text = CLIPTextModel(CLIPTextConfig(**tcfg)).eval()
+    tok = CLIPTokenizer.from_pretrained(os.path.join(HERE, "..", "..", "Sources", "Tokenizers", "Resources", "clip-vit-large-patch14"))
+    sched = DPMSolverMultistepScheduler.from_config(load_json(os.path.join(SD15, "scheduler", "scheduler_config.json")),
+                                                    algorithm_type="dpmsolver++", solver_order=2)
+    vcfg = {k: v for k, v in load_json(os.path.join(CONFIGS, "clip-vit-h-14", "config.json")).items()
+            if k not in ("architectures", "model_type", "torch_dtype")}
+    enc = CLIPVisionModelWithProjection(CLIPVisionConfig(**vcfg)).eval()
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=u, scheduler=sched, safety_checker=None,
+                                   feature_extractor=CLIPImageProcessor(), image_encoder=enc, requires_safety_checker=False)
+    pipe.load_ip_adapter(ip_state_dict(u, 16), subfolder="", weight_name="", image_encoder_folder=None)
+    pipe.set_ip_adapter_scale(0.6)
+    pipe = pipe.to(dtype)
+    pipe.set_progress_bar_config(disable=True)
+    loaded = time.perf_counter() - start
+    first = {}
+
+    def mark(p, i, t, kw):
+        if i == 0:
+            first["t"] = time.perf_counter()
+        return kw
+
+    image = Image.new("RGB", (512, 512), (128, 128, 128))
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        pipe("a photo of a cat", ip_adapter_image=image, num_inference_steps=steps, width=512, height=512,
+             generator=torch.Generator().manual_seed(0), callback_on_step_end=mark)
+    total = time.perf_counter() - start
+    return total, {"load_s": loaded, "first_step_s": loaded + first.get("t", t0) - t0}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", nargs="*", default=ALL)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    dtype = torch.float32 if a.precision == "fp32" else torch.bfloat16
+    for name in a.cases:
+        reset_peak()
+        seconds, notes = run_case(name, dtype, a.repeats, a.steps)
+        out = {"case": name, "engine": "torch", "precision": a.precision, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+        out.update(notes)
+        print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
