@@ -143,7 +143,7 @@ public enum IPAdapterFile {
     guard FileManager.default.fileExists(atPath: path) else {
       throw IPAdapterError.badInput("IP-Adapter file not found: \(path)")
     }
-    return try CheckpointFile.open(path)
+    return try openCheckpoint(path: path)
   }
 
   /// The `image_proj` and `ip_adapter` parts with their prefixes removed.
@@ -160,9 +160,4 @@ public enum IPAdapterFile {
     }
     return (imageProj, ipAdapter)
   }
-}
-
-/// Opens a weights file by content. (Temporary: safetensors only until the PyTorch reader lands.)
-enum CheckpointFile {
-  static func open(_ path: String) throws -> any TensorArchive { try SafeTensorsFile(path: path) }
 }

@@ -17,26 +17,42 @@ public struct StepProgress: Sendable {
 /// Called after every step; return `false` to cancel the generation.
 public typealias ProgressHandler = (StepProgress) -> Bool
 
+/// Where the loop is: `index` into the scheduler's timesteps, `position` and `count` within this
+/// run (image-to-image starts past 0; windows like ControlNet's start/end use position/count, as
+/// diffusers' `controlnet_keep` does over the truncated timesteps).
+public struct StepContext: Sendable {
+  public var index: Int
+  public var position: Int
+  public var count: Int
+  public var timestep: Float
+
+  /// diffusers' window rule: active unless `position/count < start` or `(position+1)/count > end`.
+  public func isInside(start: Double, end: Double) -> Bool {
+    !(Double(position) / Double(count) < start || Double(position + 1) / Double(count) > end)
+  }
+}
+
 /// Things a pipeline adds to the one denoising loop (image prompts, ControlNet, inpainting…).
 /// Every method has a neutral default, so an extension implements only what it changes.
 public protocol DenoisingExtension: AnyObject {
   /// Adjusts the cross-attention conditioning for step `index` (e.g. switch an image prompt off
   /// outside its step window). Called with the conditioning of the previous extension.
-  func conditioning(_ base: CrossAttentionConditioning, step index: Int, of total: Int) throws -> CrossAttentionConditioning
+  func conditioning(_ base: CrossAttentionConditioning, step: StepContext) throws -> CrossAttentionConditioning
+  /// Residuals added to the UNet's skip connections (ControlNet). `input` is the scaled latent
+  /// batch (4 channels, before any extra inpainting channels).
+  func controlResiduals(input: Tensor, step: StepContext) throws -> ControlResiduals?
   /// Extra channels concatenated to the (scaled) UNet input, e.g. an inpainting UNet's mask and
-  /// masked-image latents. `input` is the batch the UNet will see.
-  func extraInputChannels(for input: Tensor, step index: Int) throws -> Tensor?
-  /// Residuals added to the UNet's skip connections (ControlNet).
-  func controlResiduals(input: Tensor, timestep: Float, step index: Int, conditioning: CrossAttentionConditioning) throws -> ControlResiduals?
+  /// masked-image latents.
+  func extraInputChannels(for input: Tensor, step: StepContext) throws -> Tensor?
   /// Post-processes the latents after the scheduler step (e.g. inpainting's blending).
-  func afterStep(_ latents: Tensor, step index: Int, scheduler: any Scheduler, generator: inout TorchGenerator) throws -> Tensor
+  func afterStep(_ latents: Tensor, step: StepContext, scheduler: any Scheduler) throws -> Tensor
 }
 
 extension DenoisingExtension {
-  public func conditioning(_ base: CrossAttentionConditioning, step index: Int, of total: Int) throws -> CrossAttentionConditioning { base }
-  public func extraInputChannels(for input: Tensor, step index: Int) throws -> Tensor? { nil }
-  public func controlResiduals(input: Tensor, timestep: Float, step index: Int, conditioning: CrossAttentionConditioning) throws -> ControlResiduals? { nil }
-  public func afterStep(_ latents: Tensor, step index: Int, scheduler: any Scheduler, generator: inout TorchGenerator) throws -> Tensor { latents }
+  public func conditioning(_ base: CrossAttentionConditioning, step: StepContext) throws -> CrossAttentionConditioning { base }
+  public func controlResiduals(input: Tensor, step: StepContext) throws -> ControlResiduals? { nil }
+  public func extraInputChannels(for input: Tensor, step: StepContext) throws -> Tensor? { nil }
+  public func afterStep(_ latents: Tensor, step: StepContext, scheduler: any Scheduler) throws -> Tensor { latents }
 }
 
 /// The single denoising loop every pipeline and sampler runs through.
@@ -77,23 +93,21 @@ public struct DenoisingLoop {
     let total = timesteps.count - startIndex
     let start = Date()
     for index in startIndex..<timesteps.count {
-      let t = timesteps[index]
+      let step = StepContext(index: index, position: index - startIndex, count: total, timestep: timesteps[index])
       var stepConditioning = conditioning
-      for e in extensions {
-        stepConditioning = try e.conditioning(stepConditioning, step: index, of: timesteps.count)
-      }
+      for e in extensions { stepConditioning = try e.conditioning(stepConditioning, step: step) }
       let batched = usesGuidance ? try Ops.concatRows([latents, latents]) : latents
       var input = try scheduler.scaleModelInput(batched, stepIndex: index)
-      for e in extensions {
-        if let extra = try e.extraInputChannels(for: input, step: index) { input = try Ops.concatLast(input, extra) }
-      }
       var residuals: ControlResiduals?
       for e in extensions {
-        if let r = try e.controlResiduals(input: input, timestep: t, step: index, conditioning: stepConditioning) {
+        if let r = try e.controlResiduals(input: input, step: step) {
           residuals = try residuals.map { try Self.sum($0, r) } ?? r
         }
       }
-      let prediction = try unet(input, timestep: t, conditioning: stepConditioning, controlResiduals: residuals)
+      for e in extensions {
+        if let extra = try e.extraInputChannels(for: input, step: step) { input = try Ops.concatLast(input, extra) }
+      }
+      let prediction = try unet(input, timestep: step.timestep, conditioning: stepConditioning, controlResiduals: residuals)
       let noise: Tensor
       if usesGuidance {
         let uncond = prediction.slice(rows: 0..<1)
@@ -103,9 +117,7 @@ public struct DenoisingLoop {
         noise = prediction
       }
       latents = try scheduler.step(modelOutput: noise, stepIndex: index, sample: latents, generator: &generator)
-      for e in extensions {
-        latents = try e.afterStep(latents, step: index, scheduler: scheduler, generator: &generator)
-      }
+      for e in extensions { latents = try e.afterStep(latents, step: step, scheduler: scheduler) }
       if let progress {
         let done = index - startIndex + 1
         let report = StepProgress(step: done, total: total, elapsed: Date().timeIntervalSince(start))

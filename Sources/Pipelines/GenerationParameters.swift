@@ -23,6 +23,14 @@ public struct GenerationParameters: Sendable {
   public var latents: Tensor?
   /// diffusers' `clip_skip`: condition on `hidden_states[-(clipSkip + 1)]`.
   public var clipSkip: Int = 0
+  /// Image-to-image / inpainting source (converted to RGB). The output size defaults to its size
+  /// rounded down to a multiple of 8; with `width`/`height` it is resized (Pillow LANCZOS).
+  public var initImage: Image?
+  /// Inpainting mask (white = repaint), resized to the output size and binarised at 0.5.
+  public var mask: Image?
+  /// How much of the schedule runs from the init image: default 0.8 for image-to-image and 1.0
+  /// for inpainting, as diffusers.
+  public var strength: Double?
 
   public init(prompt: String) { self.prompt = prompt }
 }

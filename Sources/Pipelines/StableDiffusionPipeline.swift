@@ -121,60 +121,120 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     return (w, h)
   }
 
-  /// Generates one image from text and, optionally, image prompts (IP-Adapter).
+  /// Generates one image from text and, optionally, image prompts (IP-Adapter), an init image
+  /// (image-to-image) with a mask (inpainting), and ControlNets.
   /// - Parameters:
   ///   - imagePrompts: adapters with their projected tokens and scales; their keys/values are
   ///     computed once here and attended to at every step.
-  ///   - extensions: per-step additions to the denoising loop (ControlNet, inpainting, windows…).
+  ///   - controlNets: structure control; each ControlNet sees the text tokens only.
+  ///   - extensions: further per-step additions to the denoising loop.
   public func generate(
-    _ parameters: GenerationParameters, imagePrompts: [ImagePrompt] = [],
+    _ parameters: GenerationParameters, imagePrompts: [ImagePrompt] = [], controlNets: [ControlNetUnit] = [],
     extensions: [any DenoisingExtension] = [], progress: ProgressHandler? = nil
   ) throws -> GenerationResult {
     let began = Date()
-    guard parameters.steps >= 1 else {
-      throw PipelineError.invalidArgument(name: "steps", reason: "\(parameters.steps) must be at least 1")
-    }
-    guard parameters.guidanceScale.isFinite else {
-      throw PipelineError.invalidArgument(name: "guidance scale", reason: "must be a finite number")
-    }
-    let (width, height) = try resolveSize(width: parameters.width, height: parameters.height)
+    try validate(parameters)
+    let (width, height) = try resolveSize(parameters)
     let latentShape = [1, vae.config.latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
-    let loop = DenoisingLoop(unet: unet, guidanceScale: parameters.guidanceScale, extensions: extensions)
+    var loop = DenoisingLoop(unet: unet, guidanceScale: parameters.guidanceScale, extensions: extensions)
 
     let (embeddings, _) = try encodePrompts(
       prompt: parameters.prompt, negativePrompt: parameters.negativePrompt, guidance: loop.usesGuidance,
       clipSkip: parameters.clipSkip)
     var conditioning = try unet.makeConditioning(encoderHiddenStates: embeddings)
     for prompt in imagePrompts { try prompt.apply(to: &conditioning) }
+    for unit in controlNets {
+      loop.extensions.append(
+        try ControlNetExtension(
+          unit: unit, textEmbeddings: embeddings, guidance: loop.usesGuidance, width: width, height: height,
+          unet: unet))
+    }
 
     var scheduler = try makeScheduler(parameters.scheduler, steps: parameters.steps)
     var generator = TorchGenerator(seed: parameters.seed)
+    var start = 0
     var latents: Tensor
-    if let given = parameters.latents {
-      guard given.shape == latentShape else {
-        throw PipelineError.invalidArgument(
-          name: "latents", reason: "shape \(given.shape) does not match \(latentShape) for a \(width)×\(height) image")
-      }
-      latents = try Ops.nchwToNhwc(given)
+    if let image = parameters.initImage, let mask = parameters.mask {
+      let point = try inpaintingStart(
+        image, mask: mask, width: width, height: height, strength: parameters.strength ?? 1.0, scheduler: scheduler,
+        steps: parameters.steps, guidance: loop.usesGuidance, generator: &generator)
+      (latents, start) = (point.latents, point.startIndex)
+      if let e = point.stepExtension { loop.extensions.append(e) }
+    } else if let image = parameters.initImage {
+      let point = try imageToImageStart(
+        image, width: width, height: height, strength: parameters.strength ?? 0.8, scheduler: scheduler,
+        steps: parameters.steps, generator: &generator)
+      (latents, start) = (point.latents, point.startIndex)
     } else {
-      latents = generator.randn(nchw: latentShape, layout: .nhwc)
+      guard unet.inChannels == vae.config.latentChannels else {
+        throw PipelineError.invalidArgument(
+          name: "init image", reason: "this UNet takes \(unet.inChannels) input channels (an inpainting model): give --init-image and --mask")
+      }
+      if let given = parameters.latents {
+        guard given.shape == latentShape else {
+          throw PipelineError.invalidArgument(
+            name: "latents", reason: "shape \(given.shape) does not match \(latentShape) for a \(width)×\(height) image")
+        }
+        latents = try Ops.nchwToNhwc(given)
+      } else {
+        latents = generator.randn(nchw: latentShape, layout: .nhwc)
+      }
+      latents = Ops.scale(latents, scheduler.initNoiseSigma)
     }
-    latents = Ops.scale(latents, scheduler.initNoiseSigma)
     let prepared = Date()
 
     latents = try loop.run(
-      latents: latents, scheduler: &scheduler, conditioning: conditioning, generator: &generator,
-      progress: progress)
+      latents: latents, scheduler: &scheduler, startIndex: start, conditioning: conditioning,
+      generator: &generator, progress: progress)
     let denoised = Date()
     let image = try decode(latents)
-    var result = GenerationResult(
-      latents: try Ops.nhwcToNchw(latents), image: image, parametersText: "",
+    var extra = imagePrompts.map {
+      ("IP-Adapter", "\(URL(fileURLWithPath: $0.adapter.path).lastPathComponent) (\(ParametersText.format($0.scale)))")
+    }
+    if parameters.initImage != nil {
+      extra.append(("Denoising strength", "\(parameters.strength ?? (parameters.mask == nil ? 0.8 : 1.0))"))
+    }
+    for unit in controlNets {
+      extra.append(("ControlNet", "\(unit.name) (\(ParametersText.format(unit.scale)))"))
+    }
+    return GenerationResult(
+      latents: try Ops.nhwcToNchw(latents), image: image,
+      parametersText: ParametersText.describe(
+        parameters, width: width, height: height, model: folder.lastPathComponent,
+        schedulerName: parameters.scheduler?.displayName ?? SchedulerKind.displayName(forClass: schedulerClassName),
+        extra: extra),
       preparationSeconds: prepared.timeIntervalSince(began), denoisingSeconds: denoised.timeIntervalSince(prepared))
-    result.parametersText = ParametersText.describe(
-      parameters, width: width, height: height, model: folder.lastPathComponent,
-      schedulerName: parameters.scheduler?.displayName ?? SchedulerKind.displayName(forClass: schedulerClassName),
-      extra: imagePrompts.map { ("IP-Adapter", "\(URL(fileURLWithPath: $0.adapter.path).lastPathComponent) (\(ParametersText.format($0.scale)))") })
-    return result
+  }
+
+  /// Checks parameter combinations that need no model work.
+  func validate(_ p: GenerationParameters) throws {
+    guard p.steps >= 1 else {
+      throw PipelineError.invalidArgument(name: "steps", reason: "\(p.steps) must be at least 1")
+    }
+    guard p.guidanceScale.isFinite else {
+      throw PipelineError.invalidArgument(name: "guidance scale", reason: "must be a finite number")
+    }
+    if p.latents != nil, p.initImage != nil {
+      throw PipelineError.invalidArgument(
+        name: "latents", reason: "initial latents cannot be combined with an init image (its noise comes from --seed)")
+    }
+    if p.mask != nil, p.initImage == nil {
+      throw PipelineError.invalidArgument(name: "mask", reason: "a mask needs an init image to inpaint")
+    }
+    if p.strength != nil, p.initImage == nil {
+      throw PipelineError.invalidArgument(name: "strength", reason: "strength needs an init image")
+    }
+  }
+
+  /// The output size: explicit, else the init image's size rounded down to a multiple of 8, else
+  /// the UNet's default.
+  func resolveSize(_ p: GenerationParameters) throws -> (width: Int, height: Int) {
+    if let image = p.initImage {
+      let w = p.width ?? (image.width - image.width % vaeScaleFactor)
+      let h = p.height ?? (image.height - image.height % vaeScaleFactor)
+      return try resolveSize(width: w, height: h)
+    }
+    return try resolveSize(width: p.width, height: p.height)
   }
 
   /// VAE-decodes NHWC latents into an 8-bit image (diffusers' `VaeImageProcessor.postprocess`).

@@ -75,7 +75,24 @@ public enum Convert {
   public static func floatToBFloat16(
     _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int
   ) {
-    for i in 0..<count { dst[i] = bfloat16Bits(src[i]) }
+    var i = 0
+    let one = SIMD16<UInt32>(repeating: 1)
+    let half = SIMD16<UInt32>(repeating: 0x7FFF)
+    while i + 16 <= count {
+      let bits = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt32>.self)
+      let exponent = bits & SIMD16(repeating: 0x7F80_0000)
+      let mantissa = bits & SIMD16(repeating: 0x007F_FFFF)
+      let isNaN = (exponent .== SIMD16(repeating: 0x7F80_0000)) .& (mantissa .!= SIMD16(repeating: 0))
+      var rounded = (bits &+ (((bits &>> 16) & one) &+ half)) &>> 16
+      rounded.replace(with: (bits &>> 16) | SIMD16(repeating: 0x40), where: isNaN)
+      UnsafeMutableRawPointer(dst + i).storeBytes(
+        of: SIMD16<UInt16>(truncatingIfNeeded: rounded), as: SIMD16<UInt16>.self)
+      i += 16
+    }
+    while i < count {
+      dst[i] = bfloat16Bits(src[i])
+      i += 1
+    }
   }
 
   /// The bfloat16 bit pattern of one Float32 value, rounded to nearest even.

@@ -227,6 +227,72 @@ public enum Ops {
     return out
   }
 
+  /// Repeats a one-channel NHWC tensor `[N, H, W, 1]` over `channels` channels.
+  public static func broadcastChannels(_ x: Tensor, to channels: Int) throws -> Tensor {
+    guard x.rank == 4, x.shape[3] == 1 else {
+      throw TensorError.invalidArgument("broadcastChannels expects [N, H, W, 1], got \(x.shape)")
+    }
+    let input = x.asFloat32()
+    var out = Tensor(uninitializedShape: [x.shape[0], x.shape[1], x.shape[2], channels])
+    let d = out.mutableFloatPointer
+    let s = input.floatPointer
+    for p in 0..<x.count { (d + p * channels).update(repeating: s[p], count: channels) }
+    return out
+  }
+
+  /// Nearest-neighbour downsampling of NHWC by an integer factor: pixel `(factor·i, factor·j)`.
+  /// matches: `torch.nn.functional.interpolate(size=(H/f, W/f), mode="nearest")`.
+  public static func nearestDownsample(_ x: Tensor, factor: Int) throws -> Tensor {
+    guard x.rank == 4, factor >= 1, x.shape[1] % factor == 0, x.shape[2] % factor == 0 else {
+      throw TensorError.invalidArgument("cannot downsample \(x.shape) by \(factor)")
+    }
+    let (n, h, w, c) = (x.shape[0], x.shape[1] / factor, x.shape[2] / factor, x.shape[3])
+    let input = x.asFloat32()
+    var out = Tensor(uninitializedShape: [n, h, w, c])
+    let d = out.mutableFloatPointer
+    let s = input.floatPointer
+    for b in 0..<n {
+      for i in 0..<h {
+        for j in 0..<w {
+          (d + ((b * h + i) * w + j) * c).update(
+            from: s + ((b * x.shape[1] + i * factor) * x.shape[2] + j * factor) * c, count: c)
+        }
+      }
+    }
+    return out
+  }
+
+  /// Nearest-neighbour resize of NHWC to `height × width` with PyTorch's index rule
+  /// (`src = min(⌊dst · in/out⌋, in − 1)` in float, exact ×2 as `dst >> 1`).
+  /// matches: `torch.nn.functional.interpolate(size=(height, width), mode="nearest")`.
+  public static func upsampleNearest(_ x: Tensor, height: Int, width: Int) throws -> Tensor {
+    guard x.rank == 4, height > 0, width > 0 else {
+      throw TensorError.invalidArgument("nearest resize expects NHWC and a positive size, got \(x.shape) → \(height)×\(width)")
+    }
+    let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    if height == 2 * h && width == 2 * w { return try upsampleNearest2x(x) }
+    func index(_ o: Int, _ input: Int, _ output: Int) -> Int {
+      if output == input { return o }
+      if output == 2 * input { return o >> 1 }
+      let scale = Float(input) / Float(output)
+      return min(Int((Float(o) * scale).rounded(.down)), input - 1)
+    }
+    let rows = (0..<height).map { index($0, h, height) }
+    let cols = (0..<width).map { index($0, w, width) }
+    let input = x.asFloat32()
+    var out = Tensor(uninitializedShape: [n, height, width, c])
+    let d = out.mutableFloatPointer
+    let s = input.floatPointer
+    for b in 0..<n {
+      for i in 0..<height {
+        for j in 0..<width {
+          (d + ((b * height + i) * width + j) * c).update(from: s + ((b * h + rows[i]) * w + cols[j]) * c, count: c)
+        }
+      }
+    }
+    return out
+  }
+
   /// NCHW → NHWC (for tensors exchanged with PyTorch-layout files).
   public static func nchwToNhwc(_ x: Tensor) throws -> Tensor {
     guard x.rank == 4 else { throw TensorError.invalidArgument("expected a 4-D tensor, got \(x.shape)") }

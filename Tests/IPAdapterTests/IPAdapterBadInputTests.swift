@@ -111,3 +111,44 @@ import Weights
     }
   }
 }
+
+/// The original `.bin` container (PyTorch pickle, read by the restricted unpickler).
+@Suite struct IPAdapterBinCheckpointTests {
+  @Test func binAndSafetensorsGiveIdenticalResults() throws {
+    let pipe = try IPFixtures.pipeline()
+    let encoder = try IPFixtures.encoder(pipe)
+    let image = try IPFixtures.image("reference.png")
+    func run(_ file: String) throws -> GenerationResult {
+      let adapter = try IPAdapter(path: IPFixtures.adapter(file), unet: pipe.unet)
+      var p = IPFixtures.parameters
+      p.steps = 2
+      return try pipe.generate(
+        p, imagePrompts: [ImagePrompt(adapter: adapter, embeds: try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: [image]), scale: 0.8)])
+    }
+    let bin = try run("ip-adapter-plus_sd15.bin")
+    let safetensors = try run("ip-adapter-plus_sd15.safetensors")
+    #expect(bin.latents.scalars() == safetensors.latents.scalars())
+    #expect(bin.image.pixels == safetensors.image.pixels)
+  }
+
+  @Test func binHoldsFloat32ImageProjAndFloat16LayersLikeTheReleases() throws {
+    let archive = try IPAdapterFile.open(IPFixtures.adapter("ip-adapter-plus_sd15.bin"))
+    #expect(archive.info("image_proj.latents")?.storedType == "F32")
+    #expect(archive.info("ip_adapter.1.to_k_ip.weight")?.storedType == "F16")
+  }
+
+  @Test func maliciousPickleIsRefusedNamingTheGlobal() throws {
+    let pipe = try IPFixtures.pipeline()
+    let evil = Fixtures.url("torch").appendingPathComponent("evil-os-system.pt").path
+    guard FileManager.default.fileExists(atPath: evil) else {
+      Issue.record("fixture \(evil) missing")
+      return
+    }
+    do {
+      _ = try IPAdapter(path: evil, unet: pipe.unet)
+      Issue.record("a malicious pickle was accepted")
+    } catch let error as TorchCheckpointError {
+      #expect("\(error)".contains("os") && "\(error)".contains("system"), "\(error)")
+    }
+  }
+}

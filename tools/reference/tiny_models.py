@@ -127,17 +127,19 @@ def write_sd15_pipeline(folder: str, seed: int = 0) -> None:
     normalise_configs(folder)
 
 
-def normalise_configs(folder: str) -> None:
+def normalise_configs(folder: str, recursive: bool = True) -> None:
     """Drops the environment-dependent fields diffusers/transformers write, for reproducibility."""
-    for root, _, files in os.walk(folder):
+    for root, _, files in (os.walk(folder) if recursive else [(folder, None, os.listdir(folder))]):
         for f in files:
-            if not f.endswith(".json"):
+            if not f.endswith(".json") or not os.path.isfile(os.path.join(root, f)):
                 continue
             path = os.path.join(root, f)
             with open(path) as fh:
                 data = json.load(fh)
-            for key in ("_name_or_path", "transformers_version", "_diffusers_version", "is_local", "local_files_only"):
+            for key in ("_name_or_path", "transformers_version", "is_local", "local_files_only"):
                 data.pop(key, None)
+            if "_diffusers_version" in data:
+                data["_diffusers_version"] = "0.42.1"  # pinned, so reruns are byte-identical
             with open(path, "w") as fh:
                 json.dump(data, fh, indent=2, sort_keys=True)
                 fh.write("\n")

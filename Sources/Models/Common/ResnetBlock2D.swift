@@ -86,7 +86,10 @@ public final class Upsample2D: Module, @unchecked Sendable {
 
   public var children: [(String, any Module)] { [("conv", conv)] }
 
-  public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    try conv(try Ops.upsampleNearest2x(x))
+  /// - Parameter size: the output size when it is not exactly twice the input (diffusers'
+  ///   `upsample_size`, used when the latent size is not a multiple of the UNet's total factor).
+  public func callAsFunction(_ x: Tensor, size: (height: Int, width: Int)? = nil) throws -> Tensor {
+    if let size { return try conv(try Ops.upsampleNearest(x, height: size.height, width: size.width)) }
+    return try conv(try Ops.upsampleNearest2x(x))
   }
 }

@@ -166,11 +166,10 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
       throw ModuleError.invalidInput(
         "UNet input must be NHWC [B, H, W, \(config.inChannels)], got \(sample.shape)")
     }
+    // diffusers' forward_upsample_size: sizes that are not a multiple of the total down factor
+    // upsample to the exact size of the skip tensors instead of ×2.
     let factor = 1 << (config.blockOutChannels.count - 1)
-    guard sample.shape[1] % factor == 0, sample.shape[2] % factor == 0 else {
-      throw ModuleError.invalidInput(
-        "UNet latent size \(sample.shape[1])×\(sample.shape[2]) must be a multiple of \(factor)")
-    }
+    let exactUpsampling = sample.shape[1] % factor != 0 || sample.shape[2] % factor != 0
     guard conditioning.batch == sample.shape[0] else {
       throw ModuleError.invalidInput(
         "UNet batch \(sample.shape[0]) does not match the conditioning batch \(conditioning.batch)")
@@ -191,8 +190,13 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
     }
     h = try midBlock(h, timeEmbedding: temb, conditioning: conditioning)
     if let controlResiduals { h = try Ops.add(h, controlResiduals.mid) }
-    for block in upBlocks {
-      h = try block(h, timeEmbedding: temb, conditioning: conditioning, residuals: &residuals)
+    for (i, block) in upBlocks.enumerated() {
+      var size: (height: Int, width: Int)?
+      if exactUpsampling, i < upBlocks.count - 1 {
+        let next = residuals[residuals.count - block.resnets.count - 1]
+        size = (next.shape[1], next.shape[2])
+      }
+      h = try block(h, timeEmbedding: temb, conditioning: conditioning, residuals: &residuals, upsampleSize: size)
     }
     h = try convNormOut(h, silu: true)
     return try convOut(h)

@@ -101,9 +101,10 @@ public final class UpBlock: Module, @unchecked Sendable {
     return c
   }
 
+  /// - Parameter upsampleSize: explicit output size of the upsampler (see `Upsample2D`).
   func callAsFunction(
     _ x: Tensor, timeEmbedding: Tensor, conditioning: CrossAttentionConditioning,
-    residuals: inout [Tensor]
+    residuals: inout [Tensor], upsampleSize: (height: Int, width: Int)? = nil
   ) throws -> Tensor {
     var h = x
     for (i, resnet) in resnets.enumerated() {
@@ -111,7 +112,7 @@ public final class UpBlock: Module, @unchecked Sendable {
       h = try resnet(try Ops.concatLast(h, skip), timeEmbedding: timeEmbedding)
       if !attentions.isEmpty { h = try attentions[i](h, conditioning: conditioning) }
     }
-    if let upsampler { h = try upsampler(h) }
+    if let upsampler { h = try upsampler(h, size: upsampleSize) }
     return h
   }
 }

@@ -1,0 +1,72 @@
+import Foundation
+import Imaging
+import Models
+import TensorCore
+
+/// One ControlNet of a generation: the model, its control image (a hint such as Canny edges, or
+/// the preprocessed result), its strength and its step window.
+public struct ControlNetUnit: @unchecked Sendable {
+  public var model: ControlNetModel
+  /// Shown in the PNG parameters (usually the folder name).
+  public var name: String
+  public var image: Image
+  /// `controlnet_conditioning_scale`.
+  public var scale: Float
+  /// diffusers' `guess_mode`: the ControlNet sees only the conditional half, with residuals scaled
+  /// from 0.1 (shallow) to 1.0 (deep); the unconditional half gets none.
+  public var guessMode: Bool
+  /// `control_guidance_start` / `control_guidance_end` as fractions of the steps.
+  public var start: Double
+  public var end: Double
+
+  public init(
+    model: ControlNetModel, name: String, image: Image, scale: Float = 1, guessMode: Bool = false,
+    start: Double = 0, end: Double = 1
+  ) {
+    (self.model, self.name, self.image, self.scale) = (model, name, image, scale)
+    (self.guessMode, self.start, self.end) = (guessMode, start, end)
+  }
+}
+
+/// Runs one ControlNet at every step inside its window and hands its residuals to the UNet.
+///
+/// matches: diffusers `StableDiffusionControlNetPipeline` (0.42.1): control image prepared by
+/// `VaeImageProcessor(do_convert_rgb=True, do_normalize=False)` at the output size; the ControlNet
+/// is given the text embeddings only (never image-prompt tokens — IP-Adapter's `CNAttnProcessor`
+/// contract); `cond_scale = scale × keep(i)`; guess mode with guidance feeds only the conditional
+/// latents and pads the residuals with zeros for the unconditional half. Steps outside the window
+/// skip the ControlNet entirely (diffusers runs it with scale 0, which adds exactly zero).
+final class ControlNetExtension: DenoisingExtension {
+  let unit: ControlNetUnit
+  let conditioning: CrossAttentionConditioning
+  let embedding: Tensor
+  let guidance: Bool
+
+  init(unit: ControlNetUnit, textEmbeddings: Tensor, guidance: Bool, width: Int, height: Int, unet: UNet2DConditionModel) throws {
+    try unit.model.validate(against: unet)
+    guard unit.scale.isFinite else {
+      throw PipelineError.invalidArgument(name: "control scale", reason: "\(unit.scale) is not a finite number")
+    }
+    guard unit.start >= 0, unit.end <= 1, unit.start < unit.end else {
+      throw PipelineError.invalidArgument(
+        name: "control window", reason: "start \(unit.start) and end \(unit.end) must satisfy 0 ≤ start < end ≤ 1")
+    }
+    self.unit = unit
+    self.guidance = guidance
+    let text = guidance && unit.guessMode ? textEmbeddings.slice(rows: 1..<2) : textEmbeddings
+    conditioning = try unit.model.makeConditioning(encoderHiddenStates: text)
+    let processor = VaeImageProcessor(vaeScaleFactor: 8, doNormalize: false, doConvertRGB: true)
+    embedding = try unit.model.embedControlImage(processor.preprocess(unit.image, height: height, width: width))
+  }
+
+  func controlResiduals(input: Tensor, step: StepContext) throws -> ControlResiduals? {
+    guard step.isInside(start: unit.start, end: unit.end) else { return nil }
+    let controlInput = guidance && unit.guessMode ? input.slice(rows: 1..<2) : input
+    let r = try unit.model(
+      controlInput, timestep: step.timestep, conditioning: conditioning, controlEmbedding: embedding,
+      scale: unit.scale, guessMode: unit.guessMode)
+    guard guidance && unit.guessMode else { return r }
+    func padded(_ t: Tensor) throws -> Tensor { try Ops.concatRows([Tensor.zeros(t.shape), t]) }
+    return ControlResiduals(down: try r.down.map(padded), mid: try padded(r.mid))
+  }
+}
