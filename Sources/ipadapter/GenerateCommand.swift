@@ -60,6 +60,12 @@ struct GenerateCommand: ParsableCommand {
   @OptionGroup(title: "Image prompts (IP-Adapter)")
   var imagePrompts: ImagePromptOptions
 
+  @OptionGroup(title: "Image-to-image and inpainting")
+  var initImage: InitImageOptions
+
+  @OptionGroup(title: "ControlNet")
+  var controlNets: ControlNetOptions
+
   @Flag(help: "Do not show the progress bar.")
   var quiet = false
 
@@ -84,6 +90,11 @@ struct GenerateCommand: ParsableCommand {
     }
     let kind = try scheduler.map { try SchedulerKind(cliName: $0) }
     try imagePrompts.validate(requireImages: true)
+    try initImage.validate()
+    try controlNets.validate()
+    if latents != nil, initImage.initImage != nil {
+      throw CLIError.invalid("--latents", "cannot be combined with --init-image (the noise comes from --seed)")
+    }
     try OutputPath.checkWritable(output, option: "--output")
     if let saveLatents { try OutputPath.checkWritable(saveLatents, option: "--save-latents") }
 
@@ -97,11 +108,16 @@ struct GenerateCommand: ParsableCommand {
     parameters.scheduler = kind
     parameters.clipSkip = clipSkip
     if let latents { parameters.latents = try LatentsFile.read(latents) }
+    for warning in try initImage.apply(to: &parameters) {
+      FileHandle.standardError.write(Data("\(warning)\n".utf8))
+    }
 
     let pipeline = try StableDiffusionPipeline(folder: URL(fileURLWithPath: model), precision: precisionValue)
     let prompts = try imagePrompts.imagePrompts(for: pipeline)
+    let units = try controlNets.units()
     let bar = quiet ? nil : ProgressBar()
-    let result = try pipeline.generate(parameters, imagePrompts: prompts, progress: { bar?.update($0); return true })
+    let result = try pipeline.generate(
+      parameters, imagePrompts: prompts, controlNets: units, progress: { bar?.update($0); return true })
     bar?.finish()
     try result.image.writePNG(to: output, text: [PNGTextChunk(key: "parameters", value: result.parametersText)])
     if let saveLatents { try LatentsFile.write(result.latents, to: saveLatents) }
