@@ -25,6 +25,8 @@ let package = Package(
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    // Test-only: the loopback hub imitation in HubTests.
+    .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
   ],
   targets: [
     // C libraries from Debian packages.
@@ -65,11 +67,13 @@ let package = Package(
       resources: [.copy("Resources/configs")], swiftSettings: optimised),
     // The machine's FMA throughput, for the benchmark's "% of peak".
     .target(name: "CPeakProbe", path: "Sources/CPeakProbe", cSettings: [.unsafeFlags(["-O2"])]),
+    // Hugging Face hub client with huggingface_hub's cache layout (Foundation only).
+    .target(name: "Hub", swiftSettings: optimised),
     // The command-line tool.
     .executableTarget(
       name: "ipadapter",
       dependencies: [
-        "Pipelines", "CPeakProbe", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Pipelines", "CPeakProbe", "Hub", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: optimised),
 
@@ -92,6 +96,9 @@ let package = Package(
       swiftSettings: optimised),
     .testTarget(
       name: "IPAdapterTests", dependencies: ["IPAdapter", "Pipelines", "Imaging", "Weights", "TestSupport"],
+      swiftSettings: optimised),
+    .testTarget(
+      name: "HubTests", dependencies: ["Hub", "ipadapter", .product(name: "FlyingFox", package: "FlyingFox")],
       swiftSettings: optimised),
     .testTarget(
       name: "CLITests", dependencies: ["ipadapter", "TestSupport", "Imaging", "Weights"], swiftSettings: optimised),

@@ -37,10 +37,11 @@ struct EmbedCommand: ParsableCommand {
         throw CLIError.invalid("--ip-image", "file not found: \(f)")
       }
       try OutputPath.checkWritable(output, option: "--output")
-      let adapter = try IPAdapter(path: ipAdapter, unet: nil)
       var options = ImagePromptOptions()
       options.ipAdapter = [ipAdapter]
       options.imageEncoder = imageEncoder.map { [$0] } ?? []
+      try options.resolveHubReferences(quiet: false)
+      let adapter = try IPAdapter(path: options.ipAdapter[0], unet: nil)
       let folder = try options.encoderFolder(for: 0)
       let encoder = try ImagePromptEncoder(
         folder: folder, processorConfig: preprocessorConfig.map { URL(fileURLWithPath: $0) })

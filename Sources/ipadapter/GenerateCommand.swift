@@ -12,7 +12,7 @@ struct GenerateCommand: ParsableCommand {
     commandName: "generate",
     abstract: "Generate an image with Stable Diffusion from a text prompt.")
 
-  @Option(help: "A diffusers pipeline folder (with model_index.json).")
+  @Option(help: "A diffusers pipeline folder (with model_index.json), or a Hugging Face hub reference org/name[@revision] (downloaded into the shared cache).")
   var model: String
 
   @Option(help: "The text prompt.")
@@ -112,7 +112,12 @@ struct GenerateCommand: ParsableCommand {
       FileHandle.standardError.write(Data("\(warning)\n".utf8))
     }
 
-    let pipeline = try StableDiffusionPipeline(folder: URL(fileURLWithPath: model), precision: precisionValue)
+    let modelPath = try ModelResolution.model(model, quiet: quiet)
+    var imagePrompts = self.imagePrompts
+    try imagePrompts.resolveHubReferences(quiet: quiet)
+    var controlNets = self.controlNets
+    try controlNets.resolveHubReferences(quiet: quiet)
+    let pipeline = try StableDiffusionPipeline(folder: URL(fileURLWithPath: modelPath), precision: precisionValue)
     let prompts = try imagePrompts.imagePrompts(for: pipeline)
     let units = try controlNets.units()
     let bar = quiet ? nil : ProgressBar()

@@ -6,5 +6,5 @@ struct IPAdapterCLI: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "ipadapter",
     abstract: "Stable Diffusion with image prompts (IP-Adapter) on the CPU.",
-    subcommands: [GenerateCommand.self, EmbedCommand.self, BenchCommand.self])
+    subcommands: [GenerateCommand.self, EmbedCommand.self, DownloadCommand.self, ModelsCommand.self, BenchCommand.self])
 }

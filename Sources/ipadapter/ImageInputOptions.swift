@@ -78,6 +78,14 @@ struct ControlNetOptions: ParsableArguments {
   @Flag(help: "ControlNet guess mode: it sees only the conditional half, residuals scaled 0.1→1 by depth.")
   var guessMode = false
 
+  /// Replaces hub references in `--controlnet` by local folders (config + weights fetched).
+  mutating func resolveHubReferences(quiet: Bool) throws {
+    for (i, c) in controlnet.enumerated() where ModelResolution.isHub(c) {
+      controlnet[i] = try ModelResolution.folder(
+        c, files: ModelResolution.controlNetFiles, option: "--controlnet", quiet: quiet)
+    }
+  }
+
   func validate() throws {
     if controlnet.isEmpty {
       if !controlImage.isEmpty { throw CLIError.invalid("--control-image", "needs --controlnet") }
@@ -89,7 +97,7 @@ struct ControlNetOptions: ParsableArguments {
     for f in controlImage where !FileManager.default.fileExists(atPath: f) {
       throw CLIError.invalid("--control-image", "file not found: \(f)")
     }
-    for d in controlnet where !FileManager.default.fileExists(atPath: d) {
+    for d in controlnet where !ModelResolution.isHub(d) && !FileManager.default.fileExists(atPath: d) {
       throw CLIError.invalid("--controlnet", "folder not found: \(d)")
     }
     _ = try ImagePromptOptions.perAdapter(controlScale, count: controlnet.count, option: "--control-scale")

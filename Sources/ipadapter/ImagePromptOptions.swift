@@ -28,6 +28,19 @@ struct ImagePromptOptions: ParsableArguments {
   @Option(help: "Precomputed embeddings written by 'ipadapter embed', '[N=]FILE', used instead of images.")
   var ipEmbeds: [String] = []
 
+  /// Replaces hub references (adapters, encoders) by local paths, downloading what is missing;
+  /// for a hub adapter without `--image-encoder`, its `image_encoder/` sibling is fetched too.
+  mutating func resolveHubReferences(quiet: Bool) throws {
+    for (i, a) in ipAdapter.enumerated() where ModelResolution.isHub(a) {
+      ipAdapter[i] = try ModelResolution.file(a, option: "--ip-adapter", quiet: quiet)
+      if imageEncoder.isEmpty { try ModelResolution.siblingImageEncoder(ofAdapter: a, quiet: quiet) }
+    }
+    for (i, e) in imageEncoder.enumerated() where ModelResolution.isHub(e) {
+      imageEncoder[i] = try ModelResolution.folder(
+        e, files: ModelResolution.encoderFiles, option: "--image-encoder", quiet: quiet)
+    }
+  }
+
   /// `N=FILE` → (N−1, FILE); a bare FILE → (0, FILE).
   static func assignment(_ value: String, option: String, adapters: Int) throws -> (Int, String) {
     if let eq = value.firstIndex(of: "="), let n = Int(value[..<eq]) {

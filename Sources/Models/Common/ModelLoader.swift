@@ -41,8 +41,13 @@ public enum ModelLoader {
       let url = folder.appendingPathComponent(index)
       if fm.fileExists(atPath: url.path) { return try openSharded(index: url) }
     }
+    // PyTorch pickles (transformers names them pytorch_model.bin), read without executing code.
+    let pickles = stem == "model" ? ["pytorch_model.bin", "model.bin"] : ["\(stem).bin"]
+    for name in pickles where fm.fileExists(atPath: folder.appendingPathComponent(name).path) {
+      return try openCheckpoint(path: folder.appendingPathComponent(name).path)
+    }
     throw ModelFileError.noWeights(
-      folder: folder.path, tried: candidates + ["\(stem).safetensors.index.json"])
+      folder: folder.path, tried: candidates + ["\(stem).safetensors.index.json"] + pickles)
   }
 
   /// Opens the shards listed in a `weight_map` index file.

@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+
+@testable import Hub
+
+/// The README's first command, verified against the loopback hub: `generate` with hub references
+/// for the pipeline, the IP-Adapter and (implicitly) its image encoder, into an empty cache; then
+/// the same command offline from the warm cache with no request at all.
+@Suite struct HubGenerateEndToEndTests {
+  static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures")
+
+  /// Every file under `folder` (symlinks followed) as a repo file; weights as LFS files.
+  static func repo(_ id: String, folder: URL, under prefix: String = "") throws -> FakeHub.Repo {
+    var files: [FakeHub.File] = []
+    let walker = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: nil)!
+    for case let url as URL in walker {
+      let resolved = url.resolvingSymlinksInPath()
+      var isDir: ObjCBool = false
+      guard FileManager.default.fileExists(atPath: resolved.path, isDirectory: &isDir), !isDir.boolValue else { continue }
+      let relative = String(url.path.dropFirst(folder.path.count + 1))
+      let path = prefix.isEmpty ? relative : "\(prefix)/\(relative)"
+      let data = try Data(contentsOf: resolved)
+      files.append(FakeHub.File(path: path, data: data, lfs: path.hasSuffix(".safetensors") || path.hasSuffix(".bin")))
+    }
+    let commit = String(repeating: "c0ffee", count: 7).prefix(40)
+    return FakeHub.Repo(id: id, commit: String(commit), refs: ["main": String(commit)], token: nil, files: files)
+  }
+
+  static var executable: URL {
+    URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+      .appendingPathComponent("ipadapter")
+  }
+
+  static func run(_ arguments: [String], environment: [String: String]) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = executable
+    p.arguments = arguments
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let err = Pipe()
+    p.standardError = err
+    p.standardOutput = Pipe()
+    try p.run()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: e, as: UTF8.self))
+  }
+
+  @Test func generateDownloadsByHubReferenceThenRunsOffline() async throws {
+    let pipeline = try Self.repo("stable-diffusion-v1-5/stable-diffusion-v1-5", folder: Self.fixtures.appendingPathComponent("tiny-sd15"))
+    let adapters = try Self.repo("h94/IP-Adapter", folder: Self.fixtures.appendingPathComponent("tiny-ip-adapter/models"), under: "models")
+    let hub = try await FakeHub.start(repos: [pipeline, adapters])
+    defer { Task { await hub.stop() } }
+    let cache = FileManager.default.temporaryDirectory.appendingPathComponent("hub-e2e-\(UUID().uuidString)")
+    let out = cache.appendingPathComponent("out.png")
+    try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: cache) }
+    let arguments = [
+      "generate", "--model", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+      "--ip-adapter", "h94/IP-Adapter/models/ip-adapter-plus_sd15.safetensors",
+      "--ip-image", Self.fixtures.appendingPathComponent("images/reference.png").path,
+      "--prompt", "a red cube", "--seed", "0", "--steps", "2", "--quiet", "--output", out.path,
+    ]
+    let env = ["HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": cache.appendingPathComponent("hub").path, "HF_TOKEN": ""]
+    let (status, stderr) = try Self.run(arguments, environment: env)
+    #expect(status == 0, "\(stderr)")
+    #expect(FileManager.default.fileExists(atPath: out.path))
+    let snapshots = cache.appendingPathComponent("hub/models--h94--IP-Adapter/snapshots")
+    let commit = try FileManager.default.contentsOfDirectory(atPath: snapshots.path).first ?? ""
+    #expect(FileManager.default.fileExists(atPath: snapshots.appendingPathComponent("\(commit)/models/image_encoder/model.safetensors").path))
+
+    hub.resetLog()
+    try FileManager.default.removeItem(at: out)
+    let (offline, offlineErr) = try Self.run(arguments, environment: env.merging(["HF_HUB_OFFLINE": "1"]) { $1 })
+    #expect(offline == 0, "\(offlineErr)")
+    #expect(hub.count("GET") == 0 && hub.count("HEAD") == 0)
+  }
+}
