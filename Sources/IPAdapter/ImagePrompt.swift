@@ -6,19 +6,55 @@ import TensorCore
 public struct ImagePromptEmbeds: @unchecked Sendable {
   public var conditional: Tensor
   public var unconditional: Tensor
+  /// Images whose tokens are concatenated (1 after a non-concat combine mode).
+  public var imageCount: Int
 
-  public init(conditional: Tensor, unconditional: Tensor) {
+  public init(conditional: Tensor, unconditional: Tensor, imageCount: Int = 1) {
     self.conditional = conditional
     self.unconditional = unconditional
+    self.imageCount = imageCount
   }
 }
 
-/// One adapter's contribution to a generation: its tokens and its scale λ.
+/// How the reference images of one adapter become CLIP features before projection.
+public struct ImageFeatureOptions: Sendable {
+  /// ComfyUI's combine mode over the images (concat keeps one token block per image).
+  public var combine: IPAdapterCombineMode = .concat
+  /// Per-image weights applied to the features before combining (nil = all 1).
+  public var weights: [Float]?
+  /// The unconditional convention: reference zeros, ComfyUI's black image, or a given image.
+  public var negative: IPAdapterNegativeImage = .zeros
+
+  public init(combine: IPAdapterCombineMode = .concat, weights: [Float]? = nil, negative: IPAdapterNegativeImage = .zeros) {
+    self.combine = combine
+    self.weights = weights
+    self.negative = negative
+  }
+}
+
+/// One adapter's contribution to a generation: its tokens and how strongly, where and when they
+/// act.
+///
+/// matches: diffusers `IPAdapterAttnProcessor2_0` (scale, per-layer scales from
+/// `set_ip_adapter_scale`, regional masks with one softmax per image), the official step gating
+/// (`StableDiffusionXLCustomPipeline`), and ComfyUI_IPAdapter_plus' weight types and embeds
+/// scaling.
 public struct ImagePrompt: @unchecked Sendable {
   public var adapter: IPAdapter
   public var embeds: ImagePromptEmbeds
-  /// λ in `out = Attn(Q, K_t, V_t) + λ·Attn(Q, K_ip, V_ip)`; 0 switches the adapter off exactly.
+  /// λ in `out = Attn(Q, K_t, V_t) + λ·Attn(Q, K_ip, V_ip)` when `layerScales` is uniform;
+  /// 0 switches the adapter off exactly.
   public var scale: Float
+  /// Per-layer scales (diffusers dictionary, InstantStyle preset, ComfyUI weight type); nil =
+  /// `scale` everywhere.
+  public var layerScales: IPAdapterLayerScales?
+  /// The steps where the adapter acts; outside it the adapter adds nothing and costs nothing.
+  public var window: IPAdapterStepWindow = .full
+  /// One mask `[H, W]` of 0/1 per image at the output size (`IPAdapterMasks.preprocess`); each
+  /// masked image attends with its own softmax, weighted per query.
+  public var masks: Tensor?
+  /// How the adapter's keys/values carry its weight (ComfyUI's embeds scaling).
+  public var embedsScaling: IPAdapterEmbedsScaling = .vOnly
 
   public init(adapter: IPAdapter, embeds: ImagePromptEmbeds, scale: Float) {
     self.adapter = adapter
@@ -26,20 +62,32 @@ public struct ImagePrompt: @unchecked Sendable {
     self.scale = scale
   }
 
-  /// Encodes and projects `images` (tokens of all images concatenated in order).
-  public static func embeds(adapter: IPAdapter, encoder: ImagePromptEncoder, images: [Image]) throws -> ImagePromptEmbeds {
+  /// Encodes and projects `images` (tokens of all images concatenated in order, unless a combine
+  /// mode merges them first).
+  public static func embeds(
+    adapter: IPAdapter, encoder: ImagePromptEncoder, images: [Image], options: ImageFeatureOptions = ImageFeatureOptions()
+  ) throws -> ImagePromptEmbeds {
     try adapter.checkEncoder(encoder.model.config, encoderPath: encoder.path)
     let kind = adapter.projection.inputKind
-    let cond = try encoder.features(images, kind: kind)
-    let uncond = try encoder.unconditionalFeatures(count: images.count, kind: kind)
-    return ImagePromptEmbeds(conditional: try adapter.tokens(cond), unconditional: try adapter.tokens(uncond))
+    let features = try options.combine.combine(try encoder.features(images, kind: kind), weights: options.weights)
+    let count = features.shape[0]
+    let uncond: Tensor
+    switch options.negative.encoderInput(kind: kind, imageSize: encoder.model.config.imageSize) {
+    case .zeroEmbedding, .zeroPixels:
+      uncond = try encoder.unconditionalFeatures(count: count, kind: kind)
+    case .image(let negative):
+      let one = try encoder.features([negative], kind: kind)
+      uncond = try Ops.concatRows(Array(repeating: one, count: count))
+    }
+    return ImagePromptEmbeds(
+      conditional: try adapter.tokens(features), unconditional: try adapter.tokens(uncond), imageCount: count)
   }
 
-  /// Appends this adapter's keys/values to every cross-attention layer it patches. The keys and
-  /// values are computed here, once per generation; with guidance the batch is
-  /// `[unconditional, conditional]`. A zero scale adds nothing (bit-identical to no adapter).
-  public func apply(to conditioning: inout CrossAttentionConditioning) throws {
-    guard scale != 0 else { return }
+  /// The attention sources of every patched layer, computed once per generation: keys/values of
+  /// the tokens (batch `[unconditional, conditional]` with guidance), layer scales, branch swaps,
+  /// embeds scaling and masks applied. Layers whose scale is 0 get nothing.
+  /// - Parameter latentSize: latent height and width (needed to downsample masks per layer).
+  public func sources(batch: Int, latentSize: (height: Int, width: Int), blockCount: Int) throws -> [Int: [AttentionSource]] {
     guard let attention = adapter.attention else {
       throw IPAdapterError.badInput("\(adapter.path) was loaded without a UNet and cannot patch attention")
     }
@@ -51,11 +99,60 @@ public struct ImagePrompt: @unchecked Sendable {
         path: adapter.path,
         reason: "image prompt embeds must be [1, tokens, \(c)] for both halves, got \(embeds.conditional.shape) / \(embeds.unconditional.shape)")
     }
-    let tokens = conditioning.batch == 2
-      ? try Ops.concatRows([embeds.unconditional, embeds.conditional]) : embeds.conditional
-    let kv = try attention.keyValues(tokens)
-    for (i, slot) in attention.slots.enumerated() {
-      conditioning.append(AttentionSource(key: kv[i].key, value: kv[i].value, scale: scale), toLayer: slot.layer)
+    let controls = try (layerScales ?? .uniform(scale)).layers(for: attention.slots)
+    guard controls.contains(where: { $0.scale != 0 }) else { return [:] }
+    let tokens = batch == 2 ? try Ops.concatRows([embeds.unconditional, embeds.conditional]) : embeds.conditional
+
+    // Masked: one token block per image, each with its own softmax and per-query mask.
+    var blocks = [tokens]
+    if let masks {
+      let n = embeds.imageCount
+      guard masks.rank == 3, masks.shape[0] == n else {
+        throw IPAdapterError.badInput("\(n) image(s) for \(adapter.path) but \(masks.rank == 3 ? masks.shape[0] : -1) mask(s)")
+      }
+      let total = tokens.shape[1]
+      guard total % n == 0 else { throw IPAdapterError.badInput("\(total) tokens do not split into \(n) images") }
+      blocks = try (0..<n).map { i in try Self.tokenSlice(tokens, from: i * total / n, count: total / n) }
     }
+    let kvs = try blocks.map { try attention.keyValues($0) }
+    var out: [Int: [AttentionSource]] = [:]
+    for (i, slot) in attention.slots.enumerated() where controls[i].scale != 0 {
+      var layerSources: [AttentionSource] = []
+      for (b, kv) in kvs.enumerated() {
+        var key = kv[i].key
+        var value = kv[i].value
+        if controls[i].swapBranches {
+          key = try IPAdapterLayerControl.swappedBranches(key)
+          value = try IPAdapterLayerControl.swappedBranches(value)
+        }
+        var weights: Tensor?
+        if let masks {
+          let q = try slot.position().queryCount(latentHeight: latentSize.height, latentWidth: latentSize.width, blockCount: blockCount)
+          let mask = masks.slice(rows: b..<(b + 1)).reshaped([masks.shape[1], masks.shape[2]])
+          weights = try IPAdapterMasks.downsample(mask, queryCount: q).weights
+        }
+        layerSources.append(try embedsScaling.source(key: key, value: value, weight: controls[i].scale, queryWeights: weights))
+      }
+      out[slot.layer] = layerSources
+    }
+    return out
+  }
+
+  /// Appends this adapter's sources to every layer it patches (the whole generation, no window).
+  public func apply(to conditioning: inout CrossAttentionConditioning, latentSize: (height: Int, width: Int) = (64, 64), blockCount: Int = 4) throws {
+    for (layer, list) in try sources(batch: conditioning.batch, latentSize: latentSize, blockCount: blockCount) {
+      for s in list { conditioning.append(s, toLayer: layer) }
+    }
+  }
+
+  /// Tokens `[B, L, C]` → `[B, count, C]` starting at `start`.
+  static func tokenSlice(_ t: Tensor, from start: Int, count: Int) throws -> Tensor {
+    let (b, l, c) = (t.shape[0], t.shape[1], t.shape[2])
+    var out = Tensor(uninitializedShape: [b, count, c])
+    let src = t.asFloat32()
+    for i in 0..<b {
+      (out.mutableFloatPointer + i * count * c).update(from: src.floatPointer + (i * l + start) * c, count: count * c)
+    }
+    return out
   }
 }

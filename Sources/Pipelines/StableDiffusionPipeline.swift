@@ -142,7 +142,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
       prompt: parameters.prompt, negativePrompt: parameters.negativePrompt, guidance: loop.usesGuidance,
       clipSkip: parameters.clipSkip)
     var conditioning = try unet.makeConditioning(encoderHiddenStates: embeddings)
-    for prompt in imagePrompts { try prompt.apply(to: &conditioning) }
+    try attach(imagePrompts, to: &conditioning, loop: &loop, width: width, height: height)
     for unit in controlNets {
       loop.extensions.append(
         try ControlNetExtension(
@@ -204,6 +204,12 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         schedulerName: parameters.scheduler?.displayName ?? SchedulerKind.displayName(forClass: schedulerClassName),
         extra: extra),
       preparationSeconds: prepared.timeIntervalSince(began), denoisingSeconds: denoised.timeIntervalSince(prepared))
+  }
+
+  /// The output size a generation with `parameters` will have (width, height).
+  public func outputSize(for parameters: GenerationParameters) throws -> (Int, Int) {
+    let s = try resolveSize(parameters)
+    return (s.width, s.height)
   }
 
   /// Checks parameter combinations that need no model work.

@@ -118,7 +118,7 @@ struct GenerateCommand: ParsableCommand {
     var controlNets = self.controlNets
     try controlNets.resolveHubReferences(quiet: quiet)
     let pipeline = try StableDiffusionPipeline(folder: URL(fileURLWithPath: modelPath), precision: precisionValue)
-    let prompts = try imagePrompts.imagePrompts(for: pipeline)
+    let prompts = try imagePrompts.imagePrompts(for: pipeline, parameters: parameters)
     let units = try controlNets.units()
     let bar = quiet ? nil : ProgressBar()
     let result = try pipeline.generate(
