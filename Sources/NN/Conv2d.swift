@@ -11,6 +11,7 @@ public final class Conv2d: Module, @unchecked Sendable {
   public let stride: Int
   public let padding: Padding2D
   private var kernel: Conv2DKernel?
+  private var options = PrepareOptions()
 
   public init(
     _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1,
@@ -37,14 +38,21 @@ public final class Conv2d: Module, @unchecked Sendable {
   }
 
   public func prepare(_ options: PrepareOptions) throws {
+    self.options = options
     kernel = try Conv2DKernel(
       weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
       precision: options.precision)
   }
 
+  /// Drops the packed weights; the next call packs them again.
+  public func release() { kernel = nil }
+
   /// `conv(x) (+ accumulate)` for NHWC `x`.
   public func callAsFunction(_ x: Tensor, accumulate: Tensor? = nil) throws -> Tensor {
-    guard let kernel else { throw ModuleError.notPrepared("Conv2d \(inChannels)→\(outChannels)") }
-    return try kernel(x, accumulate: accumulate)
+    if kernel == nil {
+      guard weight.storedValue != nil else { throw ModuleError.notPrepared("Conv2d \(inChannels)→\(outChannels)") }
+      try prepare(options)
+    }
+    return try kernel!(x, accumulate: accumulate)
   }
 }

@@ -9,6 +9,7 @@ public final class Linear: Module, @unchecked Sendable {
   public let bias: Parameter?
   public let activation: FusedActivation
   private var kernel: LinearKernel?
+  private var options = PrepareOptions()
 
   public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, activation: FusedActivation = .none) {
     self.weight = Parameter([outFeatures, inFeatures])
@@ -24,14 +25,21 @@ public final class Linear: Module, @unchecked Sendable {
   }
 
   public func prepare(_ options: PrepareOptions) throws {
+    self.options = options
     kernel = try LinearKernel(
       weight: weight.value, bias: bias?.value, activation: activation, precision: options.precision)
   }
 
+  /// Drops the packed weights; the next call packs them again.
+  public func release() { kernel = nil }
+
   /// `act(x·Wᵀ + b) (+ accumulate)` over the last dimension.
   public func callAsFunction(_ x: Tensor, accumulate: Tensor? = nil) throws -> Tensor {
-    guard let kernel else { throw ModuleError.notPrepared("Linear \(inFeatures)→\(outFeatures)") }
-    return try kernel(x, accumulate: accumulate)
+    if kernel == nil {
+      guard weight.storedValue != nil else { throw ModuleError.notPrepared("Linear \(inFeatures)→\(outFeatures)") }
+      try prepare(options)
+    }
+    return try kernel!(x, accumulate: accumulate)
   }
 }
 

@@ -65,6 +65,14 @@ extension Module {
     try prepare(options)
   }
 
+  /// Drops the packed weights of every convolution and linear layer of the tree (they are packed
+  /// again on the next call), freeing their memory — for models a run no longer needs.
+  public func releaseKernels() {
+    if let l = self as? Linear { l.release() }
+    if let c = self as? Conv2d { c.release() }
+    for (_, child) in children { child.releaseKernels() }
+  }
+
   /// Total number of scalar parameters.
   public var parameterCount: Int { namedParameters().reduce(0) { $0 + $1.1.shape.reduce(1, *) } }
 }

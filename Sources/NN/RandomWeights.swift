@@ -7,7 +7,9 @@ extension Module {
   /// Matrices and kernels are uniform in ±√(3/fan_in) (unit variance per output), normalisation
   /// weights are 1 and every other vector is small, so activations stay in range through deep
   /// real-size models. Used by the benchmark to build real-size models without downloads.
-  public func fillWithRandomWeights(seed: UInt64, dtype: DType = .float16, prepare: PrepareOptions = PrepareOptions()) throws {
+  /// - Parameter prepare: kernel options, or nil to leave the kernels unprepared (e.g. before
+  ///   saving the weights).
+  public func fillWithRandomWeights(seed: UInt64, dtype: DType = .float16, prepare: PrepareOptions? = PrepareOptions()) throws {
     var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
     for (name, p) in namedParameters() {
       let n = p.shape.reduce(1, *)
@@ -29,6 +31,6 @@ extension Module {
       }
       try p.assign(dtype == .float32 ? values : values.converted(to: dtype))
     }
-    try prepareTree(prepare)
+    if let prepare { try prepareTree(prepare) }
   }
 }

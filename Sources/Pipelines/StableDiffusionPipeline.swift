@@ -22,6 +22,11 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
   /// The folder's own scheduler class (`_class_name`), used when no sampler is requested.
   public let schedulerClassName: String
   public let precision: ComputePrecision
+  /// Drop each model's packed weights as soon as a generation no longer needs it (text encoder
+  /// after encoding, UNet and ControlNets after the last step, VAE after decoding): peak memory is
+  /// then one model at a time, at the cost of packing again on the next generation. The CLI sets
+  /// it; a library user generating many images keeps the default (false).
+  public var releaseModelsAfterUse = false
 
   /// Loads every component. Weights are memory-mapped; kernels are prepared lazily per shape.
   public init(folder: URL, precision: ComputePrecision = .float32) throws {
@@ -55,6 +60,14 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         path: folder.appendingPathComponent("unet/config.json").path, field: "cross_attention_dim",
         reason: "\(unet.crossAttentionDim) does not match the text encoder's hidden_size \(textEncoder.config.hiddenSize)")
     }
+  }
+
+  /// The model's name for the PNG parameters: the folder's, or the checkpoint file's without
+  /// extension.
+  public var modelName: String {
+    var isDir: ObjCBool = false
+    FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir)
+    return isDir.boolValue ? folder.lastPathComponent : folder.deletingPathExtension().lastPathComponent
   }
 
   /// The pipeline's `feature_extractor/preprocessor_config.json`, which diffusers uses to prepare
@@ -141,6 +154,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     let (embeddings, _) = try encodePrompts(
       prompt: parameters.prompt, negativePrompt: parameters.negativePrompt, guidance: loop.usesGuidance,
       clipSkip: parameters.clipSkip)
+    if releaseModelsAfterUse { textEncoder.releaseKernels() }
     var conditioning = try unet.makeConditioning(encoderHiddenStates: embeddings)
     try attach(imagePrompts, to: &conditioning, loop: &loop, width: width, height: height)
     for unit in controlNets {
@@ -160,11 +174,13 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         steps: parameters.steps, guidance: loop.usesGuidance, generator: &generator)
       (latents, start) = (point.latents, point.startIndex)
       if let e = point.stepExtension { loop.extensions.append(e) }
+      if releaseModelsAfterUse { vae.encoder.releaseKernels() }
     } else if let image = parameters.initImage {
       let point = try imageToImageStart(
         image, width: width, height: height, strength: parameters.strength ?? 0.8, scheduler: scheduler,
         steps: parameters.steps, generator: &generator)
       (latents, start) = (point.latents, point.startIndex)
+      if releaseModelsAfterUse { vae.encoder.releaseKernels() }
     } else {
       guard unet.inChannels == vae.config.latentChannels else {
         throw PipelineError.invalidArgument(
@@ -187,7 +203,12 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
       latents: latents, scheduler: &scheduler, startIndex: start, conditioning: conditioning,
       generator: &generator, progress: progress)
     let denoised = Date()
+    if releaseModelsAfterUse {
+      unet.releaseKernels()
+      for unit in controlNets { unit.model.releaseKernels() }
+    }
     let image = try decode(latents)
+    if releaseModelsAfterUse { vae.releaseKernels() }
     var extra = imagePrompts.map {
       ("IP-Adapter", "\(URL(fileURLWithPath: $0.adapter.path).lastPathComponent) (\(ParametersText.format($0.scale)))")
     }
@@ -200,7 +221,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     return GenerationResult(
       latents: try Ops.nhwcToNchw(latents), image: image,
       parametersText: ParametersText.describe(
-        parameters, width: width, height: height, model: folder.lastPathComponent,
+        parameters, width: width, height: height, model: modelName,
         schedulerName: parameters.scheduler?.displayName ?? SchedulerKind.displayName(forClass: schedulerClassName),
         extra: extra),
       preparationSeconds: prepared.timeIntervalSince(began), denoisingSeconds: denoised.timeIntervalSince(prepared))

@@ -170,6 +170,8 @@ public final class LinearKernel: @unchecked Sendable {
     let storage = TensorStorage(byteCount: DNNL.byteSize(desc))
     try DNNL.reorder(from: from, plain.rawPointer, to: desc, storage.pointer)
     packed.append((desc, storage))
+    // The checkpoint's copy is not needed while the packed one lives: let a mapped file's pages go.
+    weight.releaseResidentPages()
     return storage
   }
 }

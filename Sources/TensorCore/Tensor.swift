@@ -192,6 +192,12 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     return out
   }
 
+  /// For a view into a memory-mapped file: drops its pages from the resident set (they are read
+  /// again from the file if needed). No effect on heap tensors.
+  public func releaseResidentPages() {
+    storage.releaseResidentPages(byteOffset: byteOffset, count: byteCount)
+  }
+
   /// The elements as a Swift array of Float (converted from any dtype).
   public func scalars() -> [Float] {
     asFloat32().withUnsafeFloats { Array($0) }

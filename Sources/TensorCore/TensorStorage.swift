@@ -7,6 +7,10 @@ import Darwin
 /// A contiguous block of bytes behind one or more tensors: either an aligned heap allocation owned
 /// by this object, or a view into memory kept alive by `owner` (for example a memory-mapped
 /// checkpoint file).
+///
+/// Large heap blocks are recycled through `StoragePool`: a denoising step allocates the same
+/// activation sizes at every step, and reusing freed blocks avoids the page faults (and the
+/// kernel's page clearing) of fresh allocations.
 public final class TensorStorage: @unchecked Sendable {
   /// Alignment of heap allocations: one AVX-512 register / cache line.
   public static let alignment = 64
@@ -15,17 +19,24 @@ public final class TensorStorage: @unchecked Sendable {
   public let byteCount: Int
   private let owner: AnyObject?
   private let ownsMemory: Bool
+  /// Size of the underlying allocation (≥ `byteCount`; the pool's size class).
+  private let capacity: Int
 
   /// Allocates `byteCount` uninitialised bytes (64-byte aligned).
   public init(byteCount: Int) {
-    var raw: UnsafeMutableRawPointer? = nil
-    let size = max(byteCount, TensorStorage.alignment)
-    let status = posix_memalign(&raw, TensorStorage.alignment, size)
-    guard status == 0, let raw else {
-      fatalError("TensorStorage: out of memory allocating \(byteCount) bytes")
+    let size = StoragePool.sizeClass(max(byteCount, TensorStorage.alignment))
+    if let recycled = StoragePool.shared.take(size) {
+      self.pointer = recycled
+    } else {
+      var raw: UnsafeMutableRawPointer? = nil
+      let status = posix_memalign(&raw, TensorStorage.alignment, size)
+      guard status == 0, let raw else {
+        fatalError("TensorStorage: out of memory allocating \(byteCount) bytes")
+      }
+      self.pointer = raw
     }
-    self.pointer = raw
     self.byteCount = byteCount
+    self.capacity = size
     self.owner = nil
     self.ownsMemory = true
   }
@@ -34,6 +45,7 @@ public final class TensorStorage: @unchecked Sendable {
   public init(borrowing pointer: UnsafeMutableRawPointer, byteCount: Int, owner: AnyObject?) {
     self.pointer = pointer
     self.byteCount = byteCount
+    self.capacity = byteCount
     self.owner = owner
     self.ownsMemory = false
   }
@@ -41,7 +53,69 @@ public final class TensorStorage: @unchecked Sendable {
   /// True when the bytes belong to a file mapping or another owner and must not be written.
   public var isBorrowed: Bool { !ownsMemory }
 
+  /// For borrowed (memory-mapped) bytes: tells the kernel the pages of `range` are not needed any
+  /// more, so they leave the resident set (a file mapping reloads them if they are read again).
+  public func releaseResidentPages(byteOffset: Int, count: Int) {
+    guard !ownsMemory, count > 0 else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = Int(bitPattern: pointer) + byteOffset
+    let alignedStart = (start + page - 1) / page * page
+    let end = (start + count) / page * page
+    guard end > alignedStart else { return }
+    _ = madvise(UnsafeMutableRawPointer(bitPattern: alignedStart), end - alignedStart, MADV_DONTNEED)
+  }
+
   deinit {
-    if ownsMemory { free(pointer) }
+    if ownsMemory, !StoragePool.shared.give(pointer, size: capacity) { free(pointer) }
+  }
+}
+
+/// Recycles large freed tensor blocks by size class (bounded; least recently freed evicted first).
+final class StoragePool: @unchecked Sendable {
+  static let shared = StoragePool()
+  /// Blocks below this size go straight back to malloc.
+  static let minimumSize = 256 * 1024
+  /// Upper bound on the bytes the pool keeps.
+  static let limit = 768 * 1024 * 1024
+
+  private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+  private var order: [(size: Int, pointer: UnsafeMutableRawPointer)] = []
+  private var held = 0
+  private let lock = KernelLock()
+
+  /// Sizes are rounded up to 64 KiB so that near-identical requests share a class.
+  static func sizeClass(_ bytes: Int) -> Int {
+    bytes < minimumSize ? bytes : (bytes + 65_535) / 65_536 * 65_536
+  }
+
+  func take(_ size: Int) -> UnsafeMutableRawPointer? {
+    guard size >= Self.minimumSize else { return nil }
+    lock.lock()
+    defer { lock.unlock() }
+    guard var list = free[size], let p = list.popLast() else { return nil }
+    free[size] = list
+    held -= size
+    if let i = order.lastIndex(where: { $0.pointer == p }) { order.remove(at: i) }
+    return p
+  }
+
+  /// Keeps `pointer` for reuse; false when the caller should free it.
+  func give(_ pointer: UnsafeMutableRawPointer, size: Int) -> Bool {
+    guard size >= Self.minimumSize, size <= Self.limit / 2 else { return false }
+    lock.lock()
+    defer { lock.unlock() }
+    free[size, default: []].append(pointer)
+    order.append((size, pointer))
+    held += size
+    while held > Self.limit, !order.isEmpty {
+      let (s, p) = order.removeFirst()
+      if var list = free[s], let i = list.firstIndex(of: p) {
+        list.remove(at: i)
+        free[s] = list
+        held -= s
+        Glibc.free(p)
+      }
+    }
+    return true
   }
 }

@@ -8,6 +8,7 @@ import Pipelines
 import Schedulers
 import TensorCore
 import Tokenizers
+import Weights
 
 /// `ipadapter bench models`: real-size SD1.5 components with deterministic random weights.
 ///
@@ -112,29 +113,51 @@ struct ModelBench {
     try ConfigFile.load(type, from: root.appendingPathComponent(relative))
   }
 
+  /// A model with random fp16 weights served the way a checkpoint is: written to a temporary
+  /// safetensors file, then loaded memory-mapped (the file is unlinked once mapped), so that the
+  /// memory figures match a real run.
+  func mapped<M: Module>(_ build: () throws -> M, seed: UInt64) throws -> M {
+    let path = try writeRandom(build, seed: seed)
+    defer { unlink(path) }
+    return try load(build, path: path)
+  }
+
+  /// Writes random fp16 weights of the model `build` makes to a temporary safetensors file.
+  func writeRandom<M: Module>(_ build: () throws -> M, seed: UInt64) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("ipadapter-bench-\(seed)-\(getpid()).safetensors").path
+    let source = try build()
+    try source.fillWithRandomWeights(seed: seed, prepare: nil)
+    var tensors: [String: Tensor] = [:]
+    for (key, p) in source.namedParameters() { tensors[key] = p.value }
+    try SafeTensorsWriter.write(tensors, to: path)
+    return path
+  }
+
+  /// Loads a model from such a file, memory-mapped.
+  func load<M: Module>(_ build: () throws -> M, path: String) throws -> M {
+    let model = try build()
+    try model.loadWeights(from: try SafeTensorsFile(path: path), source: path, options: LoadOptions(prepare: options))
+    return model
+  }
+
   func unet() throws -> UNet2DConditionModel {
-    let m = try UNet2DConditionModel(config: try config(UNet2DConditionConfig.self, "unet/config.json"))
-    try m.fillWithRandomWeights(seed: 1, prepare: options)
-    return m
+    let config = try config(UNet2DConditionConfig.self, "unet/config.json")
+    return try mapped({ try UNet2DConditionModel(config: config) }, seed: 1)
   }
 
   func vae() throws -> AutoencoderKL {
-    let m = try AutoencoderKL(config: try config(AutoencoderKLConfig.self, "vae/config.json"))
-    try m.fillWithRandomWeights(seed: 2, prepare: options)
-    return m
+    let config = try config(AutoencoderKLConfig.self, "vae/config.json")
+    return try mapped({ try AutoencoderKL(config: config) }, seed: 2)
   }
 
   func textEncoder() throws -> CLIPTextModel {
-    let m = try CLIPTextModel(config: try config(CLIPTextConfig.self, "text_encoder/config.json"))
-    try m.fillWithRandomWeights(seed: 3, prepare: options)
-    return m
+    let config = try config(CLIPTextConfig.self, "text_encoder/config.json")
+    return try mapped({ try CLIPTextModel(config: config) }, seed: 3)
   }
 
   func imageEncoder() throws -> CLIPVisionModel {
-    let m = try CLIPVisionModel(
-      config: try config(CLIPVisionConfig.self, "config.json", root: BundledConfigs.clipViTH14))
-    try m.fillWithRandomWeights(seed: 4, prepare: options)
-    return m
+    let config = try config(CLIPVisionConfig.self, "config.json", root: BundledConfigs.clipViTH14)
+    return try mapped({ try CLIPVisionModel(config: config) }, seed: 4)
   }
 
   /// A Plus-shaped adapter (Resampler 16 queries) or a global one (4 tokens) with random weights.
@@ -202,21 +225,40 @@ struct ModelBench {
   /// Load (random weights) → text + image encoding → `steps` UNet steps with CFG and a Plus
   /// adapter → VAE decode, once.
   func generate() throws -> Result {
+    // Untimed: random weights written to checkpoint files, as a user has them on disk.
+    let unetConfig = try config(UNet2DConditionConfig.self, "unet/config.json")
+    let vaeConfig = try config(AutoencoderKLConfig.self, "vae/config.json")
+    let textConfig = try config(CLIPTextConfig.self, "text_encoder/config.json")
+    let visionConfig = try config(CLIPVisionConfig.self, "config.json", root: BundledConfigs.clipViTH14)
+    let files = [
+      try writeRandom({ try UNet2DConditionModel(config: unetConfig) }, seed: 1),
+      try writeRandom({ try AutoencoderKL(config: vaeConfig) }, seed: 2),
+      try writeRandom({ try CLIPTextModel(config: textConfig) }, seed: 3),
+      try writeRandom({ try CLIPVisionModel(config: visionConfig) }, seed: 4),
+    ]
+    defer { for f in files { unlink(f) } }
+
     let start = DispatchTime.now().uptimeNanoseconds
     FlopCounter.reset()
-    let model = try unet()
+    let model = try load({ try UNet2DConditionModel(config: unetConfig) }, path: files[0])
     let pipeline = StableDiffusionPipeline(
-      folder: BundledConfigs.stableDiffusion15, tokenizer: try CLIPTokenizer.bundledSD15(), textEncoder: try textEncoder(),
-      unet: model, vae: try vae(),
+      folder: BundledConfigs.stableDiffusion15, tokenizer: try CLIPTokenizer.bundledSD15(),
+      textEncoder: try load({ try CLIPTextModel(config: textConfig) }, path: files[2]), unet: model,
+      vae: try load({ try AutoencoderKL(config: vaeConfig) }, path: files[1]),
       schedulerConfig: try SchedulerConfig(
         contentsOf: BundledConfigs.stableDiffusion15.appendingPathComponent("scheduler/scheduler_config.json")),
       precision: precision)
-    let encoder = ImagePromptEncoder(model: try imageEncoder(), processor: CLIPImageProcessor())
+    pipeline.releaseModelsAfterUse = true
     let a = try adapter(tokens: 16, unet: model)
     let loaded = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     let image = Image(width: 512, height: 512, format: .rgb, fill: 128)
     let encodeStart = DispatchTime.now().uptimeNanoseconds
-    let embeds = try ImagePrompt.embeds(adapter: a, encoder: encoder, images: [image])
+    // The image encoder lives only while the prompt is encoded (as in the CLI).
+    let embeds = try ImagePrompt.embeds(
+      adapter: a,
+      encoder: ImagePromptEncoder(
+        model: try load({ try CLIPVisionModel(config: visionConfig) }, path: files[3]), processor: CLIPImageProcessor()),
+      images: [image])
     let imageEncode = Double(DispatchTime.now().uptimeNanoseconds - encodeStart) / 1e9
     var p = GenerationParameters(prompt: "a photo of a cat")
     p.steps = steps

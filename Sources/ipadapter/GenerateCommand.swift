@@ -12,8 +12,14 @@ struct GenerateCommand: ParsableCommand {
     commandName: "generate",
     abstract: "Generate an image with Stable Diffusion from a text prompt.")
 
-  @Option(help: "A diffusers pipeline folder (with model_index.json), or a Hugging Face hub reference org/name[@revision] (downloaded into the shared cache).")
+  @Option(help: "A diffusers pipeline folder (with model_index.json), a single-file SD1.x checkpoint (.safetensors or .ckpt, LDM layout, e.g. from civitai), or a Hugging Face hub reference org/name[@revision] or org/name/file.safetensors (downloaded into the shared cache).")
   var model: String
+
+  @Option(help: "For a single-file --model: a diffusers pipeline folder whose configs and tokenizer to use (default: the bundled Stable Diffusion 1.5 ones).")
+  var modelConfig: String?
+
+  @Option(help: "Replace the model's VAE with this file (.safetensors/.ckpt, diffusers or LDM layout) or hub file reference.")
+  var vae: String?
 
   @Option(help: "The text prompt.")
   var prompt: String
@@ -117,7 +123,11 @@ struct GenerateCommand: ParsableCommand {
     try imagePrompts.resolveHubReferences(quiet: quiet)
     var controlNets = self.controlNets
     try controlNets.resolveHubReferences(quiet: quiet)
-    let pipeline = try StableDiffusionPipeline(folder: URL(fileURLWithPath: modelPath), precision: precisionValue)
+    let vaePath = try vae.map { try ModelResolution.file($0, option: "--vae", quiet: quiet) }
+    let pipeline = try StableDiffusionPipeline.load(
+      try ModelSource.resolve(URL(fileURLWithPath: modelPath)), vae: vaePath.map { URL(fileURLWithPath: $0) },
+      configs: modelConfig.map { URL(fileURLWithPath: $0) } ?? BundledConfigs.stableDiffusion15, precision: precisionValue)
+    pipeline.releaseModelsAfterUse = true
     let prompts = try imagePrompts.imagePrompts(for: pipeline, parameters: parameters)
     let units = try controlNets.units()
     let bar = quiet ? nil : ProgressBar()

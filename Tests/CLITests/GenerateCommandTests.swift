@@ -82,7 +82,7 @@ import Weights
 
   /// Each bad input: non-zero exit, exactly one line on stderr starting with `error:`, no output file.
   @Test(arguments: [
-    (["--model", "/nonexistent"], "model folder not found"),
+    (["--model", "/nonexistent"], "model not found: /nonexistent"),
     (["--model", CLI.model, "--width", "60"], "invalid width: 60 is not a positive multiple of 8"),
     (["--model", CLI.model, "--scheduler", "heun"], "heun"),
     (["--model", CLI.model, "--precision", "fp8"], "--precision"),

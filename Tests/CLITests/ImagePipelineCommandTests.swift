@@ -87,3 +87,33 @@ import TestSupport
     #expect(!FileManager.default.fileExists(atPath: out))
   }
 }
+
+/// `--model FILE` (single-file LDM checkpoints) and `--vae FILE` (issue #8).
+@Suite struct SingleFileCommandTests {
+  @Test func singleFileCheckpointWithAnIPAdapterGivesTheFolderImage() throws {
+    let a = CLI.temporaryPath("folder.png")
+    let b = CLI.temporaryPath("file.png")
+    defer { for f in [a, b] { try? FileManager.default.removeItem(atPath: f) } }
+    let common = [
+      "generate", "--prompt", "a red cube", "--seed", "0", "--steps", "2", "--quiet",
+      "--ip-adapter", "\(CLI.adapters)/ip-adapter-plus_sd15.safetensors", "--ip-image", CLI.reference,
+    ]
+    let r1 = try CLI.run(common + ["--model", CLI.model, "--output", a])
+    let r2 = try CLI.run(
+      common + ["--model", Fixtures.url("single-file/tiny-sd15.safetensors").path, "--model-config", CLI.model, "--output", b])
+    #expect(r1.status == 0 && r2.status == 0, "\(r1.stderr) \(r2.stderr)")
+    #expect(try Image(contentsOfFile: a).pixels == Image(contentsOfFile: b).pixels)
+    let text = try ImageCodec.decode(contentsOfFile: b).text(forKey: "parameters")
+    #expect(text?.contains("Model: tiny-sd15,") == true)
+  }
+
+  @Test func vaeFileReplacesTheVAE() throws {
+    let out = CLI.temporaryPath("vae.png")
+    defer { try? FileManager.default.removeItem(atPath: out) }
+    let r = try CLI.run([
+      "generate", "--model", CLI.model, "--prompt", "x", "--steps", "1", "--quiet", "--output", out,
+      "--vae", Fixtures.url("single-file/tiny-vae-ldm.safetensors").path,
+    ])
+    #expect(r.status == 0, "\(r.stderr)")
+  }
+}

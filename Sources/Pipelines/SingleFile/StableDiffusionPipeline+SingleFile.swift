@@ -1,0 +1,125 @@
+import Foundation
+import Models
+import NN
+import Schedulers
+import TensorCore
+import Tokenizers
+
+/// The diffusers-format configuration a single-file checkpoint is built with: `unet/config.json`,
+/// `vae/config.json`, `text_encoder/config.json`, `scheduler/scheduler_config.json` and, when
+/// present, `tokenizer/` (else the bundled SD1.5 tokenizer) of a configs folder.
+///
+/// matches: what diffusers' `from_single_file` takes from its `config=` pipeline (by default the
+/// hub's `stable-diffusion-v1-5/stable-diffusion-v1-5`, here the bundled copy of its configs).
+/// Limitations: the `feature_extractor` is not read (IP-Adapter encoders fall back to CLIP
+/// defaults at their own size, which are SD1.5's).
+struct SingleFileConfigs {
+  let folder: URL
+  let unet: UNet2DConditionConfig
+  let vae: AutoencoderKLConfig
+  let textEncoder: CLIPTextConfig
+  let scheduler: SchedulerConfig
+  let tokenizer: CLIPTokenizer
+
+  func path(_ component: String) -> String { folder.appendingPathComponent("\(component)/config.json").path }
+
+  init(folder: URL) throws {
+    self.folder = folder
+    unet = try ConfigFile.load(UNet2DConditionConfig.self, from: folder.appendingPathComponent("unet/config.json"))
+    vae = try ConfigFile.load(AutoencoderKLConfig.self, from: folder.appendingPathComponent("vae/config.json"))
+    textEncoder = try ConfigFile.load(CLIPTextConfig.self, from: folder.appendingPathComponent("text_encoder/config.json"))
+    let schedulerURL = folder.appendingPathComponent("scheduler/scheduler_config.json")
+    guard FileManager.default.fileExists(atPath: schedulerURL.path) else {
+      throw ModelConfigError.missingFile(path: schedulerURL.path)
+    }
+    scheduler = try SchedulerConfig(contentsOf: schedulerURL)
+    let tokenizerFolder = folder.appendingPathComponent("tokenizer")
+    var isDir: ObjCBool = false
+    if FileManager.default.fileExists(atPath: tokenizerFolder.path, isDirectory: &isDir), isDir.boolValue {
+      tokenizer = try CLIPTokenizer(directory: tokenizerFolder)
+    } else {
+      tokenizer = try CLIPTokenizer.bundledSD15()
+    }
+  }
+}
+
+extension StableDiffusionPipeline {
+  /// Loads a Stable Diffusion 1.x single-file checkpoint (CompVis/LDM layout, `.safetensors` or
+  /// `.ckpt`), text-to-image or inpainting (detected from the UNet's input channels), optionally
+  /// with a separately distributed VAE.
+  ///
+  /// matches: diffusers `StableDiffusionPipeline.from_single_file(path, config=configs)` /
+  /// `StableDiffusionInpaintPipeline.from_single_file` (0.42.1) followed by
+  /// `pipe.vae = AutoencoderKL.from_single_file(vae)` when a VAE file is given.
+  /// - Parameters:
+  ///   - singleFile: the checkpoint; it becomes the pipeline's `folder`, so the parameters text
+  ///     names it and `featureExtractorConfig` is nil.
+  ///   - vae: a VAE file in diffusers or LDM layout (with or without `first_stage_model.`) that
+  ///     replaces the checkpoint's own VAE (required when the checkpoint has none).
+  ///   - configs: a diffusers pipeline folder whose configs describe the checkpoint's
+  ///     architecture (default: the bundled Stable Diffusion 1.5 configs; `in_channels` follows
+  ///     the file).
+  ///   - ema: which UNet weights to use when the file also holds EMA copies (default: EMA).
+  /// - Throws: `SingleFileError` (wrong model family, missing component, unknown VAE layout),
+  ///   `WeightLoadingError` (keys the configs do not explain, each named), container errors
+  ///   (`SafeTensorsError`, `TorchCheckpointError` — e.g. a forbidden pickle global).
+  /// Limitations: SD1.x only; prompt/LoRA/textual-inversion extras inside the file are ignored.
+  public static func load(
+    singleFile: URL, vae: URL? = nil, configs: URL = BundledConfigs.stableDiffusion15, ema: EMAChoice = .preferEMA,
+    precision: ComputePrecision = .float32
+  ) throws -> StableDiffusionPipeline {
+    let checkpoint = try SingleFileCheckpoint(path: singleFile.path, ema: ema)
+    if vae == nil, checkpoint.vaePrefix == nil {
+      throw SingleFileError.missingComponent(
+        path: singleFile.path, component: "VAE", prefix: "first_stage_model.", hint: "give a separate VAE file (--vae)")
+    }
+    let c = try SingleFileConfigs(folder: configs)
+    let prepare = PrepareOptions(precision: precision)
+    let textEncoder = try checkpoint.loadTextEncoder(config: c.textEncoder, configPath: c.path("text_encoder"), prepare: prepare)
+    let unet = try checkpoint.loadUNet(config: c.unet, configPath: c.path("unet"), prepare: prepare)
+    let vaeModel =
+      try vae.map { try VAEFile.load(path: $0.path, config: c.vae, configPath: c.path("vae"), prepare: prepare) }
+      ?? checkpoint.loadVAE(config: c.vae, configPath: c.path("vae"), prepare: prepare)
+    return try assemble(
+      folder: singleFile, tokenizer: c.tokenizer, textEncoder: textEncoder, unet: unet, vae: vaeModel,
+      scheduler: c.scheduler, unetConfigPath: c.path("unet"), precision: precision)
+  }
+
+  /// A diffusers pipeline folder whose VAE is replaced by a VAE file (diffusers or LDM layout),
+  /// built with the folder's `vae/config.json`.
+  ///
+  /// matches: diffusers `from_pretrained(folder, vae=AutoencoderKL.from_single_file(vae))`.
+  public static func load(folder: URL, vae: URL, precision: ComputePrecision = .float32) throws -> StableDiffusionPipeline {
+    for component in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
+      var isDir: ObjCBool = false
+      if !FileManager.default.fileExists(atPath: folder.appendingPathComponent(component).path, isDirectory: &isDir)
+        || !isDir.boolValue
+      {
+        throw PipelineError.missingComponent(folder: folder.path, component: component)
+      }
+    }
+    let c = try SingleFileConfigs(folder: folder)
+    let prepare = PrepareOptions(precision: precision)
+    return try assemble(
+      folder: folder, tokenizer: c.tokenizer,
+      textEncoder: try ModelLoader.textEncoder(folder.appendingPathComponent("text_encoder"), prepare: prepare),
+      unet: try ModelLoader.unet(folder.appendingPathComponent("unet"), prepare: prepare),
+      vae: try VAEFile.load(path: vae.path, config: c.vae, configPath: c.path("vae"), prepare: prepare),
+      scheduler: c.scheduler, unetConfigPath: c.path("unet"), precision: precision)
+  }
+
+  /// The component initialiser after the check `init(folder:)` makes (text width = cross-attention width).
+  static func assemble(
+    folder: URL, tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderKL,
+    scheduler: SchedulerConfig, unetConfigPath: String, precision: ComputePrecision
+  ) throws -> StableDiffusionPipeline {
+    guard unet.crossAttentionDim == textEncoder.config.hiddenSize else {
+      throw ModelConfigError.malformed(
+        path: unetConfigPath, field: "cross_attention_dim",
+        reason: "\(unet.crossAttentionDim) does not match the text encoder's hidden_size \(textEncoder.config.hiddenSize)")
+    }
+    return StableDiffusionPipeline(
+      folder: folder, tokenizer: tokenizer, textEncoder: textEncoder, unet: unet, vae: vae, schedulerConfig: scheduler,
+      precision: precision)
+  }
+}

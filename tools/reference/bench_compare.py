@@ -1,0 +1,63 @@
+"""Side-by-side benchmark: runs every case in the Swift engine and in PyTorch + diffusers,
+alternating the two (a fresh process per case and engine, so peak RSS is per case), and prints
+our time / torch time per case.
+
+Run (release build first): swift build -c release --product ipadapter
+  tools/reference/.venv/bin/python tools/reference/bench_compare.py [--cases unet-64 …] [--precision bf16] [--repeats 3]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+ALL = ["unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16", "vae-decode", "vit-h", "generate-512"]
+
+
+def run(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{out.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", nargs="*", default=ALL)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "ipadapter"))
+    a = ap.parse_args()
+    rows = []
+    for i, case in enumerate(a.cases):
+        swift = [a.binary, "bench", "models", "--json", "--cases", case, "--repeats", str(a.repeats),
+                 "--precision", a.precision, "--steps", str(a.steps)]
+        torch = [sys.executable, os.path.join(HERE, "bench_torch.py"), "--cases", case, "--repeats", str(a.repeats),
+                 "--precision", a.precision, "--steps", str(a.steps)]
+        order = [("swift", swift), ("torch", torch)] if i % 2 == 0 else [("torch", torch), ("swift", swift)]
+        result = {name: run(cmd) for name, cmd in order}
+        rows.append((case, result["swift"], result["torch"]))
+        s, t = result["swift"], result["torch"]
+        print(f"{case:14s} ours {s['seconds']:8.3f} s  torch {t['seconds']:8.3f} s  ratio {s['seconds'] / t['seconds']:.2f}"
+              f"   RSS ours {s['peak_rss_mb']} MB torch {t['peak_rss_mb']} MB ({s['peak_rss_mb'] / max(t['peak_rss_mb'], 1):.2f})",
+              flush=True)
+    print()
+    print(f"| case | ours (s) | torch {a.precision} (s) | ratio | peak RSS ours / torch (MB) |")
+    print("|---|---|---|---|---|")
+    for case, s, t in rows:
+        extra = ""
+        if "first_step_s" in s:
+            extra = f" (first step {s['first_step_s']:.1f} s vs {t.get('first_step_s', float('nan')):.1f} s)"
+        print(f"| {case}{extra} | {s['seconds']:.3f} | {t['seconds']:.3f} | **{s['seconds'] / t['seconds']:.2f}** | "
+              f"{s['peak_rss_mb']} / {t['peak_rss_mb']} ({s['peak_rss_mb'] / max(t['peak_rss_mb'], 1):.2f}) |")
+    print(f"\n{datetime.date.today()} · {platform.machine()} · {os.cpu_count()} cores · precision {a.precision} · repeats {a.repeats}")
+
+
+if __name__ == "__main__":
+    main()
