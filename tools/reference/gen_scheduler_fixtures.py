@@ -9,13 +9,28 @@ Writes JSON files into Tests/Fixtures/schedulers/:
   rng.json            torch.Generator("cpu").manual_seed + torch.randn / torch.rand draws
   <kind>.json         one file per scheduler name; each holds a list of cases, every case a full
                       denoising loop driven like diffusers' StableDiffusion(Img2Img)Pipeline does:
-                      timesteps, init_noise_sigma, and per step the model output fed in, the
-                      scale_model_input result and the step result, plus add_noise checks.
+                      timesteps, init_noise_sigma, and per step the scale_model_input result and
+                      the step result, plus add_noise checks.
 
-Everything is deterministic (numpy RandomState and torch generators with fixed seeds). Float32
-values are written as their shortest decimal form, which converts back to the same float32 bits.
+Layout of a <kind>.json file (kept small: the project keeps all fixtures at a few MB):
+  configs          the scheduler configs, by name; a case names its config ("config")
+  model_outputs    the model outputs fed to the steps, shared by all cases of the file: step k of
+                   every loop (k counted from the loop's first step) gets model_outputs[k]
+  add_noise_inputs original and noise for every case's add_noise checks
+  cases            the loops
+The shared tensors have SHAPE's 24 elements; a case with a smaller shape uses the first
+prod(shape) values of each (the same values, in the same order, as torch's flat view).
+
+Float tensors (and the sigma tables) are float32 values stored as base64 of their little-endian
+bytes, which is exact: diffusers computes them in float32 (asserted below). Scalars and the
+timesteps stay JSON numbers (float32 values in their shortest decimal form, which converts back to
+the same bits; integral timesteps as integers).
+
+Everything is deterministic (numpy RandomState and torch generators with fixed seeds, dict order
+fixed by the code): running the script twice writes identical bytes.
 """
 
+import base64
 import inspect
 import json
 import pathlib
@@ -66,7 +81,10 @@ KINDS = {
     ),
 }
 
-SHAPE = [1, 4, 3, 5]  # 60 elements: not a multiple of 16, so euler-a noise takes the tail path
+SHAPE = [1, 4, 2, 3]  # 24 elements: 16 or more but not a multiple of 16, so euler-a noise takes torch's tail path
+SMALL = [1, 1, 2, 3]  # 6 elements: fewer than 16, so euler-a noise takes torch's scalar path
+NUMEL = int(np.prod(SHAPE))
+MAX_LOOP = 64  # model outputs drawn per file (the longest loop, 61 trailing steps, has 62)
 
 
 def f32list(x):
@@ -79,6 +97,20 @@ def f32list(x):
         assert np.float32(d).tobytes() == v.tobytes(), (s, v)
         out.append(d)
     return out
+
+
+def b64(x):
+    """Float32 values as base64 of their little-endian bytes. Only float32 input: nothing is rounded."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    assert arr.dtype == np.float32, f"expected float32 values, got {arr.dtype}"
+    return base64.b64encode(arr.astype("<f4").reshape(-1).tobytes()).decode("ascii")
+
+
+def numbers(x):
+    """Float32 values as JSON numbers: integers where integral, else the shortest decimal form."""
+    return [int(v) if v.is_integer() else v for v in f32list(x)]
 
 
 def resolve(kind, config):
@@ -95,33 +127,65 @@ def make(kind, config, steps):
     return s
 
 
-def sigmas_of(s):
-    return f32list(s.sigmas) if hasattr(s, "sigmas") else None
+def config_name(config):
+    """A readable, unique name: "sd15" plus the keys that differ, or "class defaults" plus the keys set."""
+    base, ref = ("sd15", SD15) if all(k in config for k in SD15) else ("class defaults", {})
+    diff = []
+    for k, v in config.items():
+        if k not in ref or ref[k] != v:
+            text = f"<{len(v)} values>" if isinstance(v, list) else v if isinstance(v, str) else json.dumps(v)
+            diff.append(f"{k}={text}")
+    return " ".join([base] + diff)
 
 
-def run_case(name, kind, config, steps, seed, strength=None, shape=SHAPE, noise_seed=None, force_begin=False):
+class FileInputs:
+    """The tensors every case of one file shares: the model outputs and the add_noise inputs."""
+
+    def __init__(self, seed):
+        rs = np.random.RandomState(seed)
+        self.model_outputs = rs.randn(MAX_LOOP, NUMEL).astype(np.float32)
+        self.add_noise = rs.randn(2, NUMEL).astype(np.float32)
+        self.used = 0
+
+    @staticmethod
+    def take(row, shape):
+        return torch.from_numpy(row[: int(np.prod(shape))].copy().reshape(shape))
+
+    def model_output(self, k, shape):
+        assert k < MAX_LOOP, k
+        self.used = max(self.used, k + 1)
+        return self.take(self.model_outputs[k], shape)
+
+    def to_json(self):
+        return {
+            "model_outputs": [b64(row) for row in self.model_outputs[: self.used]],
+            "add_noise_inputs": {"original": b64(self.add_noise[0]), "noise": b64(self.add_noise[1])},
+        }
+
+
+def run_case(name, kind, config, steps, seed, inputs, strength=None, shape=SHAPE, noise_seed=None, force_begin=False):
     """One denoising loop. strength=None: text-to-image; else image-to-image from diffusers' get_timesteps.
 
     force_begin: call set_begin_index(0) for text-to-image too. Needed only where diffusers' own
     lookup of the first timestep fails (duplicate first timesteps, see the Karras cosine case).
     """
+    assert int(np.prod(shape)) <= NUMEL, shape
     rs = np.random.RandomState(seed)
     s = make(kind, config, steps)
     timesteps = s.timesteps.clone()
     case = {
         "name": name,
         "kind": kind,
-        "config": config,
+        "config": config_name(config),
         "steps": steps,
         "shape": shape,
         "class": s.__class__.__name__,
-        "timesteps": f32list(timesteps.to(torch.float32)),
+        "timesteps": numbers(timesteps.to(torch.float32)),
         "init_noise_sigma": f32list([float(s.init_noise_sigma)])[0],
         "order": s.order,
     }
-    sig = sigmas_of(s)
-    if sig is not None:
-        case["sigmas"] = sig
+    if hasattr(s, "sigmas"):
+        case["sigmas"] = b64(s.sigmas)
 
     begin = 0
     if strength is None:
@@ -141,40 +205,40 @@ def run_case(name, kind, config, steps, seed, strength=None, shape=SHAPE, noise_
         latent_timestep = timesteps[begin : begin + 1].repeat(shape[0])
         sample = s.add_noise(original, noise, latent_timestep)
         case["strength"] = strength
-        case["original"] = f32list(original)
-        case["noise"] = f32list(noise)
+        case["original"] = b64(original)
+        case["noise"] = b64(noise)
     case["begin_index"] = begin
-    case["initial_sample"] = f32list(sample)
+    case["initial_sample"] = b64(sample)
 
     accepts_generator = "generator" in inspect.signature(s.step).parameters
     gseed = noise_seed if noise_seed is not None else seed
     g = torch.Generator("cpu").manual_seed(gseed)
     case["generator_seed"] = gseed
 
-    steps_out = []
+    scaled_out, prev_out, renoised_out = [], [], []
     loop = timesteps[begin:]
     for i, t in enumerate(loop):
-        model_output = torch.from_numpy(rs.randn(*shape).astype(np.float32))
+        model_output = inputs.model_output(i, shape)
         scaled = s.scale_model_input(sample, t)
         kwargs = {"generator": g} if accepts_generator else {}
         prev = s.step(model_output, t, sample, return_dict=False, **kwargs)[0]
-        entry = {
-            "model_output": f32list(model_output),
-            # null when scale_model_input returned the sample unchanged (all but the Euler classes)
-            "scaled": None if torch.equal(scaled, sample) else f32list(scaled),
-            "prev_sample": f32list(prev),
-        }
+        # None when scale_model_input returned the sample unchanged (all but the Euler classes)
+        scaled_out.append(None if torch.equal(scaled, sample) else b64(scaled))
+        prev_out.append(b64(prev))
         if strength is not None and i < len(loop) - 1:
             # The inpainting pipeline (4-channel UNet) re-noises the original to the next timestep.
-            entry["renoised"] = f32list(s.add_noise(original, noise, torch.tensor([loop[i + 1]])))
-        steps_out.append(entry)
+            renoised_out.append(b64(s.add_noise(original, noise, torch.tensor([loop[i + 1]]))))
         sample = prev
-    case["loop"] = steps_out
+    # Per loop step: scale_model_input (null for the whole loop when it is the identity throughout),
+    # the step result, and for image-to-image the re-noised original at the next timestep.
+    case["scaled"] = None if all(x is None for x in scaled_out) else scaled_out
+    case["prev_samples"] = prev_out
+    if strength is not None:
+        case["renoised"] = renoised_out
 
     # add_noise as image-to-image calls it: a fresh scheduler whose begin index is the start step.
-    rs2 = np.random.RandomState(seed + 1000)
-    orig2 = torch.from_numpy(rs2.randn(*shape).astype(np.float32))
-    noise2 = torch.from_numpy(rs2.randn(*shape).astype(np.float32))
+    orig2 = FileInputs.take(inputs.add_noise[0], shape)
+    noise2 = FileInputs.take(inputs.add_noise[1], shape)
     checks = []
     n = len(timesteps)
     for idx in sorted(set([0, n // 2, n - 1])):
@@ -182,31 +246,44 @@ def run_case(name, kind, config, steps, seed, strength=None, shape=SHAPE, noise_
         if hasattr(s2, "set_begin_index"):
             s2.set_begin_index(idx)
         out = s2.add_noise(orig2, noise2, s2.timesteps[idx : idx + 1].repeat(shape[0]))
-        checks.append({"step_index": idx, "output": f32list(out)})
-    case["add_noise"] = {"original": f32list(orig2), "noise": f32list(noise2), "checks": checks}
+        checks.append({"step_index": idx, "output": b64(out)})
+    case["add_noise"] = checks
     return case
 
 
 def scheduler_cases():
-    files = {k: [] for k in KINDS}
-    files["folder"] = []
+    """The cases by file. Each exercises a distinct code path or numeric edge of the Swift port:
+    spacing rules, step-count arithmetic, prediction types, beta schedules, solver branches
+    (DPM-Solver's lower-order steps below 15 steps and not from 15 on), PRK warm-up, image-to-image
+    start indices, the ancestral noise draw's scalar and vectorised paths, the folder's own class."""
+    names = list(KINDS) + ["folder"]
+    files = {k: {"configs": {}, "cases": [], "inputs": FileInputs(7000 + i)} for i, k in enumerate(names)}
     seed = 100
 
-    def add(file, *args, **kwargs):
+    def add(file, name, kind, config, steps, **kwargs):
         nonlocal seed
         seed += 1
-        files[file].append(run_case(*args, seed=seed, **kwargs))
+        f = files[file]
+        key = config_name(config)
+        assert f["configs"].setdefault(key, dict(config)) == config, key
+        f["cases"].append(run_case(name, kind, config, steps, seed=seed, inputs=f["inputs"], **kwargs))
 
     for kind in KINDS:
-        # SD1.5 config, each class's own default spacing.
-        for steps in (4, 10, 25) if kind in ("euler-a", "dpmpp-2m") else (4, 10):
-            add(kind, f"{kind} sd15 {steps} steps", kind, SD15, steps)
-        # Every spacing explicitly.
+        cls = KINDS[kind][0]
+        default_spacing = inspect.signature(cls.__init__).parameters["timestep_spacing"].default
+        karras = KINDS[kind][1].get("use_karras_sigmas", False)
+        # SD1.5 config without timestep_spacing: the class's own default spacing.
+        add(kind, f"{kind} sd15 10 steps", kind, SD15, 10)
+        # Every spacing explicitly. At 10 steps only where it is not the class default (the case
+        # above) and not Karras (Karras sigmas replace the spaced timesteps: same tables).
         for spacing in ("leading", "trailing", "linspace"):
+            cfg = dict(SD15, timestep_spacing=spacing)
             for steps in (4, 10):
-                cfg = dict(SD15, timestep_spacing=spacing)
+                if steps == 10 and (spacing == default_spacing or karras):
+                    continue
                 add(kind, f"{kind} sd15 {spacing} {steps} steps", kind, cfg, steps)
-        # Awkward step counts for the trailing/leading arithmetic.
+        # Awkward step counts for the trailing/leading arithmetic; 16 is also DPM-Solver's
+        # 15-or-more branch (no lower-order steps before the last).
         for steps in (7, 16):
             add(kind, f"{kind} sd15 trailing {steps} steps", kind, dict(SD15, timestep_spacing="trailing"), steps)
         # v-prediction.
@@ -217,22 +294,25 @@ def scheduler_cases():
         # (Karras + cosine: diffusers' timestep truncation duplicates the first timestep and its
         # txt2img lookup then starts at index 1 and runs off the end; begin at 0 explicitly.)
         add(kind, f"{kind} squaredcos_cap_v2 10 steps", kind, {"beta_schedule": "squaredcos_cap_v2"}, 10,
-            force_begin=(kind == "dpmpp-2m-karras"))
+            force_begin=karras)
         # Image-to-image at two strengths.
         for strength in (0.6, 0.3):
             add(kind, f"{kind} sd15 img2img strength {strength} 10 steps", kind, SD15, 10, strength=strength)
-        # Fewer than 16 elements: the ancestral noise takes torch's scalar path.
-        add(kind, f"{kind} sd15 small shape 10 steps", kind, SD15, 10, shape=[1, 1, 3, 5])
+
+    # Fewer than 16 elements: the ancestral noise takes torch's scalar path (the shape matters to
+    # no other scheduler: their math is elementwise).
+    add("euler-a", "euler-a sd15 small shape 10 steps", "euler-a", SD15, 10, shape=SMALL)
 
     # 61 trailing steps: numpy's arange yields 62 timesteps, the last one -1 (diffusers indexes
     # alphas_cumprod[-1], i.e. the last entry, and np.interp clamps to the first sigma).
     for kind in ("ddim", "pndm", "euler", "dpmpp-2m"):
-        add(kind, f"{kind} sd15 trailing 61 steps", kind, dict(SD15, timestep_spacing="trailing"), 61, shape=[1, 1, 2, 3])
+        add(kind, f"{kind} sd15 trailing 61 steps", kind, dict(SD15, timestep_spacing="trailing"), 61, shape=SMALL)
 
     # Class-specific options.
     trained = np.linspace(0.0001, 0.03, 100).astype(np.float64).tolist()
     add("pndm", "pndm with PRK warm-up 10 steps", "pndm", dict(SD15, skip_prk_steps=False), 10)
-    add("pndm", "pndm with PRK warm-up 20 steps", "pndm", dict(SD15, skip_prk_steps=False), 20)
+    # 7 steps: odd step ratio, so the PRK half-step (1000 // 7 // 2) truncates.
+    add("pndm", "pndm with PRK warm-up 7 steps", "pndm", dict(SD15, skip_prk_steps=False), 7)
     add("pndm", "pndm trained_betas 10 steps", "pndm", {"num_train_timesteps": 100, "trained_betas": trained, "skip_prk_steps": True}, 10)
     add("ddim", "ddim sample prediction 10 steps", "ddim", dict(SD15, prediction_type="sample"), 10)
     add("ddim", "ddim clip_sample range 0.5", "ddim", dict(SD15, clip_sample=True, clip_sample_range=0.5), 10)
@@ -250,13 +330,13 @@ def scheduler_cases():
     add("dpmpp-2m", "dpmpp-2m final sigma_min 10 steps", "dpmpp-2m", dict(SD15, final_sigmas_type="sigma_min"), 10)
     add("dpmpp-2m", "dpmpp-2m lower_order_final off 10 steps", "dpmpp-2m", dict(SD15, lower_order_final=False), 10)
     add("dpmpp-2m", "dpmpp-2m heun 10 steps", "dpmpp-2m", dict(SD15, solver_type="heun"), 10)
-    add("dpmpp-2m-karras", "dpmpp-2m-karras 50 steps", "dpmpp-2m-karras", SD15, 50)
     add("dpmpp-2m-karras", "dpmpp-2m-karras zero snr", "dpmpp-2m-karras",
         dict(SD15, rescale_betas_zero_snr=True, timestep_spacing="trailing"), 10)
     # The folder's own class from _class_name, and a DPMSolverMultistep folder config with its own options.
     add("folder", "folder class sd15 (PNDM) 10 steps", None, SD15, 10)
     dpm_folder = dict(SD15, _class_name="DPMSolverMultistepScheduler", solver_order=3, algorithm_type="dpmsolver++")
     add("folder", "folder class DPMSolverMultistep order 3 10 steps", None, dpm_folder, 10)
+    # 20 steps: third-order updates up to the second-to-last step (15 or more steps).
     add("folder", "folder class DPMSolverMultistep order 3 20 steps", None, dpm_folder, 20)
     add("folder", "folder class DPMSolverMultistep order 1 10 steps", None, dict(dpm_folder, solver_order=1), 10)
     add("folder", "folder class EulerAncestral 10 steps", None, dict(SD15, _class_name="EulerAncestralDiscreteScheduler"), 10)
@@ -324,9 +404,13 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     write("rng.json", rng_cases())
-    meta = {"diffusers_version": diffusers.__version__, "torch_version": torch.__version__}
-    for kind, cases in scheduler_cases().items():
-        write(f"{kind}.json", {**meta, "cases": cases})
+    meta = {
+        "diffusers_version": diffusers.__version__,
+        "torch_version": torch.__version__,
+        "float_encoding": "base64 of little-endian float32",
+    }
+    for kind, f in scheduler_cases().items():
+        write(f"{kind}.json", {**meta, "configs": f["configs"], **f["inputs"].to_json(), "cases": f["cases"]})
 
 
 if __name__ == "__main__":
