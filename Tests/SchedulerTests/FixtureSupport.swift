@@ -115,9 +115,13 @@ struct RawSchedulerCase: Decodable {
 }
 
 struct AddNoiseFixture: Sendable {
+  struct Check: Sendable {
+    let stepIndex: Int
+    let output: [Float]
+  }
   let original: [Float]
   let noise: [Float]
-  let checks: [(stepIndex: Int, output: [Float])]
+  let checks: [Check]
 }
 
 struct LoopStep: Sendable {
@@ -215,7 +219,9 @@ struct SchedulerCase: Sendable, CustomTestStringConvertible {
     addNoise = AddNoiseFixture(
       original: try shared(file.addNoiseInputs.original, "add_noise original"),
       noise: try shared(file.addNoiseInputs.noise, "add_noise noise"),
-      checks: try raw.addNoise.map { ($0.stepIndex, try check($0.output.values, "add_noise output")) })
+      checks: try raw.addNoise.map {
+        AddNoiseFixture.Check(stepIndex: $0.stepIndex, output: try check($0.output.values, "add_noise output"))
+      })
   }
 
   func tensor(_ values: [Float]) throws -> Tensor {
