@@ -25,7 +25,7 @@ public struct AttentionSource: @unchecked Sendable {
 /// Multi-head scaled dot-product attention with bounded working memory.
 ///
 /// Queries are processed in chunks of `c` rows per head: each worker thread holds one `c × Lk`
-/// score block (about 512 KiB, sized for the L2 cache), so peak working memory is
+/// score block (about 1 MiB, the size of one core's L2 cache), so peak working memory is
 /// `threads × c × Lk × 4` bytes — a few MiB — instead of the `heads × Lq × Lk × 4` bytes (512 MiB
 /// per image at a 64×64 latent) of a materialised score matrix. The softmax is exact (full row),
 /// not an online approximation.
@@ -34,7 +34,7 @@ public struct AttentionSource: @unchecked Sendable {
 /// as diffusers' `attn.head_to_batch_dim` / `view(b, -1, heads, d)` expects.
 public enum Attention {
   /// Bytes of score memory a worker may use; the query chunk is derived from it.
-  public static let scoreBlockBytes = 512 * 1024
+  public static let scoreBlockBytes = 1024 * 1024
 
   /// Rows of queries processed per block for `keyCount` keys.
   public static func queryChunk(keyCount: Int) -> Int {

@@ -75,23 +75,29 @@ public enum Convert {
   public static func floatToBFloat16(
     _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int
   ) {
-    var i = 0
-    let one = SIMD16<UInt32>(repeating: 1)
-    let half = SIMD16<UInt32>(repeating: 0x7FFF)
-    while i + 16 <= count {
-      let bits = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt32>.self)
-      let exponent = bits & SIMD16(repeating: 0x7F80_0000)
-      let mantissa = bits & SIMD16(repeating: 0x007F_FFFF)
-      let isNaN = (exponent .== SIMD16(repeating: 0x7F80_0000)) .& (mantissa .!= SIMD16(repeating: 0))
-      var rounded = (bits &+ (((bits &>> 16) & one) &+ half)) &>> 16
-      rounded.replace(with: (bits &>> 16) | SIMD16(repeating: 0x40), where: isNaN)
-      UnsafeMutableRawPointer(dst + i).storeBytes(
-        of: SIMD16<UInt16>(truncatingIfNeeded: rounded), as: SIMD16<UInt16>.self)
-      i += 16
-    }
-    while i < count {
-      dst[i] = bfloat16Bits(src[i])
-      i += 1
+    let blocks = (count + 65_535) / 65_536
+    Parallel.forRanges(blocks, costPerItem: 65_536 * 6) { range in
+      for block in range {
+        var i = block * 65_536
+        let end = min(count, i + 65_536)
+        let one = SIMD16<UInt32>(repeating: 1)
+        let half = SIMD16<UInt32>(repeating: 0x7FFF)
+        let magnitude = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
+        let infinity = SIMD16<UInt32>(repeating: 0x7F80_0000)
+        while i + 16 <= end {
+          let bits = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt32>.self)
+          let rounded = (bits &+ (((bits &>> 16) & one) &+ half)) &>> 16
+          let quietNaN = (bits &>> 16) | SIMD16(repeating: 0x40)
+          let out = rounded.replacing(with: quietNaN, where: (bits & magnitude) .> infinity)
+          UnsafeMutableRawPointer(dst + i).storeBytes(
+            of: SIMD16<UInt16>(truncatingIfNeeded: out), as: SIMD16<UInt16>.self)
+          i += 16
+        }
+        while i < end {
+          dst[i] = bfloat16Bits(src[i])
+          i += 1
+        }
+      }
     }
   }
 

@@ -164,10 +164,10 @@ public final class LinearKernel: @unchecked Sendable {
 
   private func packedWeights(for desc: dnnl_memory_desc_t) throws -> TensorStorage {
     if let hit = packed.first(where: { DNNL.equal($0.desc, desc) }) { return hit.storage }
-    let plain = weight.asFloat32()
+    let plain = weight.asFloat32(pooled: false)
     // PyTorch stores [out, in]; as the [in, out] matrix oneDNN multiplies by, that is layout `ba`.
     let from = try DNNL.memoryDesc(dims: [inFeatures, outFeatures], tag: dnnl_ba, type: dnnl_f32)
-    let storage = TensorStorage(byteCount: DNNL.byteSize(desc))
+    let storage = TensorStorage(byteCount: DNNL.byteSize(desc), pooled: false)
     try DNNL.reorder(from: from, plain.rawPointer, to: desc, storage.pointer)
     packed.append((desc, storage))
     // The checkpoint's copy is not needed while the packed one lives: let a mapped file's pages go.

@@ -31,12 +31,12 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
   /// Byte offset of element 0 inside `storage` (views into a checkpoint or a batch slice).
   @usableFromInline let byteOffset: Int
 
-  /// An uninitialised tensor.
-  public init(uninitializedShape shape: [Int], dtype: DType = .float32) {
+  /// An uninitialised tensor. `pooled: false` keeps a one-off buffer out of the recycling pool.
+  public init(uninitializedShape shape: [Int], dtype: DType = .float32, pooled: Bool = true) {
     precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
     self.shape = shape
     self.dtype = dtype
-    self.storage = TensorStorage(byteCount: shape.reduce(1, *) * dtype.byteSize)
+    self.storage = TensorStorage(byteCount: shape.reduce(1, *) * dtype.byteSize, pooled: pooled)
     self.byteOffset = 0
   }
 
@@ -156,8 +156,8 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
   }
 
   /// All elements converted to Float32 (a copy for every dtype, so the result may be mutated).
-  public func toFloat32() -> Tensor {
-    var out = Tensor(uninitializedShape: shape)
+  public func toFloat32(pooled: Bool = true) -> Tensor {
+    var out = Tensor(uninitializedShape: shape, pooled: pooled)
     let n = count
     let dst = out.mutableFloatPointer
     switch dtype {
@@ -173,7 +173,7 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
   }
 
   /// Float32 view if the tensor already is Float32, else a converted copy.
-  public func asFloat32() -> Tensor { dtype == .float32 ? self : toFloat32() }
+  public func asFloat32(pooled: Bool = true) -> Tensor { dtype == .float32 ? self : toFloat32(pooled: pooled) }
 
   /// The elements converted to `target` (a new tensor; Float32 sources round to nearest even).
   public func converted(to target: DType) -> Tensor {

@@ -21,11 +21,14 @@ public final class TensorStorage: @unchecked Sendable {
   private let ownsMemory: Bool
   /// Size of the underlying allocation (≥ `byteCount`; the pool's size class).
   private let capacity: Int
+  private let pooled: Bool
 
-  /// Allocates `byteCount` uninitialised bytes (64-byte aligned).
-  public init(byteCount: Int) {
-    let size = StoragePool.sizeClass(max(byteCount, TensorStorage.alignment))
-    if let recycled = StoragePool.shared.take(size) {
+  /// Allocates `byteCount` uninitialised bytes (64-byte aligned). `pooled: false` bypasses the
+  /// recycling pool (one-off buffers such as weight conversions, so the pool does not keep them).
+  public init(byteCount: Int, pooled: Bool = true) {
+    let size = pooled ? StoragePool.sizeClass(max(byteCount, TensorStorage.alignment)) : max(byteCount, TensorStorage.alignment)
+    self.pooled = pooled
+    if pooled, let recycled = StoragePool.shared.take(size) {
       self.pointer = recycled
     } else {
       var raw: UnsafeMutableRawPointer? = nil
@@ -46,6 +49,7 @@ public final class TensorStorage: @unchecked Sendable {
     self.pointer = pointer
     self.byteCount = byteCount
     self.capacity = byteCount
+    self.pooled = false
     self.owner = owner
     self.ownsMemory = false
   }
@@ -66,7 +70,7 @@ public final class TensorStorage: @unchecked Sendable {
   }
 
   deinit {
-    if ownsMemory, !StoragePool.shared.give(pointer, size: capacity) { free(pointer) }
+    if ownsMemory, !(pooled && StoragePool.shared.give(pointer, size: capacity)) { free(pointer) }
   }
 }
 
@@ -76,7 +80,7 @@ final class StoragePool: @unchecked Sendable {
   /// Blocks below this size go straight back to malloc.
   static let minimumSize = 256 * 1024
   /// Upper bound on the bytes the pool keeps.
-  static let limit = 768 * 1024 * 1024
+  static let limit = 512 * 1024 * 1024
 
   private var free: [Int: [UnsafeMutableRawPointer]] = [:]
   private var order: [(size: Int, pointer: UnsafeMutableRawPointer)] = []
