@@ -7,3 +7,8 @@ int omp_get_thread_num(void);
 int omp_get_num_threads(void);
 int omp_get_max_threads(void);
 void omp_set_num_threads(int n);
+
+// glibc: hand free heap pages back to the kernel (Runtime.returnFreedMemory).
+#if defined(__linux__)
+#include <malloc.h>
+#endif

@@ -61,7 +61,10 @@ extension HubClient {
     let index = try await fetchFile(
       FileJob(loc: indexLoc, index: 1, count: 1, verify: verify, progress: progress), metadata: indexMetadata)
     let components: [String]
-    do { components = try PipelineFiles.components(modelIndex: Data(contentsOf: index)) } catch {
+    do {
+      components = try PipelineFiles.components(modelIndex: Data(contentsOf: index))
+        .filter { !configuration.skippedComponents.contains($0) }
+    } catch {
       throw HubError.protocolViolation(indexLoc, detail: "model_index.json is not a JSON object")
     }
     let files = PipelineFiles.select(files: paths, components: components).filter { $0 != "model_index.json" }
@@ -104,7 +107,8 @@ extension HubClient {
     guard let indexData = try? Data(contentsOf: index) else {
       throw HubError.offlineNotCached(loc, missing: ["model_index.json"])
     }
-    let components = (try? PipelineFiles.components(modelIndex: indexData)) ?? []
+    let components = ((try? PipelineFiles.components(modelIndex: indexData)) ?? [])
+      .filter { !configuration.skippedComponents.contains($0) }
     var missing: [String]
     if let entries = cache.tree(loc.repoID, commit: commit) {
       missing = PipelineFiles.select(files: entries.map(\.path), components: components)

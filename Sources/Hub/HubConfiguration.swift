@@ -28,6 +28,9 @@ public struct HubConfiguration: Sendable {
   public var retryBackoff: TimeInterval = 0.5
   /// Sent as `User-Agent`.
   public var userAgent = "ipadapter-swift-hub/1.0"
+  /// Pipeline components a pipeline download leaves out (the engine never runs SD's safety
+  /// checker, 1.2 GB in SD1.5).
+  public var skippedComponents: Set<String> = ["safety_checker"]
 
   public init(endpoint: String, cacheDirectory: URL, token: String? = nil, offline: Bool = false) {
     var endpoint = endpoint

@@ -154,7 +154,10 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     let (embeddings, _) = try encodePrompts(
       prompt: parameters.prompt, negativePrompt: parameters.negativePrompt, guidance: loop.usesGuidance,
       clipSkip: parameters.clipSkip)
-    if releaseModelsAfterUse { textEncoder.releaseKernels() }
+    if releaseModelsAfterUse {
+      textEncoder.releaseKernels()
+      Runtime.returnFreedMemory()
+    }
     var conditioning = try unet.makeConditioning(encoderHiddenStates: embeddings)
     try attach(imagePrompts, to: &conditioning, loop: &loop, width: width, height: height)
     for unit in controlNets {
@@ -206,9 +209,13 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     if releaseModelsAfterUse {
       unet.releaseKernels()
       for unit in controlNets { unit.model.releaseKernels() }
+      Runtime.returnFreedMemory()
     }
     let image = try decode(latents)
-    if releaseModelsAfterUse { vae.releaseKernels() }
+    if releaseModelsAfterUse {
+      vae.releaseKernels()
+      Runtime.returnFreedMemory()
+    }
     var extra = imagePrompts.map {
       ("IP-Adapter", "\(URL(fileURLWithPath: $0.adapter.path).lastPathComponent) (\(ParametersText.format($0.scale)))")
     }

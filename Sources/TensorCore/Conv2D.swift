@@ -181,7 +181,7 @@ public final class Conv2DKernel: @unchecked Sendable {
 
   private func packedWeights(for desc: dnnl_memory_desc_t) throws -> TensorStorage {
     if let hit = packed.first(where: { DNNL.equal($0.desc, desc) }) { return hit.storage }
-    let plain = weight.asFloat32(pooled: false)
+    let plain = weight.asFloat32()  // pooled: the next layer's conversion reuses the block
     let from = try DNNL.memoryDesc(
       dims: [outChannels, inChannels, kernelSize.height, kernelSize.width], tag: dnnl_oihw,
       type: dnnl_f32)

@@ -164,7 +164,7 @@ public final class LinearKernel: @unchecked Sendable {
 
   private func packedWeights(for desc: dnnl_memory_desc_t) throws -> TensorStorage {
     if let hit = packed.first(where: { DNNL.equal($0.desc, desc) }) { return hit.storage }
-    let plain = weight.asFloat32(pooled: false)
+    let plain = weight.asFloat32()  // pooled: the next layer's conversion reuses the block
     // PyTorch stores [out, in]; as the [in, out] matrix oneDNN multiplies by, that is layout `ba`.
     let from = try DNNL.memoryDesc(dims: [inFeatures, outFeatures], tag: dnnl_ba, type: dnnl_f32)
     let storage = TensorStorage(byteCount: DNNL.byteSize(desc), pooled: false)

@@ -1,6 +1,10 @@
 import CDNNL
 import COpenBLAS
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Thread configuration shared by every kernel.
 ///
 /// oneDNN (Debian's build uses OpenMP) and TensorCore's own loops run on **one** libgomp thread
@@ -22,6 +26,18 @@ public enum Runtime {
     configuredThreads = n
     omp_set_num_threads(Int32(n))
     openblas_set_num_threads(1)
+  }
+
+  /// Hands memory that is free but still held back to the operating system: the tensor block pool
+  /// is emptied and, with glibc, `malloc_trim` releases free heap pages (glibc keeps freed blocks
+  /// below its mmap threshold, which grows to 32 MB once such blocks are freed, so dropping a
+  /// model leaves its weights' pages resident otherwise). Call it between phases that use
+  /// different models; the pipelines do when `releaseModelsAfterUse` is set.
+  public static func returnFreedMemory() {
+    StoragePool.shared.drain()
+    #if os(Linux)
+    _ = malloc_trim(0)
+    #endif
   }
 }
 

@@ -103,6 +103,16 @@ final class StoragePool: @unchecked Sendable {
     return p
   }
 
+  /// Frees every block the pool holds.
+  func drain() {
+    lock.lock()
+    defer { lock.unlock() }
+    for (_, p) in order { Glibc.free(p) }
+    free = [:]
+    order = []
+    held = 0
+  }
+
   /// Keeps `pointer` for reuse; false when the caller should free it.
   func give(_ pointer: UnsafeMutableRawPointer, size: Int) -> Bool {
     guard size >= Self.minimumSize, size <= Self.limit / 2 else { return false }

@@ -23,7 +23,7 @@ struct BenchModelsCommand: ParsableCommand {
 
   static let allCases = [
     "unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16",
-    "vae-decode", "vit-h", "generate-512",
+    "vae-decode", "vit-h", "generate-512", "ip-overhead",
   ]
 
   @Option(help: "Cases to run (default: all): \(Self.allCases.joined(separator: ", ")).")
@@ -83,6 +83,16 @@ enum Memory {
       fputs("5", f)
       fclose(f)
     }
+  }
+
+  /// `VmRSS`, `RssAnon` and `RssFile` of /proc/self/status in MB (the debug prints of `generate`).
+  static func currentRSS() -> String {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return "" }
+    return status.split(separator: "\n").filter { $0.hasPrefix("VmRSS:") || $0.hasPrefix("RssAnon:") || $0.hasPrefix("RssFile:") }
+      .map { line in
+        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        return "\(line.split(separator: ":")[0]) \(kb / 1024)"
+      }.joined(separator: " ")
   }
 
   static func peakRSSMegabytes() -> Int {
@@ -172,9 +182,14 @@ struct ModelBench {
     return IPAdapter(path: "random-\(tokens)-token-adapter", variant: variant, projection: projection, attention: attention)
   }
 
-  /// Median wall time of `body` after one warm-up, and the FLOPs of one run.
+  /// Median wall time of `body` after one warm-up, and the FLOPs of one run. The warm-up call
+  /// (which converts and packs the weights) is timed into `firstCallSeconds`.
   func time(_ body: () throws -> Void) rethrows -> (Double, Double) {
+    let first = DispatchTime.now().uptimeNanoseconds
     try body()
+    if ProcessInfo.processInfo.environment["IPADAPTER_BENCH_RSS"] != nil {
+      FileHandle.standardError.write(Data("first call \(Double(DispatchTime.now().uptimeNanoseconds - first) / 1e9) s\n".utf8))
+    }
     var times: [Double] = []
     var flops = 0
     for _ in 0..<max(1, repeats) {
@@ -217,9 +232,43 @@ struct ModelBench {
       return Result(seconds: t, flops: f)
     case "generate-512":
       return try generate()
+    case "ip-overhead":
+      return try ipOverhead()
     default:
       throw CLIError.invalid("--cases", "unknown case \(name)")
     }
+  }
+
+  /// One UNet (64×64, CFG batch 2) timed alternately without and with a 16-token adapter, so that
+  /// both see the same packed weights and machine state; notes the per-step overhead in percent.
+  func ipOverhead() throws -> Result {
+    let model = try unet()
+    let text = Tensor.random([2, 77, 768], seed: 7)
+    let plain = try model.makeConditioning(encoderHiddenStates: text)
+    var withIP = plain
+    let a = try adapter(tokens: 16, unet: model)
+    try ImagePrompt(
+      adapter: a,
+      embeds: ImagePromptEmbeds(conditional: Tensor.random([1, 16, 768], seed: 8), unconditional: Tensor.random([1, 16, 768], seed: 9)),
+      scale: 1
+    ).apply(to: &withIP)
+    let sample = Tensor.random([2, 64, 64, 4], seed: 10)
+    _ = try model(sample, timestep: 500, conditioning: withIP)
+    var base: [Double] = []
+    var ip: [Double] = []
+    for _ in 0..<max(3, repeats) {
+      for (conditioning, sink) in [(plain, 0), (withIP, 1)] {
+        let start = DispatchTime.now().uptimeNanoseconds
+        _ = try model(sample, timestep: 500, conditioning: conditioning)
+        let t = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if sink == 0 { base.append(t) } else { ip.append(t) }
+      }
+    }
+    base.sort()
+    ip.sort()
+    let b = base[base.count / 2]
+    let i = ip[ip.count / 2]
+    return Result(seconds: i, flops: 0, notes: [("base_s", b), ("overhead_percent", 100 * (i - b) / b)])
   }
 
   /// Load (random weights) → text + image encoding → `steps` UNet steps with CFG and a Plus
@@ -237,6 +286,11 @@ struct ModelBench {
       try writeRandom({ try CLIPVisionModel(config: visionConfig) }, seed: 4),
     ]
     defer { for f in files { unlink(f) } }
+    // Writing the random checkpoints is set-up, not part of what a user's generation costs.
+    Runtime.returnFreedMemory()
+    Memory.resetPeak()
+    let debugRSS = ProcessInfo.processInfo.environment["IPADAPTER_BENCH_RSS"] != nil
+    if debugRSS { FileHandle.standardError.write(Data("after writing: \(Memory.currentRSS())\n".utf8)) }
 
     let start = DispatchTime.now().uptimeNanoseconds
     FlopCounter.reset()
@@ -259,13 +313,23 @@ struct ModelBench {
       encoder: ImagePromptEncoder(
         model: try load({ try CLIPVisionModel(config: visionConfig) }, path: files[3]), processor: CLIPImageProcessor()),
       images: [image])
+    Runtime.returnFreedMemory()  // as the CLI does once the image encoder is gone
     let imageEncode = Double(DispatchTime.now().uptimeNanoseconds - encodeStart) / 1e9
     var p = GenerationParameters(prompt: "a photo of a cat")
     p.steps = steps
     p.width = 512
     p.height = 512
     p.scheduler = .dpmpp2m
-    let result = try pipeline.generate(p, imagePrompts: [ImagePrompt(adapter: a, embeds: embeds, scale: 0.6)])
+    if debugRSS { FileHandle.standardError.write(Data("load \(loaded) s, image encode \(imageEncode) s\n".utf8)) }
+    if debugRSS { FileHandle.standardError.write(Data("after encoders: peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())\n".utf8)) }
+    let result = try pipeline.generate(
+      p, imagePrompts: [ImagePrompt(adapter: a, embeds: embeds, scale: 0.6)],
+      progress: { step in
+        if debugRSS { FileHandle.standardError.write(Data("step \(step.step): peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())\n".utf8)) }
+        return true
+      })
+    if debugRSS { FileHandle.standardError.write(Data("preparation \(result.preparationSeconds) s\n".utf8)) }
+    if debugRSS { FileHandle.standardError.write(Data("end: peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())\n".utf8)) }
     let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     return Result(
       seconds: total, flops: Double(FlopCounter.count),

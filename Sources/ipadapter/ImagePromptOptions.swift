@@ -13,10 +13,10 @@ import Weights
 /// (1-based, `--ip-image 2=style.png`; a bare FILE belongs to adapter 1), and repeat `--ip-scale`
 /// and `--image-encoder` in adapter order (a single value applies to every adapter).
 struct ImagePromptOptions: ParsableArguments {
-  @Option(help: "An IP-Adapter checkpoint (.safetensors or .bin); repeat for several adapters.")
+  @Option(help: "An IP-Adapter checkpoint (.safetensors or .bin, or a hub reference org/name/path/file); repeat for several adapters.")
   var ipAdapter: [String] = []
 
-  @Option(help: "Image encoder folder (default: 'image_encoder' next to the adapter file); one for all adapters or one per adapter.")
+  @Option(help: "Image encoder folder or hub reference (default: 'image_encoder' next to the adapter file); one for all adapters or one per adapter.")
   var imageEncoder: [String] = []
 
   @Option(help: "An image prompt, '[N=]FILE' (N = adapter number, default 1); repeat for several images — their tokens are concatenated in order.")
@@ -196,6 +196,10 @@ struct ImagePromptOptions: ParsableArguments {
         prompt.masks = masks.masks
       }
       prompts.append(prompt)
+    }
+    if !encoders.isEmpty {
+      encoders = [:]  // the image encoders are done: give their memory back before the UNet loads
+      Runtime.returnFreedMemory()
     }
     return prompts
   }

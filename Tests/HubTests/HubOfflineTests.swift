@@ -117,4 +117,30 @@ import Testing
     #expect(hub.count("HEAD") == 2)
     await hub.stop()
   }
+
+  @Test func pipelineDownloadSkipsTheSafetyChecker() async throws {
+    let index = #"{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"], "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"]}"#
+    let files = [
+      FakeHub.File(path: "model_index.json", data: Data(index.utf8), lfs: false),
+      FakeHub.File(path: "unet/config.json", data: Data("{}".utf8), lfs: false),
+      FakeHub.File(path: "unet/diffusion_pytorch_model.safetensors", data: pseudoRandomData(4096, seed: 3), lfs: true),
+      FakeHub.File(path: "safety_checker/config.json", data: Data("{}".utf8), lfs: false),
+      FakeHub.File(path: "safety_checker/model.safetensors", data: pseudoRandomData(4096, seed: 4), lfs: true),
+    ]
+    let commit = String(repeating: "cd", count: 20)
+    let repo = FakeHub.Repo(id: "tiny-org/with-checker", commit: commit, refs: ["main": commit], token: nil, files: files)
+    let hub = try await FakeHub.start(repos: [repo])
+    let temp = try TempFolder()
+    defer { temp.remove() }
+    let folder = try await makeClient(hub, cache: temp.url).downloadPipeline(repoID: repo.id)
+    let fm = FileManager.default
+    #expect(fm.fileExists(atPath: folder.appendingPathComponent("unet/diffusion_pytorch_model.safetensors").path))
+    #expect(!fm.fileExists(atPath: folder.appendingPathComponent("safety_checker").path))
+    #expect(hub.count("GET", containing: "safety_checker") == 0)
+    await hub.stop()
+    // Offline, the missing checker is not reported as missing.
+    let offline = makeClient(nil, cache: temp.url, offline: true)
+    let again = try await offline.downloadPipeline(repoID: repo.id)
+    #expect(again == folder)
+  }
 }
