@@ -55,6 +55,12 @@ public struct VaeImageProcessor: Sendable, Equatable {
       vaeScaleFactor: vaeScaleFactor, doNormalize: false, doBinarize: true, doConvertGrayscale: true)
   }
 
+  /// `VaeImageProcessor.blur`: Pillow's `GaussianBlur(blurFactor)` on the image (diffusers applies
+  /// it to inpainting masks before `preprocess`; see `Image.gaussianBlurred(radius:)`).
+  public static func blur(_ image: Image, blurFactor: Double = 4) -> Image {
+    image.gaussianBlurred(radius: blurFactor)
+  }
+
   /// (height, width) rounded down to multiples of `vae_scale_factor` (`get_default_height_width`).
   public func defaultHeightWidth(for image: Image, height: Int? = nil, width: Int? = nil) -> (Int, Int) {
     let h = height ?? image.height, w = width ?? image.width

@@ -28,6 +28,11 @@ public struct GenerationParameters: Sendable {
   public var initImage: Image?
   /// Inpainting mask (white = repaint), resized to the output size and binarised at 0.5.
   public var mask: Image?
+  /// Gaussian blur of the mask image in pixels before it is resized and binarised (0 = none):
+  /// diffusers' `mask_processor.blur(mask, blur_factor)` (Pillow `GaussianBlur`) applied for you.
+  /// Binarising afterwards keeps the mask hard but rounds its outline and grows or shrinks thin
+  /// parts, exactly as in diffusers.
+  public var maskBlur: Double = 0
   /// How much of the schedule runs from the init image: default 0.8 for image-to-image and 1.0
   /// for inpainting, as diffusers.
   public var strength: Double?

@@ -172,8 +172,9 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     var start = 0
     var latents: Tensor
     if let image = parameters.initImage, let mask = parameters.mask {
+      let blurred = parameters.maskBlur > 0 ? VaeImageProcessor.blur(mask, blurFactor: parameters.maskBlur) : mask
       let point = try inpaintingStart(
-        image, mask: mask, width: width, height: height, strength: parameters.strength ?? 1.0, scheduler: scheduler,
+        image, mask: blurred, width: width, height: height, strength: parameters.strength ?? 1.0, scheduler: scheduler,
         steps: parameters.steps, guidance: loop.usesGuidance, generator: &generator)
       (latents, start) = (point.latents, point.startIndex)
       if let e = point.stepExtension { loop.extensions.append(e) }
@@ -222,6 +223,9 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     if parameters.initImage != nil {
       extra.append(("Denoising strength", "\(parameters.strength ?? (parameters.mask == nil ? 0.8 : 1.0))"))
     }
+    if parameters.mask != nil, parameters.maskBlur > 0 {
+      extra.append(("Mask blur", ParametersText.format(Float(parameters.maskBlur))))
+    }
     for unit in controlNets {
       extra.append(("ControlNet", "\(unit.name) (\(ParametersText.format(unit.scale)))"))
     }
@@ -254,6 +258,9 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     }
     if p.mask != nil, p.initImage == nil {
       throw PipelineError.invalidArgument(name: "mask", reason: "a mask needs an init image to inpaint")
+    }
+    if !(p.maskBlur >= 0) || !p.maskBlur.isFinite {
+      throw PipelineError.invalidArgument(name: "maskBlur", reason: "\(p.maskBlur) must be a finite number ≥ 0")
     }
     if p.strength != nil, p.initImage == nil {
       throw PipelineError.invalidArgument(name: "strength", reason: "strength needs an init image")

@@ -44,10 +44,19 @@ struct BenchModelsCommand: ParsableCommand {
   @Option(help: "Steps of the generate-512 case.")
   var steps: Int = 20
 
+  @Option(help: "Storage dtype of the random checkpoint files the models load from: fp16 (like most released adapter and fine-tune files) or fp32 (like the default hub files of SD1.5 and the h94 image encoder).")
+  var checkpointDtype: String = "fp16"
+
   func run() throws {
     if let threads { Runtime.setThreadCount(threads) }
     guard let prec = ComputePrecision(rawValue: precision) else {
       throw CLIError.invalid("--precision", "'\(precision)' is not fp32 or bf16")
+    }
+    let storage: DType
+    switch checkpointDtype {
+    case "fp16": storage = .float16
+    case "fp32": storage = .float32
+    default: throw CLIError.invalid("--checkpoint-dtype", "'\(checkpointDtype)' is not fp16 or fp32")
     }
     let selected = cases.isEmpty ? Self.allCases : cases
     for c in selected where !Self.allCases.contains(c) {
@@ -58,7 +67,7 @@ struct BenchModelsCommand: ParsableCommand {
       print("machine: \(Runtime.threadCount) threads, \(Machine.cpuName), measured fp32 peak \(String(format: "%.0f", peak)) GFLOPS, precision \(prec.rawValue)")
       print("case            median s     GFLOP   GFLOPS  % peak  peak RSS MB  notes")
     }
-    let bench = ModelBench(precision: prec, repeats: repeats, steps: steps)
+    let bench = ModelBench(precision: prec, repeats: repeats, steps: steps, checkpointDtype: storage)
     for name in selected {
       Memory.resetPeak()
       let r = try bench.run(name)
@@ -110,6 +119,7 @@ struct ModelBench {
   let precision: ComputePrecision
   let repeats: Int
   let steps: Int
+  var checkpointDtype: DType = .float16
 
   struct Result {
     var seconds: Double
@@ -123,20 +133,21 @@ struct ModelBench {
     try ConfigFile.load(type, from: root.appendingPathComponent(relative))
   }
 
-  /// A model with random fp16 weights served the way a checkpoint is: written to a temporary
-  /// safetensors file, then loaded memory-mapped (the file is unlinked once mapped), so that the
-  /// memory figures match a real run.
+  /// A model with random weights (stored as `checkpointDtype`) served the way a checkpoint is:
+  /// written to a temporary safetensors file, then loaded memory-mapped (the file is unlinked once
+  /// mapped), so that the memory figures match a real run.
   func mapped<M: Module>(_ build: () throws -> M, seed: UInt64) throws -> M {
     let path = try writeRandom(build, seed: seed)
     defer { unlink(path) }
     return try load(build, path: path)
   }
 
-  /// Writes random fp16 weights of the model `build` makes to a temporary safetensors file.
+  /// Writes random weights (`checkpointDtype`) of the model `build` makes to a temporary
+  /// safetensors file.
   func writeRandom<M: Module>(_ build: () throws -> M, seed: UInt64) throws -> String {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("ipadapter-bench-\(seed)-\(getpid()).safetensors").path
     let source = try build()
-    try source.fillWithRandomWeights(seed: seed, prepare: nil)
+    try source.fillWithRandomWeights(seed: seed, dtype: checkpointDtype, prepare: nil)
     var tensors: [String: Tensor] = [:]
     for (key, p) in source.namedParameters() { tensors[key] = p.value }
     try SafeTensorsWriter.write(tensors, to: path)

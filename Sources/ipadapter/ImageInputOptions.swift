@@ -15,6 +15,9 @@ struct InitImageOptions: ParsableArguments {
   @Option(help: "Inpainting mask (white = repaint), with --init-image; resized to the output size if needed, binarised at 50 %.")
   var mask: String?
 
+  @Option(help: "Gaussian blur of the mask in pixels before it is binarised (diffusers' mask_processor.blur; default 0 = none).")
+  var maskBlur: Double?
+
   func validate() throws {
     if let initImage, !FileManager.default.fileExists(atPath: initImage) {
       throw CLIError.invalid("--init-image", "file not found: \(initImage)")
@@ -22,6 +25,10 @@ struct InitImageOptions: ParsableArguments {
     if let mask {
       guard initImage != nil else { throw CLIError.invalid("--mask", "needs --init-image") }
       guard FileManager.default.fileExists(atPath: mask) else { throw CLIError.invalid("--mask", "file not found: \(mask)") }
+    }
+    if let maskBlur {
+      guard mask != nil else { throw CLIError.invalid("--mask-blur", "needs --mask") }
+      guard maskBlur.isFinite, maskBlur >= 0 else { throw CLIError.invalid("--mask-blur", "\(maskBlur) must be ≥ 0") }
     }
     if let strength {
       guard initImage != nil else { throw CLIError.invalid("--strength", "needs --init-image") }
@@ -43,6 +50,7 @@ struct InitImageOptions: ParsableArguments {
           "warning: --mask is \(m.width)×\(m.height) but --init-image is \(image.width)×\(image.height); the mask is resized to the output size")
       }
       p.mask = m
+      p.maskBlur = maskBlur ?? 0
     }
     return warnings
   }

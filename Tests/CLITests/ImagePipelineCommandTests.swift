@@ -45,6 +45,20 @@ import TestSupport
       golden: "controlnet-single")
   }
 
+  @Test func blurredMaskInpaintingMatchesDiffusersAndIsRecorded() throws {
+    let args = [
+      "--init-image", "\(Self.images)/init-64.png", "--mask", "\(Self.images)/mask-64.png", "--mask-blur", "6",
+      "--steps", "3", "--scheduler", "ddim", "--width", "64", "--height", "64",
+    ]
+    try generate(args, golden: "inpaint4-ddim-mask-blur")
+    let out = CLI.temporaryPath("blur.png")
+    defer { try? FileManager.default.removeItem(atPath: out) }
+    let r = try CLI.run(["generate", "--model", CLI.model, "--prompt", "x", "--quiet", "--output", out] + args)
+    #expect(r.status == 0, "\(r.stderr)")
+    let text = try ImageCodec.decode(contentsOfFile: out).text(forKey: "parameters")
+    #expect(text?.contains("Mask blur: 6.0") == true, "\(text ?? "")")
+  }
+
   @Test func mismatchedMaskIsResizedWithAWarning() throws {
     let out = CLI.temporaryPath("inpaint.png")
     defer { try? FileManager.default.removeItem(atPath: out) }
@@ -72,6 +86,8 @@ import TestSupport
   @Test(arguments: [
     (["--mask", "\(images)/mask-64.png"], "--mask: needs --init-image"),
     (["--strength", "0.5"], "--strength: needs --init-image"),
+    (["--init-image", "\(images)/init-64.png", "--mask-blur", "4"], "--mask-blur: needs --mask"),
+    (["--init-image", "\(images)/init-64.png", "--mask", "\(images)/mask-64.png", "--mask-blur=-1"], "--mask-blur: -1.0 must be ≥ 0"),
     (["--init-image", "\(images)/init-64.png", "--strength", "1.5"], "must be in (0, 1]"),
     (["--init-image", "\(images)/init-64.png", "--latents", "\(images)/../goldens/sd15-e2e/input-latents.safetensors"], "cannot be combined with --init-image"),
     (["--controlnet", Fixtures.url("tiny-controlnet").path], "--control-image: give one per --controlnet"),

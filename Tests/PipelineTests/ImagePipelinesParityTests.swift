@@ -19,6 +19,7 @@ import Weights
     var images: [String: String]?
     var controls: [String]?
     var strength: Double?
+    var mask_blur: Double?
     var num_inference_steps: Int
     var guidance_scale: Float
     var scheduler: String
@@ -75,6 +76,7 @@ import Weights
     p.strength = c.strength
     if let file = c.images?["image"] { p.initImage = try Self.image(file) }
     if let file = c.images?["mask_image"] { p.mask = try Self.image(file) }
+    p.maskBlur = c.mask_blur ?? 0
     var prompts: [ImagePrompt] = []
     if let ip = c.ip_adapter {
       let adapter = try IPAdapter(path: Fixtures.url("tiny-ip-adapter/models/\(ip.file)").path, unet: pipe.unet)
@@ -112,7 +114,7 @@ import Weights
   func imageToImageMatchesDiffusers(name: String) throws { try run(name) }
 
   @Test(arguments: [
-    "inpaint9-ddim-1.0", "inpaint9-ddim-0.6", "inpaint4-euler-1.0", "inpaint4-pndm-0.75", "inpaint4-ddim-mask-resized",
+    "inpaint9-ddim-1.0", "inpaint9-ddim-0.6", "inpaint4-euler-1.0", "inpaint4-pndm-0.75", "inpaint4-ddim-mask-resized", "inpaint4-ddim-mask-blur",
     "inpaint9-ddim-ip",
   ])
   func inpaintingMatchesDiffusers(name: String) throws { try run(name) }

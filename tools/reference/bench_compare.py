@@ -4,6 +4,7 @@ our time / torch time per case.
 
 Run (release build first): swift build -c release --product ipadapter
   tools/reference/.venv/bin/python tools/reference/bench_compare.py [--cases unet-64 …] [--precision bf16] [--repeats 3]
+      [--checkpoint-dtype fp32]   (the files the models load: fp16 by default, as both engines' random checkpoints)
 """
 import argparse
 import datetime
@@ -32,14 +33,16 @@ def main():
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--checkpoint-dtype", default="fp16", choices=["fp16", "fp32"],
+                    help="storage dtype of the random checkpoint files both engines load from")
     ap.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "ipadapter"))
     a = ap.parse_args()
     rows = []
     for i, case in enumerate(a.cases):
         swift = [a.binary, "bench", "models", "--json", "--cases", case, "--repeats", str(a.repeats),
-                 "--precision", a.precision, "--steps", str(a.steps)]
+                 "--precision", a.precision, "--steps", str(a.steps), "--checkpoint-dtype", a.checkpoint_dtype]
         torch = [sys.executable, os.path.join(HERE, "bench_torch.py"), "--cases", case, "--repeats", str(a.repeats),
-                 "--precision", a.precision, "--steps", str(a.steps)]
+                 "--precision", a.precision, "--steps", str(a.steps), "--checkpoint-dtype", a.checkpoint_dtype]
         order = [("swift", swift), ("torch", torch)] if i % 2 == 0 else [("torch", torch), ("swift", swift)]
         result = {name: run(cmd) for name, cmd in order}
         rows.append((case, result["swift"], result["torch"]))
@@ -56,7 +59,7 @@ def main():
             extra = f" (first step {s['first_step_s']:.1f} s vs {t.get('first_step_s', float('nan')):.1f} s)"
         print(f"| {case}{extra} | {s['seconds']:.3f} | {t['seconds']:.3f} | **{s['seconds'] / t['seconds']:.2f}** | "
               f"{s['peak_rss_mb']} / {t['peak_rss_mb']} ({s['peak_rss_mb'] / max(t['peak_rss_mb'], 1):.2f}) |")
-    print(f"\n{datetime.date.today()} · {platform.machine()} · {os.cpu_count()} cores · precision {a.precision} · repeats {a.repeats}")
+    print(f"\n{datetime.date.today()} · {platform.machine()} · {os.cpu_count()} cores · precision {a.precision} · checkpoint files {a.checkpoint_dtype} · repeats {a.repeats}")
 
 
 if __name__ == "__main__":

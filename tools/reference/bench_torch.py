@@ -99,7 +99,7 @@ def timed(fn, repeats):
     return statistics.median(times)
 
 
-def run_case(name, dtype, repeats, steps):
+def run_case(name, dtype, repeats, steps, storage=torch.float16):
     with torch.inference_mode():
         if name.startswith("unet-"):
             size = 64 if name.startswith("unet-64") else 32
@@ -132,14 +132,15 @@ def run_case(name, dtype, repeats, steps):
             px = torch.randn(1, 3, 224, 224, dtype=dtype)
             return timed(lambda: enc(px), repeats), {}
         if name == "generate-512":
-            return generate(dtype, steps)
+            return generate(dtype, steps, storage)
     raise SystemExit(f"unknown case {name}")
 
 
-def generate(dtype, steps):
-    """Random weights saved as checkpoint files first (untimed), then timed: loading them the way a
-    diffusers user does, image + text encoding, `steps` DPM++ 2M steps with CFG and a Plus adapter
-    (scale 0.6), VAE decode."""
+def generate(dtype, steps, storage=torch.float16):
+    """Random weights saved as checkpoint files first (untimed; in `storage`, fp16 or fp32, as the
+    Swift benchmark's --checkpoint-dtype, so both engines read the same bytes), then timed: loading
+    them the way a diffusers user does (`torch_dtype` = the compute precision), image + text encoding, `steps`
+    DPM++ 2M steps with CFG and a Plus adapter (scale 0.6), VAE decode."""
     import tempfile
 
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -150,15 +151,15 @@ def generate(dtype, steps):
     tmp = tempfile.mkdtemp()
     u = unet(torch.float32)
     ip = ip_state_dict(u, 16)
-    u.save_pretrained(os.path.join(tmp, "unet"))
+    u.to(storage).save_pretrained(os.path.join(tmp, "unet"))
     del u
-    AutoencoderKL.from_config(load_json(os.path.join(SD15, "vae", "config.json"))).save_pretrained(os.path.join(tmp, "vae"))
+    AutoencoderKL.from_config(load_json(os.path.join(SD15, "vae", "config.json"))).to(storage).save_pretrained(os.path.join(tmp, "vae"))
     tcfg = {k: v for k, v in load_json(os.path.join(SD15, "text_encoder", "config.json")).items()
             if k not in ("architectures", "model_type", "torch_dtype")}
-    CLIPTextModel(CLIPTextConfig(**tcfg)).save_pretrained(os.path.join(tmp, "text_encoder"))
+    CLIPTextModel(CLIPTextConfig(**tcfg)).to(storage).save_pretrained(os.path.join(tmp, "text_encoder"))
     vcfg = {k: v for k, v in load_json(os.path.join(CONFIGS, "clip-vit-h-14", "config.json")).items()
             if k not in ("architectures", "model_type", "torch_dtype")}
-    CLIPVisionModelWithProjection(CLIPVisionConfig(**vcfg)).save_pretrained(os.path.join(tmp, "image_encoder"))
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**vcfg)).to(storage).save_pretrained(os.path.join(tmp, "image_encoder"))
     gc.collect()
     reset_peak()  # writing the random checkpoints is set-up, not part of a user's generation
 
@@ -201,13 +202,16 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--checkpoint-dtype", default="fp16", choices=["fp16", "fp32"],
+                    help="storage dtype of the checkpoint files generate-512 loads")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     dtype = torch.float32 if a.precision == "fp32" else torch.bfloat16
     for name in a.cases:
         reset_peak()
-        seconds, notes = run_case(name, dtype, a.repeats, a.steps)
+        storage = torch.float16 if a.checkpoint_dtype == "fp16" else torch.float32
+        seconds, notes = run_case(name, dtype, a.repeats, a.steps, storage)
         out = {"case": name, "engine": "torch", "precision": a.precision, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
         out.update(notes)
         print(json.dumps(out), flush=True)

@@ -122,6 +122,9 @@ def run(pipe, name, call, ip=None):
     images = {k: Image.open(os.path.join(IMAGES, v)) for k, v in kwargs.pop("images", {}).items()}
     for k, v in images.items():
         kwargs[k] = v.convert("RGB") if k != "mask_image" else v
+    if "mask_blur" in kwargs:
+        # What --mask-blur / GenerationParameters.maskBlur do: diffusers' documented mask blur.
+        kwargs["mask_image"] = pipe.mask_processor.blur(kwargs["mask_image"], blur_factor=kwargs.pop("mask_blur"))
     if "resize_to" in kwargs:
         # The img2img pipeline has no width/height: resize as VaeImageProcessor.preprocess would
         # (Pillow LANCZOS) before handing the image over — what our --width/--height do.
@@ -169,7 +172,7 @@ def main():
                                   "guidance_scale": 7.5, "scheduler": "pndm", "ip_adapter_image": None}, ip)
 
     # Inpainting: 9-channel UNet (strength 1 and 0.6), 4-channel UNet with per-step blending
-    # (strength 1 and 0.75), a mask of another size (resized), and with an IP-Adapter.
+    # (strength 1 and 0.75), a mask of another size (resized), a blurred mask, and with an IP-Adapter.
     for strength in (1.0, 0.6):
         pipe = load("StableDiffusionInpaintPipeline", INPAINT)
         scheduler(pipe, "ddim")
@@ -187,6 +190,11 @@ def main():
     run(pipe, "inpaint4-ddim-mask-resized", {"images": {"image": "init-64.png", "mask_image": "mask-48x40.png"},
                                              "strength": 1.0, "num_inference_steps": 3, "guidance_scale": 7.5,
                                              "scheduler": "ddim", "width": 64, "height": 64})
+    pipe = load("StableDiffusionInpaintPipeline")
+    scheduler(pipe, "ddim")
+    run(pipe, "inpaint4-ddim-mask-blur", {"images": {"image": "init-64.png", "mask_image": "mask-64.png"},
+                                          "mask_blur": 6, "strength": 1.0, "num_inference_steps": 3,
+                                          "guidance_scale": 7.5, "scheduler": "ddim", "width": 64, "height": 64})
     pipe = load("StableDiffusionInpaintPipeline", INPAINT)
     scheduler(pipe, "ddim")
     ip = with_ip(pipe, "ip-adapter_sd15", 0.7)
