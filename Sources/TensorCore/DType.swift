@@ -27,20 +27,16 @@ public enum Convert {
   ) {
     // Blocks of 64 Ki values on all threads: loading a checkpoint converts gigabytes, and the page
     // faults of the fresh destination are as costly as the conversion itself.
-    let blocks = (count + 65_535) / 65_536
-    Parallel.forRanges(blocks, costPerItem: 65_536 * 6) { range in
-      for block in range {
-        var i = block * 65_536
-        let end = min(count, i + 65_536)
-        while i + 16 <= end {
-          let v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float16>.self)
-          UnsafeMutableRawPointer(dst + i).storeBytes(of: SIMD16<Float>(v), as: SIMD16<Float>.self)
-          i += 16
-        }
-        while i < end {
-          dst[i] = Float(Float16(bitPattern: src[i]))
-          i += 1
-        }
+    Parallel.forBlocks(count, blockSize: 65_536, costPerElement: 6) { block in
+      var i = block.lowerBound
+      while i + 16 <= block.upperBound {
+        let v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float16>.self)
+        UnsafeMutableRawPointer(dst + i).storeBytes(of: SIMD16<Float>(v), as: SIMD16<Float>.self)
+        i += 16
+      }
+      while i < block.upperBound {
+        dst[i] = Float(Float16(bitPattern: src[i]))
+        i += 1
       }
     }
   }
@@ -83,28 +79,24 @@ public enum Convert {
   public static func floatToBFloat16(
     _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int
   ) {
-    let blocks = (count + 65_535) / 65_536
-    Parallel.forRanges(blocks, costPerItem: 65_536 * 6) { range in
-      for block in range {
-        var i = block * 65_536
-        let end = min(count, i + 65_536)
-        let one = SIMD16<UInt32>(repeating: 1)
-        let half = SIMD16<UInt32>(repeating: 0x7FFF)
-        let magnitude = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
-        let infinity = SIMD16<UInt32>(repeating: 0x7F80_0000)
-        while i + 16 <= end {
-          let bits = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt32>.self)
-          let rounded = (bits &+ (((bits &>> 16) & one) &+ half)) &>> 16
-          let quietNaN = (bits &>> 16) | SIMD16(repeating: 0x40)
-          let out = rounded.replacing(with: quietNaN, where: (bits & magnitude) .> infinity)
-          UnsafeMutableRawPointer(dst + i).storeBytes(
-            of: SIMD16<UInt16>(truncatingIfNeeded: out), as: SIMD16<UInt16>.self)
-          i += 16
-        }
-        while i < end {
-          dst[i] = bfloat16Bits(src[i])
-          i += 1
-        }
+    let one = SIMD16<UInt32>(repeating: 1)
+    let half = SIMD16<UInt32>(repeating: 0x7FFF)
+    let magnitude = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
+    let infinity = SIMD16<UInt32>(repeating: 0x7F80_0000)
+    Parallel.forBlocks(count, blockSize: 65_536, costPerElement: 6) { block in
+      var i = block.lowerBound
+      while i + 16 <= block.upperBound {
+        let bits = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt32>.self)
+        let rounded = (bits &+ (((bits &>> 16) & one) &+ half)) &>> 16
+        let quietNaN = (bits &>> 16) | SIMD16(repeating: 0x40)
+        let out = rounded.replacing(with: quietNaN, where: (bits & magnitude) .> infinity)
+        UnsafeMutableRawPointer(dst + i).storeBytes(
+          of: SIMD16<UInt16>(truncatingIfNeeded: out), as: SIMD16<UInt16>.self)
+        i += 16
+      }
+      while i < block.upperBound {
+        dst[i] = bfloat16Bits(src[i])
+        i += 1
       }
     }
   }

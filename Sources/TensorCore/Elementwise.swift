@@ -10,22 +10,19 @@ public enum Ops {
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
     let n = x.count
-    let blocks = (n + 4095) / 4096
-    Parallel.forRanges(blocks, costPerItem: 4096 * 8) { range in
-      for block in range {
-        var i = block * 4096
-        let end = min(n, i + 4096)
-        while i + 16 <= end {
-          let y = f(UnsafeRawPointer(src + i).loadUnaligned(as: V.self))
-          UnsafeMutableRawPointer(dst + i).storeBytes(of: y, as: V.self)
-          i += 16
-        }
-        if i < end {
-          var tail = V(repeating: 0)
-          for j in 0..<(end - i) { tail[j] = src[i + j] }
-          let y = f(tail)
-          for j in 0..<(end - i) { dst[i + j] = y[j] }
-        }
+    Parallel.forBlocks(n, blockSize: 4096, costPerElement: 8) { block in
+      var i = block.lowerBound
+      let end = block.upperBound
+      while i + 16 <= end {
+        let y = f(UnsafeRawPointer(src + i).loadUnaligned(as: V.self))
+        UnsafeMutableRawPointer(dst + i).storeBytes(of: y, as: V.self)
+        i += 16
+      }
+      if i < end {
+        var tail = V(repeating: 0)
+        for j in 0..<(end - i) { tail[j] = src[i + j] }
+        let y = f(tail)
+        for j in 0..<(end - i) { dst[i + j] = y[j] }
       }
     }
     return out
@@ -44,22 +41,18 @@ public enum Ops {
     let q = y.floatPointer
     let dst = out.mutableFloatPointer
     let n = a.count
-    let blocks = (n + 4095) / 4096
-    Parallel.forRanges(blocks, costPerItem: 4096 * 12) { range in
-      for block in range {
-        var i = block * 4096
-        let end = min(n, i + 4096)
-        while i + 16 <= end {
-          let r = f(
-            UnsafeRawPointer(p + i).loadUnaligned(as: V.self),
-            UnsafeRawPointer(q + i).loadUnaligned(as: V.self))
-          UnsafeMutableRawPointer(dst + i).storeBytes(of: r, as: V.self)
-          i += 16
-        }
-        while i < end {
-          dst[i] = f(V(repeating: p[i]), V(repeating: q[i]))[0]
-          i += 1
-        }
+    Parallel.forBlocks(n, blockSize: 4096, costPerElement: 12) { block in
+      var i = block.lowerBound
+      while i + 16 <= block.upperBound {
+        let r = f(
+          UnsafeRawPointer(p + i).loadUnaligned(as: V.self),
+          UnsafeRawPointer(q + i).loadUnaligned(as: V.self))
+        UnsafeMutableRawPointer(dst + i).storeBytes(of: r, as: V.self)
+        i += 16
+      }
+      while i < block.upperBound {
+        dst[i] = f(V(repeating: p[i]), V(repeating: q[i]))[0]
+        i += 1
       }
     }
     return out

@@ -78,6 +78,18 @@ public enum Parallel {
     }
   }
 
+  /// Cuts `0..<count` into blocks of `blockSize` elements (the last one shorter), spreads the
+  /// blocks over the threads and runs `body` on each block's element range. For streaming
+  /// kernels: `costPerElement` is a rough count of bytes or flops per element.
+  public static func forBlocks(
+    _ count: Int, blockSize: Int, costPerElement: Int, _ body: (Range<Int>) -> Void
+  ) {
+    let blocks = (count + blockSize - 1) / blockSize
+    forRanges(blocks, costPerItem: blockSize * costPerElement) { range in
+      for block in range { body((block * blockSize)..<min(count, (block + 1) * blockSize)) }
+    }
+  }
+
   /// Runs `body(i)` for every `i` in `0..<count`, spread over the threads.
   public static func forEach(_ count: Int, costPerItem: Int = 1 << 20, _ body: (Int) -> Void) {
     forRanges(count, costPerItem: costPerItem) { range in

@@ -94,6 +94,14 @@ enum Memory {
     }
   }
 
+  /// Whether `IPADAPTER_BENCH_RSS` asks for the per-phase memory and timing prints.
+  static let debugPrints = ProcessInfo.processInfo.environment["IPADAPTER_BENCH_RSS"] != nil
+
+  /// Writes `message` to standard error when `debugPrints` is on.
+  static func debug(_ message: @autoclosure () -> String) {
+    if debugPrints { FileHandle.standardError.write(Data((message() + "\n").utf8)) }
+  }
+
   /// `VmRSS`, `RssAnon` and `RssFile` of /proc/self/status in MB (the debug prints of `generate`).
   static func currentRSS() -> String {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return "" }
@@ -194,13 +202,11 @@ struct ModelBench {
   }
 
   /// Median wall time of `body` after one warm-up, and the FLOPs of one run. The warm-up call
-  /// (which converts and packs the weights) is timed into `firstCallSeconds`.
+  /// (which converts and packs the weights) is timed for the `IPADAPTER_BENCH_RSS` prints.
   func time(_ body: () throws -> Void) rethrows -> (Double, Double) {
     let first = DispatchTime.now().uptimeNanoseconds
     try body()
-    if ProcessInfo.processInfo.environment["IPADAPTER_BENCH_RSS"] != nil {
-      FileHandle.standardError.write(Data("first call \(Double(DispatchTime.now().uptimeNanoseconds - first) / 1e9) s\n".utf8))
-    }
+    Memory.debug("first call \(Double(DispatchTime.now().uptimeNanoseconds - first) / 1e9) s")
     var times: [Double] = []
     var flops = 0
     for _ in 0..<max(1, repeats) {
@@ -267,18 +273,17 @@ struct ModelBench {
     _ = try model(sample, timestep: 500, conditioning: withIP)
     var base: [Double] = []
     var ip: [Double] = []
-    for _ in 0..<max(3, repeats) {
-      for (conditioning, sink) in [(plain, 0), (withIP, 1)] {
-        let start = DispatchTime.now().uptimeNanoseconds
-        _ = try model(sample, timestep: 500, conditioning: conditioning)
-        let t = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        if sink == 0 { base.append(t) } else { ip.append(t) }
-      }
+    func seconds(_ conditioning: CrossAttentionConditioning) throws -> Double {
+      let start = DispatchTime.now().uptimeNanoseconds
+      _ = try model(sample, timestep: 500, conditioning: conditioning)
+      return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
-    base.sort()
-    ip.sort()
-    let b = base[base.count / 2]
-    let i = ip[ip.count / 2]
+    for _ in 0..<max(3, repeats) {
+      base.append(try seconds(plain))
+      ip.append(try seconds(withIP))
+    }
+    let b = base.sorted()[base.count / 2]
+    let i = ip.sorted()[ip.count / 2]
     return Result(seconds: i, flops: 0, notes: [("base_s", b), ("overhead_percent", 100 * (i - b) / b)])
   }
 
@@ -300,8 +305,7 @@ struct ModelBench {
     // Writing the random checkpoints is set-up, not part of what a user's generation costs.
     Runtime.returnFreedMemory()
     Memory.resetPeak()
-    let debugRSS = ProcessInfo.processInfo.environment["IPADAPTER_BENCH_RSS"] != nil
-    if debugRSS { FileHandle.standardError.write(Data("after writing: \(Memory.currentRSS())\n".utf8)) }
+    Memory.debug("after writing: \(Memory.currentRSS())")
 
     let start = DispatchTime.now().uptimeNanoseconds
     FlopCounter.reset()
@@ -331,16 +335,16 @@ struct ModelBench {
     p.width = 512
     p.height = 512
     p.scheduler = .dpmpp2m
-    if debugRSS { FileHandle.standardError.write(Data("load \(loaded) s, image encode \(imageEncode) s\n".utf8)) }
-    if debugRSS { FileHandle.standardError.write(Data("after encoders: peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())\n".utf8)) }
+    Memory.debug("load \(loaded) s, image encode \(imageEncode) s")
+    Memory.debug("after encoders: peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())")
     let result = try pipeline.generate(
       p, imagePrompts: [ImagePrompt(adapter: a, embeds: embeds, scale: 0.6)],
       progress: { step in
-        if debugRSS { FileHandle.standardError.write(Data("step \(step.step): peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())\n".utf8)) }
+        Memory.debug("step \(step.step): peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())")
         return true
       })
-    if debugRSS { FileHandle.standardError.write(Data("preparation \(result.preparationSeconds) s\n".utf8)) }
-    if debugRSS { FileHandle.standardError.write(Data("end: peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())\n".utf8)) }
+    Memory.debug("preparation \(result.preparationSeconds) s")
+    Memory.debug("end: peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())")
     let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     return Result(
       seconds: total, flops: Double(FlopCounter.count),
