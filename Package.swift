@@ -83,7 +83,7 @@ let package = Package(
       swiftSettings: optimised),
     .testTarget(
       name: "TensorCoreTests", dependencies: ["TensorCore", "Weights", "TestSupport"], swiftSettings: optimised),
-    .testTarget(name: "WeightsTests", dependencies: ["Weights"], swiftSettings: optimised),
+    .testTarget(name: "WeightsTests", dependencies: ["Weights", "TestSupport"], swiftSettings: optimised),
     .testTarget(name: "TokenizerTests", dependencies: ["Tokenizers"], swiftSettings: optimised),
     .testTarget(name: "SchedulerTests", dependencies: ["Schedulers"], swiftSettings: optimised),
     .testTarget(name: "ImagingTests", dependencies: ["Imaging"], swiftSettings: optimised),

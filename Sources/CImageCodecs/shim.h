@@ -253,6 +253,8 @@ static inline void ipa_png_writer_destroy(ipa_png_writer *w) {
 typedef struct ipa_jpeg_reader {
   struct jpeg_decompress_struct cinfo;
   struct jpeg_error_mgr err;
+  struct jpeg_progress_mgr progress;
+  int max_scans;        // more scans than this is an error (progressive-JPEG CPU exhaustion)
   jmp_buf jump;
   int created;
   int truncated;        // libjpeg hit the end of the data (JWRN_JPEG_EOF)
@@ -286,6 +288,18 @@ static inline void ipa_jpeg_emit_message(j_common_ptr cinfo, int level) {
 
 static inline void ipa_jpeg_output_message(j_common_ptr cinfo) { (void)cinfo; }
 
+/// Called by libjpeg as decoding progresses: refuses files with more scans than `max_scans`
+/// (a few kilobytes of hostile progressive JPEG can otherwise ask for thousands of passes over
+/// the whole image, as libjpeg-turbo's own security notes describe).
+static inline void ipa_jpeg_progress(j_common_ptr cinfo) {
+  ipa_jpeg_reader *r = (ipa_jpeg_reader *)cinfo->client_data;
+  if (cinfo->is_decompressor && r->max_scans > 0 &&
+      ((j_decompress_ptr)cinfo)->input_scan_number > r->max_scans) {
+    snprintf(r->message, sizeof r->message, "more than %d progressive scans", r->max_scans);
+    longjmp(r->jump, 1);
+  }
+}
+
 static inline ipa_jpeg_reader *ipa_jpeg_reader_new(void) {
   ipa_jpeg_reader *r = (ipa_jpeg_reader *)calloc(1, sizeof(ipa_jpeg_reader));
   return r;
@@ -293,8 +307,13 @@ static inline ipa_jpeg_reader *ipa_jpeg_reader_new(void) {
 
 /// Reads the header and starts decompression with libjpeg's defaults (ISLOW IDCT, fancy
 /// upsampling), as Pillow does: 1 component -> gray, 3 -> RGB, 4 (CMYK/YCCK) -> CMYK.
+/// The size in the header is checked against `max_pixels` BEFORE decompression starts (starting
+/// a progressive JPEG allocates and clears buffers for the whole image): returns -2 with
+/// `h->width`/`h->height` set when it is larger. libjpeg's own allocations are capped at
+/// `max_memory` bytes and the number of scans at `max_scans`; -1 with `r->message` on any error.
 static inline int ipa_jpeg_begin(
-    ipa_jpeg_reader *r, const unsigned char *data, size_t size, ipa_jpeg_header *h) {
+    ipa_jpeg_reader *r, const unsigned char *data, size_t size, ipa_jpeg_header *h,
+    uint64_t max_pixels, long max_memory, int max_scans) {
   memset(h, 0, sizeof *h);
   r->cinfo.err = jpeg_std_error(&r->err);
   r->err.error_exit = ipa_jpeg_error_exit;
@@ -305,7 +324,14 @@ static inline int ipa_jpeg_begin(
   jpeg_create_decompress(&r->cinfo);
   r->created = 1;
   jpeg_mem_src(&r->cinfo, (unsigned char *)data, (unsigned long)size);
+  r->cinfo.mem->max_memory_to_use = max_memory;
+  r->max_scans = max_scans;
+  r->progress.progress_monitor = ipa_jpeg_progress;
+  r->cinfo.progress = &r->progress;
   jpeg_read_header(&r->cinfo, TRUE);
+  h->width = r->cinfo.image_width;
+  h->height = r->cinfo.image_height;
+  if ((uint64_t)r->cinfo.image_width * (uint64_t)r->cinfo.image_height > max_pixels) return -2;
   h->source_components = r->cinfo.num_components;
   h->jpeg_color_space = (int)r->cinfo.jpeg_color_space;
   h->saw_adobe_marker = r->cinfo.saw_Adobe_marker;

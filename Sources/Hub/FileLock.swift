@@ -24,7 +24,7 @@ final class FileLock: @unchecked Sendable {
   /// Waits (asynchronously) until the lock is held.
   static func acquire(path: String) async throws -> FileLock {
     let lock = FileLock(path: path)
-    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o664)
+    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o664)  // never a planted symlink's target
     guard fd >= 0 else {
       throw HubError.cache(nil, path: path, detail: "cannot open lock file: \(String(cString: strerror(errno)))")
     }

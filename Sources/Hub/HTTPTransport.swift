@@ -21,29 +21,72 @@ enum HTTPStreamEvent {
   case data(Data)
 }
 
+/// Why the transport stopped a request on its own.
+enum TransportFailure: Error, Equatable {
+  /// A body kept in memory passed its limit (the transfer was cancelled right there).
+  case bodyTooLarge(status: Int, limit: Int)
+  /// The request's overall deadline passed (however steadily bytes were arriving).
+  case deadlineExceeded(seconds: TimeInterval)
+  /// A redirect that may not be followed (not http(s), or too many).
+  case redirectRefused(String)
+}
+
+/// Per-request limits.
+struct RequestOptions: Sendable {
+  /// Follow redirects (GET) or return a 3xx as the answer (the metadata HEAD).
+  var followRedirects: Bool
+  /// The largest 2xx body kept in memory (ignored for a 2xx body streamed to a sink).
+  var maxBodyBytes: Int
+  /// The largest non-2xx body kept in memory.
+  var maxErrorBodyBytes: Int
+  /// Seconds the whole request may take, or nil for no limit beyond the idle timeout.
+  var deadline: TimeInterval?
+}
+
 /// URLSession (FoundationNetworking on Linux) driven through its delegate, so that redirects can be refused
 /// (HEAD) and bodies streamed to a file as they arrive (GET), with async/await on top.
+///
+/// Against a hostile server: bodies kept in memory are capped (checked against `Content-Length` up front, then as
+/// bytes arrive; the task is cancelled as soon as a cap is passed); a request can have an overall deadline; redirects
+/// go only to http(s) URLs, at most 10; `Authorization` survives a redirect only to the token's origin (the hub
+/// endpoint's scheme, host and port) and never from https to http. Response headers are bounded by libcurl (7.88:
+/// a header line over 100 KiB fails the transfer as "Out of memory", more than 300 KiB of headers as "Too large
+/// response headers"; both reach the caller as a ``HubError/network(_:detail:)``, no crash, no hang).
 final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable {
-  private final class TaskState {
-    let followRedirects: Bool
+  /// Delegate-queue state of one task; `failure` is shared with the deadline timer (under the transport's lock).
+  private final class TaskState: @unchecked Sendable {
+    let options: RequestOptions
+    let isHead: Bool
     let sink: ((HTTPStreamEvent) throws -> Void)?
     var status = 0
     var headers: [String: String] = [:]
     var body = Data()
-    var sinkError: Error?
+    var redirects = 0
+    var failure: Error?
     var continuation: CheckedContinuation<TransportResponse, Error>?
 
-    init(followRedirects: Bool, sink: ((HTTPStreamEvent) throws -> Void)?) {
-      self.followRedirects = followRedirects
+    init(options: RequestOptions, isHead: Bool, sink: ((HTTPStreamEvent) throws -> Void)?) {
+      self.options = options
+      self.isHead = isHead
       self.sink = sink
+    }
+
+    /// The cap on the body kept in memory for the current status (nil: streamed to the sink).
+    var bodyLimit: Int? {
+      let ok = (200..<300).contains(status)
+      if ok && sink != nil { return nil }
+      return ok ? options.maxBodyBytes : options.maxErrorBodyBytes
     }
   }
 
   private let lock = NSLock()
   private var states: [Int: TaskState] = [:]
   private var session: URLSession!
+  /// The only origin `Authorization` may be carried to across a redirect.
+  let tokenOrigin: URL?
 
-  init(idleTimeout: TimeInterval) {
+  init(idleTimeout: TimeInterval, tokenOrigin: URL?) {
+    self.tokenOrigin = tokenOrigin
     super.init()
     let configuration = URLSessionConfiguration.ephemeral
     configuration.timeoutIntervalForRequest = idleTimeout
@@ -60,10 +103,11 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
   func invalidate() { session.finishTasksAndInvalidate() }
 
   /// Sends `request`; with a `sink`, a 2xx body goes to the sink chunk by chunk instead of into the response.
+  /// Throws ``TransportFailure``, the sink's error, or URLSession's.
   func send(
-    _ request: URLRequest, followRedirects: Bool, sink: ((HTTPStreamEvent) throws -> Void)? = nil
+    _ request: URLRequest, options: RequestOptions, sink: ((HTTPStreamEvent) throws -> Void)? = nil
   ) async throws -> TransportResponse {
-    let state = TaskState(followRedirects: followRedirects, sink: sink)
+    let state = TaskState(options: options, isHead: request.httpMethod == "HEAD", sink: sink)
     let task = session.dataTask(with: request)
     return try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { continuation in
@@ -71,16 +115,42 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
           state.continuation = continuation
           states[task.taskIdentifier] = state
         }
+        if let deadline = options.deadline {
+          DispatchQueue.global().asyncAfter(deadline: .now() + deadline) { [weak self, weak task] in
+            guard let self, let task else { return }
+            self.fail(task, state, TransportFailure.deadlineExceeded(seconds: deadline), fromDelegateQueue: false)
+          }
+        }
         task.resume()
       }
     } onCancel: {
-      task.cancel()
+      fail(task, state, CancellationError(), fromDelegateQueue: false)
     }
   }
 
   private func state(_ task: URLSessionTask) -> TaskState? {
     lock.withLock { states[task.taskIdentifier] }
   }
+
+  /// Records the first failure of a task and (unless `cancel` is false) cancels it. Always on the delegate queue:
+  /// FoundationNetworking traps ("Received callback for HTTP redirection, but we're not waiting for it") when a task
+  /// is cancelled while it waits for the redirect delegate's answer, so a cancellation and a redirect decision must
+  /// never interleave; the redirect delegate does not answer for a task that has failed.
+  private func fail(
+    _ task: URLSessionTask, _ state: TaskState, _ error: Error, cancel: Bool = true, fromDelegateQueue: Bool = true
+  ) {
+    let record: @Sendable () -> Void = { [self] in
+      let first = lock.withLock { () -> Bool in
+        guard state.failure == nil else { return false }
+        state.failure = error
+        return true
+      }
+      if first && cancel { task.cancel() }
+    }
+    if fromDelegateQueue { record() } else { session.delegateQueue.addOperation(record) }
+  }
+
+  private func failed(_ state: TaskState) -> Bool { lock.withLock { state.failure != nil } }
 
   func urlSession(
     _ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
@@ -96,9 +166,14 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
       headers[String(describing: key).lowercased()] = String(describing: value)
     }
     state.headers = headers
+    if !state.isHead, let limit = state.bodyLimit, http.expectedContentLength > Int64(limit) {
+      fail(dataTask, state, TransportFailure.bodyTooLarge(status: http.statusCode, limit: limit))
+      completionHandler(.cancel)  // (FoundationNetworking's .cancel alone keeps reading the whole body)
+      return
+    }
     if let sink = state.sink, (200..<300).contains(http.statusCode) {
       do { try sink(.response(status: http.statusCode, headers: headers)) } catch {
-        state.sinkError = error
+        fail(dataTask, state, error)
         completionHandler(.cancel)
         return
       }
@@ -107,14 +182,15 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
   }
 
   func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-    guard let state = state(dataTask), state.sinkError == nil else { return }
-    if let sink = state.sink, (200..<300).contains(state.status) {
-      do { try sink(.data(data)) } catch {
-        state.sinkError = error
-        dataTask.cancel()
+    guard let state = state(dataTask), !failed(state) else { return }
+    if let limit = state.bodyLimit {
+      guard state.body.count + data.count <= limit else {
+        fail(dataTask, state, TransportFailure.bodyTooLarge(status: state.status, limit: limit))
+        return
       }
-    } else {
       state.body.append(data)
+    } else if let sink = state.sink {
+      do { try sink(.data(data)) } catch { fail(dataTask, state, error) }
     }
   }
 
@@ -122,23 +198,51 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
     _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
     newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void
   ) {
-    guard let state = state(task), state.followRedirects else {
+    guard let state = state(task) else {
       completionHandler(nil)
       return
     }
-    // Never carry the hub token to another host (a CDN's signed URL needs none).
+    if failed(state) { return }  // being cancelled: answering now would trap (see `fail`)
+    guard state.options.followRedirects else {
+      completionHandler(nil)  // the 3xx itself is the answer
+      return
+    }
+    do {
+      let next = try Self.redirectedRequest(
+        request, from: response.url ?? task.currentRequest?.url, tokenOrigin: tokenOrigin, redirects: state.redirects)
+      state.redirects += 1
+      completionHandler(next)
+    } catch {
+      fail(task, state, error, cancel: false)  // the 3xx ends the task; its failure is this refusal
+      completionHandler(nil)
+    }
+  }
+
+  /// The request to send for a redirect from `previous` (the answer's URL): only to http(s), at most 10 in a row,
+  /// and without `Authorization` unless it stays on `tokenOrigin` and does not go from https to http.
+  static func redirectedRequest(_ request: URLRequest, from previous: URL?, tokenOrigin: URL?, redirects: Int)
+    throws(TransportFailure) -> URLRequest
+  {
+    guard redirects < 10 else { throw TransportFailure.redirectRefused("more than 10 redirects") }
+    guard let url = request.url, let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+      url.host?.isEmpty == false
+    else {
+      throw TransportFailure.redirectRefused(
+        "a redirect to '\(HubName.printable(request.url?.absoluteString ?? ""))', not an http(s) URL")
+    }
     var next = request
-    if request.url?.host != task.originalRequest?.url?.host || request.url?.port != task.originalRequest?.url?.port {
+    let downgrade = previous?.scheme?.lowercased() == "https" && scheme == "http"
+    if downgrade || !(tokenOrigin.map { HubWireFormat.sameOrigin(url, $0) } ?? false) {
       next.setValue(nil, forHTTPHeaderField: "Authorization")
     }
-    completionHandler(next)
+    return next
   }
 
   func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
     let state = lock.withLock { states.removeValue(forKey: task.taskIdentifier) }
     guard let state, let continuation = state.continuation else { return }
-    if let sinkError = state.sinkError {
-      continuation.resume(throwing: sinkError)
+    if let failure = lock.withLock({ state.failure }) {
+      continuation.resume(throwing: failure)
     } else if let error {
       continuation.resume(throwing: error)
     } else {

@@ -11,7 +11,8 @@ import Foundation
 
 /// Appends a response body to `blobs/<etag>.incomplete` as it arrives (on the URLSession delegate queue), hashing
 /// it on the way when a digest is wanted (the prefix already on disk is hashed first), so that checking a
-/// multi-gigabyte file costs no second pass.
+/// multi-gigabyte file costs no second pass. It refuses to grow the file past the size the hub announced, and
+/// abandons a transfer that averages less than the minimum rate over a window (a stall).
 private final class IncompleteWriter: @unchecked Sendable {
   let handle: FileHandle
   let path: String
@@ -20,14 +21,28 @@ private final class IncompleteWriter: @unchecked Sendable {
   /// Builds a fresh digest already fed with what precedes the content (git's "blob <size>\0"), or nil.
   let makeDigest: (() -> Digest)?
   private var digest: Digest?
+  /// The announced size: a body that would pass it is cut off.
+  let expectedSize: Int64?
+  /// Minimum bytes per window (0: no rule), the window, and where the current window started.
+  let minimumRate: Double
+  let window: TimeInterval
+  private var windowStart = Date()
+  private var windowBytes: Int64 = 0
 
-  init(path: String, offset: Int64, makeDigest: (() -> Digest)?, report: @escaping (Int64) -> Void) throws {
-    guard let handle = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileWriteNoPermission) }
-    self.handle = handle
+  init(
+    path: String, offset: Int64, expectedSize: Int64?, minimumRate: Double, window: TimeInterval,
+    makeDigest: (() -> Digest)?, report: @escaping (Int64) -> Void
+  ) throws {
+    let fd = HubCache.openForWriting(path, create: false)
+    guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission) }
+    self.handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     self.path = path
     self.offset = offset
     self.report = report
     self.makeDigest = makeDigest
+    self.expectedSize = expectedSize
+    self.minimumRate = minimumRate
+    self.window = window
     try handle.truncate(atOffset: UInt64(offset))
     try handle.seek(toOffset: UInt64(offset))
     if var d = makeDigest?() {
@@ -52,6 +67,10 @@ private final class IncompleteWriter: @unchecked Sendable {
   }
 
   struct RangeMismatch: Error {}
+  /// The server sent more bytes than the size it announced.
+  struct TooLong: Error { let size: Int64 }
+  /// Fewer than `minimumRate × window` bytes arrived in a window.
+  struct Stalled: Error { let bytes: Int64; let seconds: TimeInterval }
 
   func consume(_ event: HTTPStreamEvent) throws {
     switch event {
@@ -67,11 +86,25 @@ private final class IncompleteWriter: @unchecked Sendable {
         if start != offset { throw RangeMismatch() }
       }
     case .data(let data):
+      if let expectedSize, offset + Int64(data.count) > expectedSize { throw TooLong(size: expectedSize) }
+      try checkRate(adding: data.count)
       try handle.write(contentsOf: data)
       digest?.update(data)
       offset += Int64(data.count)
       report(offset)
     }
+  }
+
+  /// Counts `count` more bytes in the current window; when the window is over, throws ``Stalled`` if it brought too
+  /// little, else starts the next one. (Complete silence is the idle timeout's job.)
+  private func checkRate(adding count: Int) throws {
+    guard minimumRate > 0, window > 0 else { return }
+    windowBytes += Int64(count)
+    let elapsed = Date().timeIntervalSince(windowStart)
+    guard elapsed >= window else { return }
+    if Double(windowBytes) < minimumRate * elapsed { throw Stalled(bytes: windowBytes, seconds: elapsed) }
+    windowStart = Date()
+    windowBytes = 0
   }
 
   /// `bytes 100-199/200` → 100.
@@ -88,33 +121,35 @@ extension HubClient {
   /// `.incomplete`, retries dropped connections and 5xx with `Range`, checks size and digest, then renames.
   func downloadBlob(_ job: FileJob, metadata: FileMetadata) async throws(HubError) {
     let loc = job.loc
-    let incomplete = cache.incompletePath(loc.repoID, etag: metadata.etag).path
-    let blob = cache.blobPath(loc.repoID, etag: metadata.etag).path
-    let fm = FileManager.default
+    let incomplete = try cache.incompletePath(loc.repoID, etag: metadata.etag).path
+    let blob = try cache.blobPath(loc.repoID, etag: metadata.etag).path
     var failures = 0
     var corruptions = 0
     var restarts = 0
     while true {
       if Task.isCancelled { throw HubError.network(loc, detail: "cancelled") }
-      if !fm.fileExists(atPath: incomplete), !fm.createFile(atPath: incomplete, contents: nil) {
-        throw HubError.cache(loc, path: incomplete, detail: "cannot create the download file")
+      let fd = HubCache.openForWriting(incomplete, create: true)
+      guard fd >= 0 else {
+        throw HubError.cache(loc, path: incomplete, detail: "cannot create the download file: \(HubCache.lastError())")
       }
+      close(fd)
       var offset = Self.fileSize(incomplete)
       var streamedDigest: String?
       if let size = metadata.size, offset > size { offset = 0 }
 
       if metadata.size == nil || offset < metadata.size! || offset == 0 {
-        let (reached, error, hashed) = await getOnce(job, metadata: metadata, path: incomplete, offset: offset)
+        let (reached, error, hashed, stalled) = await getOnce(job, metadata: metadata, path: incomplete, offset: offset)
         streamedDigest = hashed
         if let error {
-          if case .corrupt = error {  // a Range answer that does not fit: start again from zero
+          if case .corrupt = error {  // a Range answer that does not fit, or too many bytes: start again from zero
             restarts += 1
             if restarts > configuration.maxAttempts { throw error }
-            try? fm.removeItem(atPath: incomplete)
+            HubCache.removeFile(incomplete)
             continue
           }
           guard Self.isRetryable(error) else { throw error }
-          if reached <= offset { failures += 1 }  // an attempt that brought bytes does not count
+          // An attempt that brought bytes does not count, unless it stalled.
+          if reached <= offset || stalled { failures += 1 }
           if failures >= configuration.maxAttempts { throw error }
           await backoff(max(failures, 1))
           continue
@@ -127,14 +162,14 @@ extension HubClient {
         if failures >= configuration.maxAttempts {
           throw HubError.corrupt(loc, detail: "got \(actual) bytes, expected \(size)")
         }
-        if actual > size { try? fm.removeItem(atPath: incomplete) }
+        if actual > size { HubCache.removeFile(incomplete) }
         await backoff(failures)
         continue
       }
       let digestOK = streamedDigest.map { $0 == metadata.etag } ?? digestMatches(incomplete, etag: metadata.etag)
       if !digestOK {
         corruptions += 1
-        try? fm.removeItem(atPath: incomplete)
+        HubCache.removeFile(incomplete)
         if corruptions >= configuration.maxAttempts {
           throw HubError.corrupt(loc, detail: "content does not hash to its etag \(metadata.etag)")
         }
@@ -147,41 +182,59 @@ extension HubClient {
     }
   }
 
-  /// One GET from `offset`; returns the bytes on disk afterwards and the failure, if any.
+  /// One GET from `offset`; returns the bytes on disk afterwards, the failure if any, the streamed digest, and whether
+  /// the attempt was abandoned as stalled. The token goes only to the endpoint's origin (``tokenAllowed(for:)``),
+  /// and the transport drops it on any redirect that leaves that origin.
   private func getOnce(_ job: FileJob, metadata: FileMetadata, path: String, offset: Int64) async -> (
-    Int64, HubError?, String?
+    Int64, HubError?, String?, Bool
   ) {
     let loc = job.loc
-    let endpointHost = URL(string: configuration.endpoint)?.host?.lowercased()
-    let auth = metadata.downloadURL.host?.lowercased() == endpointHost
-    var request = hubRequest(metadata.downloadURL, method: "GET", timeout: configuration.downloadTimeout, auth: auth)
+    var request = hubRequest(metadata.downloadURL, method: "GET", timeout: configuration.downloadTimeout)
     if offset > 0 { request.setValue("bytes=\(offset)-", forHTTPHeaderField: "Range") }
     let writer: IncompleteWriter
     do {
       let progress = job.progress
       let (index, count, total) = (job.index, job.count, metadata.size)
-      writer = try IncompleteWriter(path: path, offset: offset, makeDigest: Self.digestFactory(metadata)) { done in
+      writer = try IncompleteWriter(
+        path: path, offset: offset, expectedSize: metadata.size, minimumRate: configuration.downloadMinimumRate,
+        window: configuration.downloadRateWindow, makeDigest: Self.digestFactory(metadata)
+      ) { done in
         progress?(
           HubProgress(
             repoID: loc.repoID, file: loc.file!, completedBytes: done, totalBytes: total, fileIndex: index,
             fileCount: count))
       }
     } catch {
-      return (offset, .cache(loc, path: path, detail: "cannot open the download file: \(error.localizedDescription)"), nil)
+      let detail = "cannot open the download file: \(error.localizedDescription)"
+      return (offset, .cache(loc, path: path, detail: detail), nil, false)
     }
     defer { writer.close() }
+    let options = RequestOptions(
+      followRedirects: true, maxBodyBytes: configuration.maxMetadataBodyBytes,
+      maxErrorBodyBytes: configuration.maxMetadataBodyBytes, deadline: nil)
     do {
-      let response = try await transport.send(request, followRedirects: true, sink: { try writer.consume($0) })
+      let response = try await transport.send(request, options: options, sink: { try writer.consume($0) })
       if response.status == 416 {
-        return (writer.offset, .corrupt(loc, detail: "range \(offset)- not satisfiable"), nil)
+        return (writer.offset, .corrupt(loc, detail: "range \(offset)- not satisfiable"), nil, false)
       }
-      if let error = classify(response, loc) { return (writer.offset, error, nil) }
-      return (writer.offset, nil, writer.finalDigest())
+      if let error = classify(response, loc) { return (writer.offset, error, nil, false) }
+      if !(200..<300).contains(response.status) {
+        return (writer.offset, .protocolViolation(loc, detail: "the download answered \(response.status)"), nil, false)
+      }
+      return (writer.offset, nil, writer.finalDigest(), false)
     } catch is IncompleteWriter.RangeMismatch {
-      return (writer.offset, .corrupt(loc, detail: "the server answered another byte range than bytes=\(offset)-"), nil)
+      return (writer.offset, .corrupt(loc, detail: "the server answered another byte range than bytes=\(offset)-"), nil, false)
+    } catch let tooLong as IncompleteWriter.TooLong {
+      let detail = "the server sent more than the \(tooLong.size) bytes it announced"
+      return (writer.offset, .corrupt(loc, detail: detail), nil, false)
+    } catch let stall as IncompleteWriter.Stalled {
+      let rate = HubCache.formatSize(Int64(configuration.downloadMinimumRate))
+      let detail =
+        "the download stalled: \(stall.bytes) bytes in \(Self.formatSeconds(stall.seconds.rounded())), "
+        + "less than the minimum \(rate)B/s"
+      return (writer.offset, .network(loc, detail: detail), nil, true)
     } catch {
-      if Task.isCancelled { return (writer.offset, .network(loc, detail: "cancelled"), nil) }
-      return (writer.offset, .network(loc, detail: (error as NSError).localizedDescription), nil)
+      return (writer.offset, transportError(error, loc), nil, false)
     }
   }
 

@@ -22,6 +22,9 @@ extension HubClient {
   ) async throws(HubError) -> URL {
     let revision = revision ?? "main"
     let loc = HubLocation(repoID: repoID, revision: revision)
+    let text = HubReference.repo(repoID: repoID, revision: revision).description
+    try HubName.check(repoID, as: .repoID, reference: text)
+    try HubName.check(revision, as: .revision, reference: text)
     if configuration.offline { return try cachedPipelineOffline(loc) }
 
     var indexLoc = HubLocation(repoID: repoID, file: "model_index.json", revision: revision)
@@ -46,7 +49,7 @@ extension HubClient {
     }
     let pinned = HubLocation(repoID: repoID, revision: commit)
 
-    var entries = cache.tree(repoID, commit: commit)
+    var entries = cache.tree(repoID, commit: commit, maxBytes: configuration.maxListingBytes)
     if entries == nil {
       let listed = try await fileList(pinned, requested: loc)
       if listed.allSatisfy({ !$0.blobID.isEmpty }) { try? cache.writeTree(repoID, commit: commit, entries: listed) }
@@ -60,13 +63,9 @@ extension HubClient {
     indexLoc.revision = commit
     let index = try await fetchFile(
       FileJob(loc: indexLoc, index: 1, count: 1, verify: verify, progress: progress), metadata: indexMetadata)
-    let components: [String]
-    do {
-      components = try PipelineFiles.components(modelIndex: Data(contentsOf: index))
-        .filter { !configuration.skippedComponents.contains($0) }
-    } catch {
-      throw HubError.protocolViolation(indexLoc, detail: "model_index.json is not a JSON object")
-    }
+    let components = try HubWireFormat.pipelineComponents(
+      modelIndex: readModelIndex(index, indexLoc), location: indexLoc
+    ).map(\.name).filter { !configuration.skippedComponents.contains($0) }
     let files = PipelineFiles.select(files: paths, components: components).filter { $0 != "model_index.json" }
     for (i, file) in files.enumerated() {
       let job = FileJob(
@@ -74,26 +73,35 @@ extension HubClient {
         verify: verify, progress: progress)
       _ = try await fetchFile(job, metadata: nil)
     }
-    return cache.snapshotFolder(repoID, commit: commit)
+    return try cache.snapshotFolder(repoID, commit: commit)
   }
 
-  /// `GET {endpoint}/api/models/{repo}/revision/{commit}?blobs=true` → the repo's files.
-  func fileList(_ pinned: HubLocation, requested: HubLocation) async throws(HubError) -> [RepoFileEntry] {
-    let url = URL(
-      string: "\(configuration.endpoint)/api/models/\(pinned.repoID)/revision/\(Self.quote(pinned.revision))?blobs=true")!
-    let response = try await send(
-      hubRequest(url, method: "GET", timeout: configuration.metadataTimeout), requested, followRedirects: true)
-    if let error = classify(response, requested) { throw error }
-    guard let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any],
-      let siblings = object["siblings"] as? [[String: Any]]
-    else { throw HubError.protocolViolation(requested, detail: "the file list is not JSON with 'siblings'") }
-    return siblings.compactMap { s -> RepoFileEntry? in
-      guard let path = s["rfilename"] as? String else { return nil }
-      let lfs = s["lfs"] as? [String: Any]
-      return RepoFileEntry(
-        path: path, size: (s["size"] as? NSNumber)?.int64Value ?? 0, blobID: s["blobId"] as? String ?? "",
-        lfsSHA256: lfs?["sha256"] as? String, lfsSize: (lfs?["size"] as? NSNumber)?.int64Value)
+  /// The downloaded `model_index.json`, refused when larger than ``HubConfiguration/maxMetadataBodyBytes``.
+  func readModelIndex(_ url: URL, _ loc: HubLocation) throws(HubError) -> Data {
+    let limit = configuration.maxMetadataBodyBytes
+    guard let data = HubCache.readFile(url.path, upTo: limit) else {
+      throw HubError.cache(loc, path: url.path, detail: "cannot read the downloaded model_index.json")
     }
+    guard data.count <= limit else {
+      throw HubError.protocolViolation(loc, detail: "model_index.json is larger than \(Self.formatLimit(limit))")
+    }
+    return data
+  }
+
+  /// `GET {endpoint}/api/models/{repo}/revision/{commit}?blobs=true` → the repo's files (at most
+  /// ``HubConfiguration/maxListingBytes`` of JSON, within ``HubConfiguration/metadataDeadline``), as
+  /// ``HubWireFormat/parseFileList(_:location:)`` reads them.
+  func fileList(_ pinned: HubLocation, requested: HubLocation) async throws(HubError) -> [RepoFileEntry] {
+    let url = try endpointURL(
+      "api/models/\(pinned.repoID)/revision/\(Self.quote(pinned.revision))?blobs=true", requested)
+    let response = try await send(
+      hubRequest(url, method: "GET", timeout: configuration.metadataTimeout), requested,
+      options: metadataOptions(followRedirects: true, listing: true))
+    if let error = classify(response, requested) { throw error }
+    guard (200..<300).contains(response.status) else {
+      throw HubError.protocolViolation(requested, detail: "the file list answered \(response.status)")
+    }
+    return try HubWireFormat.parseFileList(response.body, location: requested)
   }
 
   /// The cached snapshot of a pipeline, if complete as far as the cache can tell.
@@ -101,23 +109,26 @@ extension HubClient {
     guard let commit = cache.commit(loc.repoID, revision: loc.revision) else {
       throw HubError.offlineNotCached(loc, missing: ["\(loc.repoID)@\(loc.revision) (no refs/\(loc.revision))"])
     }
-    let folder = cache.snapshotFolder(loc.repoID, commit: commit)
+    let folder = try cache.snapshotFolder(loc.repoID, commit: commit)
     let fm = FileManager.default
-    let index = folder.appendingPathComponent("model_index.json")
-    guard let indexData = try? Data(contentsOf: index) else {
+    let indexLoc = HubLocation(repoID: loc.repoID, file: "model_index.json", revision: commit)
+    let index = try cache.pointerPath(loc.repoID, commit: commit, file: "model_index.json")
+    guard fm.fileExists(atPath: index.path) else {
       throw HubError.offlineNotCached(loc, missing: ["model_index.json"])
     }
-    let components = ((try? PipelineFiles.components(modelIndex: indexData)) ?? [])
-      .filter { !configuration.skippedComponents.contains($0) }
+    let components = try HubWireFormat.pipelineComponents(
+      modelIndex: readModelIndex(index, indexLoc), location: indexLoc
+    ).filter { !configuration.skippedComponents.contains($0.name) }
+    func isCached(_ file: String) -> Bool {
+      (try? cache.pointerPath(loc.repoID, commit: commit, file: file)).map { fm.fileExists(atPath: $0.path) } ?? false
+    }
     var missing: [String]
-    if let entries = cache.tree(loc.repoID, commit: commit) {
-      missing = PipelineFiles.select(files: entries.map(\.path), components: components)
-        .filter { !fm.fileExists(atPath: folder.appendingPathComponent($0).path) }
+    if let entries = cache.tree(loc.repoID, commit: commit, maxBytes: configuration.maxListingBytes) {
+      missing = PipelineFiles.select(files: entries.map(\.path), components: components.map(\.name))
+        .filter { !isCached($0) }
     } else {
       // No cached file list: at least every named component must have its folder.
-      let object = (try? JSONSerialization.jsonObject(with: indexData)) as? [String: Any] ?? [:]
-      missing = components.filter { ((object[$0] as? [Any])?.first as? String) != nil }
-        .filter { !fm.fileExists(atPath: folder.appendingPathComponent($0).path) }.map { $0 + "/" }
+      missing = components.filter { $0.library != nil && !isCached($0.name) }.map { $0.name + "/" }
     }
     if !missing.isEmpty { throw HubError.offlineNotCached(loc, missing: missing) }
     return folder

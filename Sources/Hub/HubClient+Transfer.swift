@@ -11,9 +11,20 @@ import Foundation
 
 extension HubClient {
   /// `{endpoint}/{repo}/resolve/{revision}/{path}` with each segment percent-encoded as huggingface_hub's `quote`.
-  func resolveURL(_ loc: HubLocation) -> URL {
+  func resolveURL(_ loc: HubLocation) throws(HubError) -> URL {
     let path = loc.file!.split(separator: "/").map { Self.quote(String($0)) }.joined(separator: "/")
-    return URL(string: "\(configuration.endpoint)/\(loc.repoID)/resolve/\(Self.quote(loc.revision))/\(path)")!
+    return try endpointURL("\(loc.repoID)/resolve/\(Self.quote(loc.revision))/\(path)", loc)
+  }
+
+  /// `{endpoint}/{relative}`, or a typed error when `HF_ENDPOINT` does not make an http(s) URL.
+  func endpointURL(_ relative: String, _ loc: HubLocation) throws(HubError) -> URL {
+    guard let url = URL(string: "\(configuration.endpoint)/\(relative)"),
+      ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false
+    else {
+      throw HubError.network(
+        loc, detail: "HF_ENDPOINT '\(HubName.printable(configuration.endpoint))' is not an http(s) URL")
+    }
+    return url
   }
 
   static func quote(_ segment: String) -> String {
@@ -22,40 +33,73 @@ extension HubClient {
     return segment.addingPercentEncoding(withAllowedCharacters: allowed) ?? segment
   }
 
-  func hubRequest(_ url: URL, method: String, timeout: TimeInterval, auth: Bool = true) -> URLRequest {
+  /// The endpoint as a URL (the token's only origin).
+  var endpointOrigin: URL? { URL(string: configuration.endpoint) }
+
+  /// True when the token may go to `url`: same scheme, host and port as `HF_ENDPOINT`.
+  func tokenAllowed(for url: URL) -> Bool {
+    guard configuration.token != nil, let origin = endpointOrigin else { return false }
+    return HubWireFormat.sameOrigin(url, origin)
+  }
+
+  /// A request with the user agent, and `Authorization: Bearer` when the URL has the endpoint's origin.
+  func hubRequest(_ url: URL, method: String, timeout: TimeInterval) -> URLRequest {
     var request = URLRequest(url: url)
     request.httpMethod = method
     request.timeoutInterval = timeout
     request.setValue(configuration.userAgent, forHTTPHeaderField: "User-Agent")
-    if auth, let token = configuration.token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+    if tokenAllowed(for: url), let token = configuration.token {
+      request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+    }
     return request
   }
 
-  /// Same scheme, host and port (redirects within the hub keep the token; others lose it and are not followed
-  /// by the metadata HEAD).
-  static func sameOrigin(_ a: URL, _ b: URL) -> Bool {
-    func port(_ u: URL) -> Int { u.port ?? (u.scheme == "https" ? 443 : 80) }
-    return a.scheme?.lowercased() == b.scheme?.lowercased() && a.host?.lowercased() == b.host?.lowercased()
-      && port(a) == port(b)
+  /// Limits of a metadata request (HEAD, listing): an overall deadline, the listing cap for a 2xx body when
+  /// `listing`, else the metadata cap.
+  func metadataOptions(followRedirects: Bool, listing: Bool = false) -> RequestOptions {
+    RequestOptions(
+      followRedirects: followRedirects,
+      maxBodyBytes: listing ? configuration.maxListingBytes : configuration.maxMetadataBodyBytes,
+      maxErrorBodyBytes: configuration.maxMetadataBodyBytes, deadline: configuration.metadataDeadline)
   }
 
   /// The typed error for a non-2xx/3xx answer, or nil if it is not an error.
   func classify(_ response: TransportResponse, _ loc: HubLocation) -> HubError? {
-    let code = response.header("x-error-code")
-    switch response.status {
-    case 200..<400: return nil
-    case 401, 403:
-      return .accessDenied(loc, status: response.status, gated: code == "GatedRepo", tokenSent: configuration.token != nil)
-    case 404:
-      switch code {
-      case "RepoNotFound": return .notFound(loc, missing: .repo, cached: false)
-      case "RevisionNotFound": return .notFound(loc, missing: .revision, cached: false)
-      default: return .notFound(loc, missing: loc.file == nil ? .repo : .file, cached: false)
+    HubWireFormat.statusError(
+      status: response.status, headers: response.headers, body: response.body, location: loc,
+      tokenSent: response.url.map { tokenAllowed(for: $0) } ?? (configuration.token != nil))
+  }
+
+  /// The ``HubError`` for what the transport threw.
+  func transportError(_ error: Error, _ loc: HubLocation) -> HubError {
+    if Task.isCancelled { return .network(loc, detail: "cancelled") }
+    switch error {
+    case let failure as TransportFailure:
+      switch failure {
+      case .bodyTooLarge(let status, let limit):
+        return .protocolViolation(
+          loc, detail: "the answer (status \(status)) is larger than the \(Self.formatLimit(limit)) accepted for it")
+      case .deadlineExceeded(let seconds):
+        return .network(
+          loc, detail: "no complete answer within \(Self.formatSeconds(seconds)) (a stalled or very slow server)")
+      case .redirectRefused(let reason):
+        return .protocolViolation(loc, detail: "redirect not followed: \(reason)")
       }
+    case let hub as HubError:
+      return hub
     default:
-      let message = response.header("x-error-message") ?? String(decoding: response.body.prefix(200), as: UTF8.self)
-      return .server(loc, status: response.status, detail: message.isEmpty ? "no details" : message)
+      return .network(loc, detail: (error as NSError).localizedDescription)
     }
+  }
+
+  static func formatLimit(_ bytes: Int) -> String {
+    if bytes >= 1 << 20, bytes % (1 << 20) == 0 { return "\(bytes >> 20) MiB" }
+    if bytes >= 1 << 10, bytes % (1 << 10) == 0 { return "\(bytes >> 10) KiB" }
+    return "\(bytes) bytes"
+  }
+
+  static func formatSeconds(_ seconds: TimeInterval) -> String {
+    seconds == seconds.rounded() ? "\(Int(seconds)) s" : String(format: "%.1f s", seconds)
   }
 
   static func isRetryable(_ error: HubError) -> Bool {
@@ -72,75 +116,53 @@ extension HubClient {
   }
 
   /// One request with retries on network errors, 5xx and 429 (`retry: false`: a single attempt). Returns the
-  /// answer, whatever its status, unless it is still a retryable failure after the last attempt (then throws).
+  /// answer, whatever its status, unless it is still a retryable failure after the last attempt (then throws);
+  /// the transport's own refusals (a body over its cap, a refused redirect) are thrown at once.
   func send(
-    _ request: URLRequest, _ loc: HubLocation, followRedirects: Bool, retry: Bool = true
+    _ request: URLRequest, _ loc: HubLocation, options: RequestOptions, retry: Bool = true
   ) async throws(HubError) -> TransportResponse {
     var attempt = 0
     while true {
       attempt += 1
       let failure: HubError
       do {
-        let response = try await transport.send(request, followRedirects: followRedirects)
+        let response = try await transport.send(request, options: options)
         guard let typed = classify(response, loc), Self.isRetryable(typed) else { return response }
         failure = typed
       } catch {
-        if Task.isCancelled { throw HubError.network(loc, detail: "cancelled") }
-        failure = HubError.network(loc, detail: (error as NSError).localizedDescription)
+        failure = transportError(error, loc)
+        if Task.isCancelled || !Self.isRetryable(failure) { throw failure }
       }
       if !retry || attempt >= configuration.maxAttempts { throw failure }
       await backoff(attempt)
     }
   }
 
-  /// HEAD `/resolve/`: commit, etag, size and download URL (redirects followed while on the same host).
+  /// HEAD `/resolve/`: commit, etag, size and download URL (redirects followed while on the same origin), as
+  /// ``HubWireFormat/parseResolveHead(status:headers:requestURL:location:tokenSent:)`` reads them. A 404 for the file
+  /// is remembered in `.no_exist` (with the revision's ref), as huggingface_hub does.
   func fileMetadata(_ loc: HubLocation, retry: Bool) async throws(HubError) -> FileMetadata {
-    var url = resolveURL(loc)
-    var response: TransportResponse?
+    var url = try resolveURL(loc)
     for _ in 0..<10 {
       var request = hubRequest(url, method: "HEAD", timeout: configuration.metadataTimeout)
       request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
-      let answer = try await send(request, loc, followRedirects: false, retry: retry)
-      if let error = classify(answer, loc) {
-        if case .notFound(_, .file, _) = error, let commit = answer.header("x-repo-commit"), !commit.isEmpty {
-          // Remember the 404 as huggingface_hub does (and the commit the revision points to).
+      let answer = try await send(request, loc, options: metadataOptions(followRedirects: false), retry: retry)
+      switch try HubWireFormat.parseResolveHead(
+        status: answer.status, headers: answer.headers, requestURL: url, location: loc,
+        tokenSent: tokenAllowed(for: url))
+      {
+      case .redirect(let next):
+        url = next
+      case .file(let metadata):
+        return metadata
+      case .missing(let commit):
+        if let commit {
           cache.markMissing(loc.repoID, file: loc.file!, commit: commit)
           try? cache.writeRef(loc.repoID, revision: loc.revision, commit: commit)
         }
-        throw error
+        throw HubError.notFound(loc, missing: .file, cached: false)
       }
-      response = answer
-      guard answer.isRedirect, let location = answer.header("location"),
-        let target = URL(string: location, relativeTo: url)?.absoluteURL, Self.sameOrigin(url, target)
-      else { break }
-      url = target
     }
-    guard let response else { throw HubError.protocolViolation(loc, detail: "no answer") }
-    guard let commit = response.header("x-repo-commit"), !commit.isEmpty else {
-      throw HubError.protocolViolation(
-        loc, detail: "no X-Repo-Commit header: is HF_ENDPOINT (\(configuration.endpoint)) a Hugging Face hub?")
-    }
-    guard let rawEtag = response.header("x-linked-etag") ?? response.header("etag") else {
-      throw HubError.protocolViolation(loc, detail: "no ETag header")
-    }
-    let etag = Self.normalizeEtag(rawEtag)
-    guard !etag.isEmpty, !etag.contains("/"), etag != ".", etag != ".." else {
-      throw HubError.protocolViolation(loc, detail: "unusable ETag '\(rawEtag)'")
-    }
-    let sizeText = response.header("x-linked-size") ?? (response.isRedirect ? nil : response.header("content-length"))
-    var downloadURL = url
-    if response.isRedirect, let location = response.header("location"),
-      let target = URL(string: location, relativeTo: url)?.absoluteURL
-    {
-      downloadURL = target
-    }
-    return FileMetadata(commit: commit, etag: etag, size: sizeText.flatMap { Int64($0) }, downloadURL: downloadURL)
-  }
-
-  /// `W/"abc"` → `abc` (huggingface_hub's `_normalize_etag`).
-  static func normalizeEtag(_ etag: String) -> String {
-    var s = Substring(etag)
-    if s.hasPrefix("W/") { s = s.dropFirst(2) }
-    return s.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+    throw HubError.protocolViolation(loc, detail: "more than 10 redirects within \(HubWireFormat.origin(url))")
   }
 }

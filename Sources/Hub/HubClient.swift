@@ -24,11 +24,18 @@ public typealias HubProgressHandler = @Sendable (HubProgress) -> Void
 /// - ``resolve(_:verify:progress:)`` turns a ``HubReference`` into a local URL: a local path as is, a file into its
 ///   `snapshots/<commit>/<path>` symlink, a repo into its snapshot folder (see ``downloadPipeline(repoID:revision:verify:progress:)``).
 /// - A file: `HEAD {endpoint}/{repo}/resolve/{revision}/{path}` (`Accept-Encoding: identity`; redirects followed
-///   only while they stay on the same host) gives `X-Repo-Commit`, the etag (`X-Linked-Etag`, else `ETag`), the
+///   only while they stay on the same origin) gives `X-Repo-Commit`, the etag (`X-Linked-Etag`, else `ETag`), the
 ///   size (`X-Linked-Size`, else `Content-Length` of a non-redirect) and the download URL (`Location`); then a GET
-///   (the token is not sent to another host) into `blobs/<etag>.incomplete` under `.locks/…/<etag>.lock`, resumed
-///   with `Range: bytes=N-`, checked for size and digest (sha256 for an LFS etag of 64 hex digits, git blob sha1
-///   for 40), renamed to `blobs/<etag>`, linked from `snapshots/<commit>/<path>`, `refs/<revision>` written.
+///   into `blobs/<etag>.incomplete` under `.locks/…/<etag>.lock`, resumed with `Range: bytes=N-`, checked for size
+///   and digest (sha256 for an LFS etag of 64 hex digits, git blob sha1 for 40), renamed to `blobs/<etag>`, linked
+///   from `snapshots/<commit>/<path>`, `refs/<revision>` written.
+/// - A hostile hub (or `HF_ENDPOINT` mirror) cannot write outside the cache: every name it sends is checked by
+///   ``HubWireFormat`` and again by ``HubCache`` (``HubName``'s rules). The token (`Authorization: Bearer`) goes only to
+///   URLs with the endpoint's scheme, host and port, never across a redirect to another origin or from https to
+///   http. Bodies kept in memory are capped (``HubConfiguration/maxListingBytes``,
+///   ``HubConfiguration/maxMetadataBodyBytes``), a metadata request has an overall deadline
+///   (``HubConfiguration/metadataDeadline``), a download a minimum average rate
+///   (``HubConfiguration/downloadMinimumRate``) and never grows past the size the hub announced.
 /// - Offline (`HF_HUB_OFFLINE=1`): no network at all; the cache answers or ``HubError/offlineNotCached(_:missing:)``.
 /// - When the hub cannot be reached (or refuses with 401/403) and the file is cached for that revision, the cached
 ///   file is used, as huggingface_hub does.
@@ -45,7 +52,9 @@ public final class HubClient: Sendable {
   public init(configuration: HubConfiguration = .fromEnvironment()) {
     self.configuration = configuration
     self.cache = HubCache(root: configuration.cacheDirectory)
-    self.transport = HTTPTransport(idleTimeout: max(configuration.downloadTimeout, configuration.metadataTimeout))
+    self.transport = HTTPTransport(
+      idleTimeout: max(configuration.downloadTimeout, configuration.metadataTimeout),
+      tokenOrigin: URL(string: configuration.endpoint))
   }
 
   deinit { transport.invalidate() }
@@ -72,14 +81,23 @@ public final class HubClient: Sendable {
   }
 
   /// One file of a repo: its `snapshots/<commit>/<path>` symlink in the cache (downloaded if needed).
-  /// `verify` re-checks the digest of an already cached blob (a mismatch is fetched again).
+  /// `verify` re-checks the digest of an already cached blob (a mismatch is fetched again). A repo id, path or
+  /// revision that breaks ``HubName``'s rules is a ``HubError/invalidReference(_:reason:)``.
   public func downloadFile(
     repoID: String, path: String, revision: String? = nil, verify: Bool = false, progress: HubProgressHandler? = nil
   ) async throws(HubError) -> URL {
-    let job = FileJob(
-      loc: HubLocation(repoID: repoID, file: path, revision: revision ?? "main"), index: 1, count: 1,
-      verify: verify, progress: progress)
+    let loc = HubLocation(repoID: repoID, file: path, revision: revision ?? "main")
+    try Self.checkUserInput(loc)
+    let job = FileJob(loc: loc, index: 1, count: 1, verify: verify, progress: progress)
     return try await fetchFile(job, metadata: nil)
+  }
+
+  /// The user's repo id, file path and revision must obey ``HubName``'s rules before anything is asked or built.
+  static func checkUserInput(_ loc: HubLocation) throws(HubError) {
+    let text = HubReference.file(repoID: loc.repoID, path: loc.file ?? "", revision: loc.revision).description
+    try HubName.check(loc.repoID, as: .repoID, reference: text)
+    if let file = loc.file { try HubName.check(file, as: .file, reference: text) }
+    try HubName.check(loc.revision, as: .revision, reference: text)
   }
 
   /// Runs async work to completion from synchronous code (a command's `run()`), blocking the calling thread.
@@ -109,12 +127,7 @@ public final class HubClient: Sendable {
   }
 
   /// What a HEAD on `/resolve/` told.
-  struct FileMetadata: Sendable {
-    var commit: String
-    var etag: String
-    var size: Int64?
-    var downloadURL: URL
-  }
+  typealias FileMetadata = HubWireFormat.FileMetadata
 
   func fetchFile(_ job: FileJob, metadata known: FileMetadata?) async throws(HubError) -> URL {
     let loc = job.loc
@@ -145,23 +158,22 @@ public final class HubClient: Sendable {
       }
     }
 
-    let blob = cache.blobPath(loc.repoID, etag: metadata.etag)
-    let pointer = cache.pointerPath(loc.repoID, commit: metadata.commit, file: file)
+    let blob = try cache.blobPath(loc.repoID, etag: metadata.etag)
+    let pointer = try cache.pointerPath(loc.repoID, commit: metadata.commit, file: file)
     let fm = FileManager.default
-    if fm.fileExists(atPath: pointer.path),
+    if cache.isLinked(loc.repoID, commit: metadata.commit, file: file, etag: metadata.etag),
       blobIsValid(blob.path, etag: metadata.etag, size: metadata.size, digest: job.verify)
     {
       try? cache.writeRef(loc.repoID, revision: loc.revision, commit: metadata.commit)
       return pointer
     }
 
-    try cache.createDirectory(blob.deletingLastPathComponent())
-    try cache.createDirectory(pointer.deletingLastPathComponent())
+    try cache.prepareBlobFolder(loc.repoID)
     cache.writeCacheDirTag()
     try cache.writeRef(loc.repoID, revision: loc.revision, commit: metadata.commit)
 
-    let lockPath = cache.lockPath(loc.repoID, etag: metadata.etag)
-    try cache.createDirectory(lockPath.deletingLastPathComponent())
+    let lockPath = try cache.lockPath(loc.repoID, etag: metadata.etag)
+    try cache.prepareLockFolder(loc.repoID)
     let lock: FileLock
     do { lock = try await FileLock.acquire(path: lockPath.path) } catch let error as HubError { throw error } catch {
       throw HubError.network(loc, detail: "cancelled while waiting for \(lockPath.path)")
@@ -174,7 +186,7 @@ public final class HubClient: Sendable {
         try cache.linkPointer(loc.repoID, commit: metadata.commit, file: file, etag: metadata.etag)
         return pointer
       }
-      try? fm.removeItem(at: blob)
+      HubCache.removeFile(blob.path)
     }
     try await downloadBlob(job, metadata: metadata)
     try cache.linkPointer(loc.repoID, commit: metadata.commit, file: file, etag: metadata.etag)
@@ -190,7 +202,7 @@ public final class HubClient: Sendable {
     if cache.isMarkedMissing(loc.repoID, file: file, commit: commit) {
       throw HubError.notFound(loc, missing: .file, cached: true)
     }
-    let pointer = cache.pointerPath(loc.repoID, commit: commit, file: file)
+    let pointer = try cache.pointerPath(loc.repoID, commit: commit, file: file)
     guard FileManager.default.fileExists(atPath: pointer.path) else {
       throw HubError.offlineNotCached(loc, missing: ["\(loc.repoID)/\(file)@\(commit)"])
     }

@@ -14,14 +14,34 @@ public struct HubConfiguration: Sendable {
   public var endpoint: String
   /// The cache root (the folder holding `models--org--name`).
   public var cacheDirectory: URL
-  /// A user access token, sent as `Authorization: Bearer` to the hub (never to a CDN on another host).
+  /// A user access token, sent as `Authorization: Bearer` only to URLs with the endpoint's scheme, host and port
+  /// (never to a CDN, another port or scheme of the same host, or after a redirect leaves that origin).
   public var token: String?
   /// No network at all: resolve from the cache or fail with ``HubError/offlineNotCached(_:missing:)``.
   public var offline: Bool
   /// Seconds to wait for a metadata (HEAD / API) answer (huggingface_hub: `HF_HUB_ETAG_TIMEOUT`, 10).
   public var metadataTimeout: TimeInterval = 10
+  /// Seconds one metadata request (a HEAD, the file listing) may take in all, however steadily bytes trickle in
+  /// (the idle ``metadataTimeout`` alone would let a server that sends a byte every few seconds hold it forever).
+  /// huggingface_hub has no such deadline.
+  public var metadataDeadline: TimeInterval = 30
   /// Seconds without received bytes before a download attempt is given up (`HF_HUB_DOWNLOAD_TIMEOUT`, 10).
   public var downloadTimeout: TimeInterval = 10
+  /// The slowest download accepted, in bytes per second averaged over ``downloadRateWindow``: an attempt that
+  /// receives less in any such window is abandoned as stalled (and resumed with `Range`; a stall counts toward
+  /// ``maxAttempts`` even when it brought bytes). So one file takes at most about
+  /// `maxAttempts × (size / downloadMinimumRate + downloadRateWindow)` seconds, however the server trickles.
+  /// 16 KiB/s (131 kbit/s) by default; 0 turns the rule off. huggingface_hub has only the idle timeout.
+  public var downloadMinimumRate: Double = 16 * 1024
+  /// The window (seconds) over which ``downloadMinimumRate`` is averaged.
+  public var downloadRateWindow: TimeInterval = 30
+  /// The largest file listing (`/api/models/…/revision/…` JSON, or a cached `trees/<commit>.json`) read, in bytes;
+  /// a larger one is a ``HubError/protocolViolation(_:detail:)``, cut off as soon as it passes the limit. 32 MiB
+  /// (a listing costs about 200 bytes a file: some 150 000 files).
+  public var maxListingBytes = 32 << 20
+  /// The largest other body kept in memory (error answers, `model_index.json`), in bytes; larger is a
+  /// ``HubError/protocolViolation(_:detail:)``, cut off as soon as it passes the limit. 1 MiB.
+  public var maxMetadataBodyBytes = 1 << 20
   /// Attempts for one request on 5xx, 429 or a dropped connection (downloads resume with `Range`).
   public var maxAttempts: Int = 3
   /// Wait before the second attempt; doubled for each further one.

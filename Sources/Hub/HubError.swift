@@ -25,13 +25,16 @@ public struct HubLocation: Equatable, Sendable, CustomStringConvertible {
 ///
 /// matches: huggingface_hub 2.4.0 error classes — `GatedRepoError`/401 (`accessDenied`), `RepositoryNotFoundError`,
 /// `RevisionNotFoundError`, `RemoteEntryNotFoundError` (`notFound`), `LocalEntryNotFoundError` with offline mode
-/// (`offlineNotCached`), the size "Consistency check failed" (`corrupt`). Limitations: no separate case for
-/// 429 rate limiting (it is retried, then reported as `server`).
+/// (`offlineNotCached`), the size "Consistency check failed" (`corrupt`), the `ValueError` of `_get_pointer_path`
+/// ("Invalid pointer path", here `protocolViolation` when the name came from the server, `invalidReference` when it
+/// came from the caller). Limitations: no separate case for 429 rate limiting (it is retried, then reported as
+/// `server`); values quoted from a server are cut to 200 characters with control characters escaped.
 public enum HubError: Error, Equatable, Sendable, CustomStringConvertible {
   /// What `notFound` could not find.
   public enum Missing: String, Sendable { case repo, revision, file }
 
-  /// A `--model`/`--ip-adapter` text that is neither an existing path nor a valid hub reference.
+  /// A `--model`/`--ip-adapter` text that is neither an existing path nor a valid hub reference, or a repo id, file
+  /// path or revision given to the API that breaks ``HubName``'s rules (`reason` names the bad value).
   case invalidReference(String, reason: String)
   /// 401/403: the repo is gated or private (or does not exist and the hub will not say so); `gated` when the hub
   /// said `X-Error-Code: GatedRepo`; `tokenSent` whether a token was sent.
@@ -42,13 +45,18 @@ public enum HubError: Error, Equatable, Sendable, CustomStringConvertible {
   case offlineNotCached(HubLocation, missing: [String])
   /// The server kept answering 5xx / 429 (after retries), or answered something unexpected.
   case server(HubLocation, status: Int, detail: String)
-  /// The connection failed (after retries).
+  /// The connection failed, timed out, missed the metadata deadline or stalled below the minimum download rate
+  /// (after retries).
   case network(HubLocation, detail: String)
-  /// The server's answer lacks what the protocol promises (X-Repo-Commit, ETag, a JSON file list).
+  /// The server's answer lacks what the protocol promises or is hostile: no or a malformed X-Repo-Commit (not 40
+  /// lowercase hex digits), ETag, size or Location; a file listing or `model_index.json` that is not JSON or names
+  /// an unusable path or component (``HubName``); a body over its cap; a redirect that may not be followed. `detail`
+  /// quotes the bad value. Not retried.
   case protocolViolation(HubLocation, detail: String)
-  /// The downloaded bytes do not match the expected size or digest (after retries).
+  /// The downloaded bytes do not match the expected size or digest, or exceed the announced size (after retries).
   case corrupt(HubLocation, detail: String)
-  /// The cache folder could not be written or read.
+  /// The cache folder could not be written or read, or holds a symlink or file where a folder of the cache goes, or a
+  /// folder where a file's symlink goes (refused, never followed or deleted: remove it).
   case cache(HubLocation?, path: String, detail: String)
 
   public var description: String {

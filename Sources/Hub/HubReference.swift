@@ -9,7 +9,8 @@ import Foundation
 ///   `@revision` (a branch, tag or commit hash: `org/name@fp16`, `org/name/sub/file.bin@2f1c…`).
 ///   `org` and `name` are hub repo ids: letters, digits, `-`, `_`, `.`, at most 96 characters, no `--` or `..`,
 ///   not starting or ending with `-` or `.` (huggingface_hub's `validate_repo_id`). A revision may contain `/`
-///   (`refs/pr/1`) but not `..` or whitespace.
+///   (`refs/pr/1`) but not `..` or whitespace; the file path and the revision obey ``HubName``'s rules (no `.`, `..`
+///   or empty component, no backslash or control character).
 ///
 /// matches: huggingface_hub 2.4.0 `validate_repo_id` for the repo id part. Limitations: model repos only
 /// (no `datasets/` or `spaces/` prefix), no `hf://` URLs.
@@ -50,11 +51,11 @@ public enum HubReference: Equatable, Sendable, CustomStringConvertible {
     }
     let repoID = parts[0] + "/" + parts[1]
     if parts.count == 2 { return .repo(repoID: repoID, revision: revision) }
-    let fileParts = parts[2...]
-    for part in fileParts where part.isEmpty || part == "." || part == ".." {
-      throw HubError.invalidReference(text, reason: "the file path in the repo has an empty, '.' or '..' component")
+    let path = parts[2...].joined(separator: "/")
+    if let problem = HubName.problem(path, as: .file) {
+      throw HubError.invalidReference(text, reason: "the file path in the repo is unusable: \(problem)")
     }
-    return .file(repoID: repoID, path: fileParts.joined(separator: "/"), revision: revision)
+    return .file(repoID: repoID, path: path, revision: revision)
   }
 
   /// True when the text can only be a local path (see the grammar above).
@@ -85,8 +86,5 @@ public enum HubReference: Equatable, Sendable, CustomStringConvertible {
     return nil
   }
 
-  static func isValidRevision(_ rev: String) -> Bool {
-    !rev.contains("..") && !rev.hasPrefix("/") && !rev.hasSuffix("/") && !rev.contains("//")
-      && !rev.contains(where: { $0.isWhitespace || $0 == "\\" || $0 == "@" })
-  }
+  static func isValidRevision(_ rev: String) -> Bool { HubName.problem(rev, as: .revision) == nil }
 }

@@ -5,7 +5,8 @@ import Foundation
 /// Rule: the root `model_index.json`, and, if present, the root `config.json`, `scheduler_config.json`,
 /// `pipeline.py` and transformers' auxiliary files (`tokenizer.json`, `tokenizer_config.json`,
 /// `preprocessor_config.json`, `processor_config.json`, `generation_config.json`, `chat_template.jinja`).
-/// For each component of `model_index.json` (a key not starting with `_` whose value is a list):
+/// For each component of `model_index.json` (a key not starting with `_` whose value is a list, as
+/// ``HubWireFormat/pipelineComponents(modelIndex:location:)`` reads them):
 /// - a folder holding weights (`.safetensors`, `.bin`, `.ckpt`, `.onnx`, `.msgpack`, `.pb`) gets its `config.json`
 ///   and one set of weights: non-variant `*.safetensors` (with its shards and `.index.json`), else
 ///   `*.fp16.safetensors`, else non-variant `.bin`, else `*.fp16.bin`;
@@ -23,14 +24,6 @@ public enum PipelineFiles {
     "generation_config.json", "preprocessor_config.json", "processor_config.json", "tokenizer.json",
     "tokenizer_config.json",
   ]
-
-  /// The component folders `model_index.json` names (its list-valued keys, `_class_name` excepted).
-  public static func components(modelIndex: Data) throws -> [String] {
-    guard let object = try? JSONSerialization.jsonObject(with: modelIndex) as? [String: Any] else {
-      throw CocoaError(.propertyListReadCorrupt)
-    }
-    return object.filter { !$0.key.hasPrefix("_") && $0.value is [Any] }.map(\.key).sorted()
-  }
 
   /// The repo files to download, sorted.
   public static func select(files: [String], components: [String]) -> [String] {

@@ -1,5 +1,11 @@
 import Foundation
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// One file of a repo at a commit, as the hub's file listings describe it.
 ///
 /// matches: huggingface_hub 2.4.0 `TreeCacheEntry` (`_tree_cache.py`) and the `siblings` of
@@ -35,7 +41,8 @@ public struct RepoFileEntry: Equatable, Sendable {
 /// (`json.dump(indent=1)`, files sorted by path), so either side can read the other's.
 ///
 /// matches: huggingface_hub 2.4.0 `_tree_cache.py` (`format_version` 1). Limitations: unknown format versions
-/// are treated as absent, as there.
+/// are treated as absent, as there; so is a file whose entries break ``HubName``'s rules (reading is
+/// ``HubWireFormat/decodeTree(_:)``).
 enum RepoTree {
   static func encode(_ entries: [RepoFileEntry]) -> Data {
     var out = "{\n \"format_version\": 1,\n \"files\": {"
@@ -52,23 +59,6 @@ enum RepoTree {
     }
     out += sorted.isEmpty ? "}\n}" : "\n }\n}"
     return Data(out.utf8)
-  }
-
-  static func decode(_ data: Data) -> [RepoFileEntry]? {
-    guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-      (object["format_version"] as? NSNumber)?.intValue == 1, let files = object["files"] as? [String: Any]
-    else { return nil }
-    var entries: [RepoFileEntry] = []
-    for (path, value) in files {
-      guard let info = value as? [String: Any], let size = (info["size"] as? NSNumber)?.int64Value,
-        let blob = info["blob_id"] as? String
-      else { return nil }
-      entries.append(
-        RepoFileEntry(
-          path: path, size: size, blobID: blob, lfsSHA256: info["lfs_sha256"] as? String,
-          lfsSize: (info["lfs_size"] as? NSNumber)?.int64Value, xetHash: info["xet_hash"] as? String))
-    }
-    return entries.sorted { $0.path < $1.path }
   }
 
   /// A JSON string literal as Python's `json.dumps` (ensure_ascii) writes it.
@@ -92,15 +82,19 @@ enum RepoTree {
 }
 
 extension HubCache {
-  /// The cached file list of a repo at a commit, if one was recorded.
-  public func tree(_ repoID: String, commit: String) -> [RepoFileEntry]? {
-    guard let data = try? Data(contentsOf: treePath(repoID, commit: commit)) else { return nil }
-    return RepoTree.decode(data)
+  /// The cached file list of a repo at a commit, if one was recorded, is at most `maxBytes` long and passes
+  /// ``HubWireFormat/decodeTree(_:)``'s checks.
+  public func tree(_ repoID: String, commit: String, maxBytes: Int = 32 << 20) -> [RepoFileEntry]? {
+    guard let path = try? treePath(repoID, commit: commit), let data = Self.readFile(path.path, upTo: maxBytes),
+      data.count <= maxBytes
+    else { return nil }
+    return HubWireFormat.decodeTree(data)
   }
 
   func writeTree(_ repoID: String, commit: String, entries: [RepoFileEntry]) throws(HubError) {
-    let path = treePath(repoID, commit: commit)
-    try createDirectory(path.deletingLastPathComponent())
-    try atomicWrite(RepoTree.encode(entries), to: path)
+    let path = try treePath(repoID, commit: commit)
+    let folder = try openFolder(repoFolder(repoID), ["trees"], HubLocation(repoID: repoID, revision: commit))
+    defer { close(folder) }
+    try writeAtomically(RepoTree.encode(entries), folder: folder, name: path.lastPathComponent, path: path.path, nil)
   }
 }

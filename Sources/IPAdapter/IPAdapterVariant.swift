@@ -46,20 +46,28 @@ public enum IPAdapterVariant: Equatable, Sendable, CustomStringConvertible {
     return false
   }
 
+  /// Largest tensor dimension variant detection accepts (real adapters: at most 8192).
+  public static let maximumDimension = 1 << 20
+
   /// Detects the variant from the `image_proj` part of a checkpoint (keys without the prefix).
   public static func detect(_ p: any TensorArchive, path: String) throws -> IPAdapterVariant {
     func shape(_ key: String) -> [Int]? { p.info(key)?.shape }
+    // Every dimension read from the file is bounded before it divides or sizes anything.
     func require(_ key: String, rank: Int) throws -> [Int] {
       guard let s = shape(key), s.count == rank else {
         throw IPAdapterError.notAnIPAdapter(
           path: path, reason: "image_proj.\(key) is missing or not \(rank)-D (\(shape(key).map { "\($0)" } ?? "absent"))")
+      }
+      guard s.allSatisfy({ (1...Self.maximumDimension).contains($0) }) else {
+        throw IPAdapterError.notAnIPAdapter(
+          path: path, reason: "image_proj.\(key) has shape \(s): every dimension must be in 1…\(Self.maximumDimension)")
       }
       return s
     }
     if shape("proj.weight") != nil {
       let w = try require("proj.weight", rank: 2)
       let c = try require("norm.weight", rank: 1)[0]
-      guard c > 0, w[0] % c == 0 else {
+      guard w[0] % c == 0 else {
         throw IPAdapterError.notAnIPAdapter(path: path, reason: "image_proj.proj.weight \(w) is not a multiple of norm width \(c)")
       }
       return .global(embeddingDim: w[1], crossDim: c, tokens: w[0] / c)
@@ -94,8 +102,15 @@ public enum IPAdapterVariant: Equatable, Sendable, CustomStringConvertible {
     var s = Resampler.Shape(
       dim: dim, depth: depth, heads: q[0] / 64, queries: latents[1], embeddingDim: projIn[1], outputDim: projOut[0])
     s.ffMult = max(1, ff[0] / dim)
-    if let pos = shape("pos_emb.weight") { s.maxSequenceLength = pos[0] }
-    if let pooled = shape("to_latents_from_mean_pooled_seq.1.weight") { s.meanPooledLatents = pooled[0] / dim }
+    if shape("pos_emb.weight") != nil { s.maxSequenceLength = try require("pos_emb.weight", rank: 2)[0] }
+    if shape("to_latents_from_mean_pooled_seq.1.weight") != nil {
+      let pooled = try require("to_latents_from_mean_pooled_seq.1.weight", rank: 2)
+      guard pooled[0] % dim == 0 else {
+        throw IPAdapterError.notAnIPAdapter(
+          path: path, reason: "to_latents_from_mean_pooled_seq.1.weight \(pooled) is not a multiple of the latent width \(dim)")
+      }
+      s.meanPooledLatents = pooled[0] / dim
+    }
     return .plus(s)
   }
 

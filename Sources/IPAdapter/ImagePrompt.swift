@@ -24,6 +24,8 @@ public struct ImageFeatureOptions: Sendable {
   public var weights: [Float]?
   /// The unconditional convention: reference zeros, ComfyUI's black image, or a given image.
   public var negative: IPAdapterNegativeImage = .zeros
+  /// Most pixels of the CLIP resize of each image (`ImageLimits.maxPixels`).
+  public var maxPixels: Int = ImageLimits.default.maxPixels
 
   public init(combine: IPAdapterCombineMode = .concat, weights: [Float]? = nil, negative: IPAdapterNegativeImage = .zeros) {
     self.combine = combine
@@ -69,14 +71,14 @@ public struct ImagePrompt: @unchecked Sendable {
   ) throws -> ImagePromptEmbeds {
     try adapter.checkEncoder(encoder.model.config, encoderPath: encoder.path)
     let kind = adapter.projection.inputKind
-    let features = try options.combine.combine(try encoder.features(images, kind: kind), weights: options.weights)
+    let features = try options.combine.combine(try encoder.features(images, kind: kind, maxPixels: options.maxPixels), weights: options.weights)
     let count = features.shape[0]
     let uncond: Tensor
     switch options.negative.encoderInput(kind: kind, imageSize: encoder.model.config.imageSize) {
     case .zeroEmbedding, .zeroPixels:
       uncond = try encoder.unconditionalFeatures(count: count, kind: kind)
     case .image(let negative):
-      let one = try encoder.features([negative], kind: kind)
+      let one = try encoder.features([negative], kind: kind, maxPixels: options.maxPixels)
       uncond = try Ops.concatRows(Array(repeating: one, count: count))
     }
     return ImagePromptEmbeds(

@@ -49,9 +49,14 @@ public final class ImagePromptEncoder: @unchecked Sendable {
   }
 
   /// CLIP features of `images` for a projection that reads `kind`: `[N, D]` or `[N, L, H]`.
-  public func features(_ images: [Image], kind: CLIPVisionOutputKind) throws -> Tensor {
+  /// `maxPixels` bounds the CLIP resize of each image (`ImageLimits.maxPixels`).
+  public func features(
+    _ images: [Image], kind: CLIPVisionOutputKind, maxPixels: Int = ImageLimits.default.maxPixels
+  ) throws -> Tensor {
     guard !images.isEmpty else { throw IPAdapterError.badInput("no image prompt given") }
-    let pixels = processor.preprocess(images)
+    var processor = processor
+    processor.maxPixels = maxPixels
+    let pixels = try processor.preprocess(images)
     return try model(pixels, output: kind)
   }
 

@@ -48,12 +48,23 @@ public struct CLIPImageProcessor: Sendable, Equatable, Decodable {
   public var imageMean: [Double] = [0.48145466, 0.4578275, 0.40821073]
   public var imageStd: [Double] = [0.26862954, 0.26130258, 0.27577711]
   public var doConvertRGB: Bool = true
+  /// Most pixels the resized image may have (not a config key: the engine's budget, see
+  /// `ImageLimits.maxPixels`). A 1×999,999 image resized to a 224 shortest edge would otherwise be
+  /// 224 × 223,999,776 pixels.
+  public var maxPixels: Int = ImageLimits.default.maxPixels
+
+  /// Largest side a config's `size`/`crop_size` may name.
+  public static let maximumConfiguredSide = 16_384
 
   /// The CLIP defaults (224 shortest edge, 224x224 crop, bicubic).
   public init() {}
 
   /// Decodes a `preprocessor_config.json`; absent keys keep the CLIP defaults.
   public init(configFile path: String) throws {
+    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+    guard size <= 16 << 20 else {
+      throw ImageIOError.unsupported(path: path, reason: "\(size) bytes, more than the 16 MiB a preprocessor config may have")
+    }
     let data = try Data(contentsOf: URL(fileURLWithPath: path))
     self = try JSONDecoder().decode(CLIPImageProcessor.self, from: data)
   }
@@ -99,6 +110,15 @@ public struct CLIPImageProcessor: Sendable, Equatable, Decodable {
       throw DecodingError.dataCorruptedError(
         forKey: .cropSize, in: c, debugDescription: "crop_size needs height and width")
     }
+    let sides = [size.shortestEdge, size.longestEdge, size.height, size.width, cropSize.height, cropSize.width]
+    for side in sides.compactMap({ $0 }) where !(1...Self.maximumConfiguredSide).contains(side) {
+      throw DecodingError.dataCorruptedError(
+        forKey: .size, in: c, debugDescription: "size/crop_size \(side) is outside 1…\(Self.maximumConfiguredSide)")
+    }
+    guard rescaleFactor.isFinite, (imageMean + imageStd).allSatisfy(\.isFinite), !imageStd.contains(0) else {
+      throw DecodingError.dataCorruptedError(
+        forKey: .imageStd, in: c, debugDescription: "rescale_factor, image_mean and image_std must be finite (image_std non-zero)")
+    }
   }
 
   private struct SizeDict: Decodable {
@@ -134,17 +154,21 @@ public struct CLIPImageProcessor: Sendable, Equatable, Decodable {
   /// `pixel_values` for one image, `[1, H, W, 3]` NHWC Float32 (`[1, 224, 224, 3]` for CLIP).
   /// With `do_convert_rgb: false`, a non-RGB image is still converted to RGB (transformers would
   /// fail in `normalize` with a channel-count error instead).
-  public func preprocess(_ image: Image) -> Tensor {
-    preprocess([image])
+  /// - Throws: `ImageIOError.tooLarge` when the resize would exceed `maxPixels`.
+  public func preprocess(_ image: Image) throws(ImageIOError) -> Tensor {
+    try preprocess([image])
   }
 
   /// `pixel_values` for a batch, `[N, H, W, 3]`; every image must produce the same size
   /// (always true with a centre crop).
-  public func preprocess(_ images: [Image]) -> Tensor {
-    let prepared = images.map(preparedImage)
-    precondition(!prepared.isEmpty, "no images")
-    let h = prepared[0].height, w = prepared[0].width
-    precondition(prepared.allSatisfy { $0.height == h && $0.width == w }, "images differ in size")
+  public func preprocess(_ images: [Image]) throws(ImageIOError) -> Tensor {
+    var prepared: [Image] = []
+    for image in images { prepared.append(try preparedImage(image)) }
+    guard let first = prepared.first else { throw .invalidImage(reason: "no images to preprocess") }
+    let h = first.height, w = first.width
+    guard prepared.allSatisfy({ $0.height == h && $0.width == w }) else {
+      throw .invalidImage(reason: "the preprocessed images differ in size (the config has no centre crop)")
+    }
     let mean = (0..<3).map { Float(imageMean[imageMean.count == 1 ? 0 : $0]) }
     let std = (0..<3).map { Float(imageStd[imageStd.count == 1 ? 0 : $0]) }
     let perImage = h * w * 3
@@ -171,15 +195,21 @@ public struct CLIPImageProcessor: Sendable, Equatable, Decodable {
   }
 
   /// The 8-bit image after RGB conversion, resize and centre crop (before rescale/normalise).
-  public func preparedImage(_ image: Image) -> Image {
+  /// - Throws: `ImageIOError.tooLarge` when the resized or cropped image would have more than
+  ///   `maxPixels` pixels, `.invalidImage` when a side would be 0.
+  public func preparedImage(_ image: Image) throws(ImageIOError) -> Image {
+    try ImageLimits.check(width: image.width, height: image.height, limit: Int.max, what: "image prompt")
     var rgb =
       doConvertRGB ? image.compositedOnWhiteToRGB()
       : image.format == .rgb ? image : image.converted(to: .rgb)
     if doResize {
       let (h, w) = Self.resizeOutputSize(height: rgb.height, width: rgb.width, size: size)
+      try ImageLimits.check(
+        width: w, height: h, limit: maxPixels, what: "the CLIP resize of a \(image.width)×\(image.height) image prompt")
       rgb = rgb.resized(width: w, height: h, filter: resample)
     }
     if doCenterCrop, let ch = cropSize.height, let cw = cropSize.width {
+      try ImageLimits.check(width: cw, height: ch, limit: maxPixels, what: "the CLIP centre crop")
       rgb = rgb.centerCropped(height: ch, width: cw)
     }
     return rgb

@@ -46,16 +46,20 @@ public enum ImageCodec {
     return nil
   }
 
-  /// Decodes PNG or JPEG data; `source` names it in errors.
-  public static func decode(_ bytes: [UInt8], source: String = "<memory>") throws(ImageIOError)
-    -> DecodedImage
-  {
+  /// Decodes PNG or JPEG data; `source` names it in errors. An image with more pixels than
+  /// `limits.maxInputPixels` is refused from its header, before its pixels are allocated.
+  public static func decode(
+    _ bytes: [UInt8], source: String = "<memory>", limits: ImageLimits = .default
+  ) throws(ImageIOError) -> DecodedImage {
+    guard bytes.count <= limits.maxInputFileBytes else {
+      throw .unsupported(path: source, reason: "\(bytes.count) bytes is more than the \(limits.maxInputFileBytes)-byte limit")
+    }
     // Typed throws do not pass through `withUnsafeBytes` yet, so carry the result out.
     let result: Result<DecodedImage, ImageIOError> = bytes.withUnsafeBytes { raw in
       do throws(ImageIOError) {
         switch detectFormat(raw) {
-        case .png: return .success(try PNGCodec.decode(raw, source: source))
-        case .jpeg: return .success(try JPEGCodec.decode(raw, source: source))
+        case .png: return .success(try PNGCodec.decode(raw, source: source, maxPixels: limits.maxInputPixels))
+        case .jpeg: return .success(try JPEGCodec.decode(raw, source: source, maxPixels: limits.maxInputPixels))
         case nil: return .failure(.unknownFormat(path: source))
         }
       } catch {
@@ -65,9 +69,12 @@ public enum ImageCodec {
     return try result.get()
   }
 
-  /// Reads and decodes the file at `path`.
-  public static func decode(contentsOfFile path: String) throws(ImageIOError) -> DecodedImage {
-    try decode(try readFile(path), source: path)
+  /// Reads and decodes the file at `path` (files larger than `limits.maxInputFileBytes` are
+  /// refused before they are read).
+  public static func decode(contentsOfFile path: String, limits: ImageLimits = .default) throws(ImageIOError)
+    -> DecodedImage
+  {
+    try decode(try readFile(path, maxBytes: limits.maxInputFileBytes), source: path, limits: limits)
   }
 
   /// Encodes `image` as an 8-bit PNG with the given text chunks, in order.
@@ -98,8 +105,10 @@ public enum ImageCodec {
 
   static func errnoDescription(_ code: Int32) -> String { String(cString: strerror(code)) }
 
-  /// The whole file as bytes.
-  public static func readFile(_ path: String) throws(ImageIOError) -> [UInt8] {
+  /// The whole file as bytes (refused when larger than `maxBytes`).
+  public static func readFile(_ path: String, maxBytes: Int = ImageLimits.default.maxInputFileBytes) throws(ImageIOError)
+    -> [UInt8]
+  {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw .unreadable(path: path, reason: errnoDescription(errno)) }
     defer { close(fd) }
@@ -107,6 +116,9 @@ public enum ImageCodec {
     guard fstat(fd, &info) == 0 else { throw .unreadable(path: path, reason: errnoDescription(errno)) }
     guard (info.st_mode & S_IFMT) == S_IFREG else {
       throw .unreadable(path: path, reason: "not a regular file")
+    }
+    guard Int(info.st_size) <= maxBytes else {
+      throw .unsupported(path: path, reason: "\(info.st_size) bytes is more than the \(maxBytes)-byte limit")
     }
     var bytes: [UInt8] = []
     bytes.reserveCapacity(Int(info.st_size))
@@ -118,6 +130,9 @@ public enum ImageCodec {
         throw .unreadable(path: path, reason: errnoDescription(errno))
       }
       if n == 0 { break }
+      guard bytes.count + n <= maxBytes else {  // the file grew while it was read
+        throw .unsupported(path: path, reason: "more than the \(maxBytes)-byte limit")
+      }
       bytes.append(contentsOf: chunk[0..<n])
     }
     return bytes
@@ -163,9 +178,10 @@ public enum ImageCodec {
 }
 
 extension Image {
-  /// Decodes the PNG or JPEG file at `path` (format from its signature, not its extension).
-  public init(contentsOfFile path: String) throws(ImageIOError) {
-    self = try ImageCodec.decode(contentsOfFile: path).image
+  /// Decodes the PNG or JPEG file at `path` (format from its signature, not its extension),
+  /// within `limits`.
+  public init(contentsOfFile path: String, limits: ImageLimits = .default) throws(ImageIOError) {
+    self = try ImageCodec.decode(contentsOfFile: path, limits: limits).image
   }
 
   /// Writes the image as PNG atomically (see `ImageCodec.writePNG`).

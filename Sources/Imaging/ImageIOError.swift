@@ -22,6 +22,9 @@ public enum ImageIOError: Error, CustomStringConvertible, Equatable, Sendable {
   case unwritable(path: String, reason: String)
   /// Pixel buffer and size disagree, or an unsupported channel count.
   case invalidImage(reason: String)
+  /// An image (read, or to be made) larger than its budget in `ImageLimits`; `path` names the file
+  /// or what was to be made.
+  case tooLarge(path: String, width: Int, height: Int, limit: Int)
 
   public var description: String {
     switch self {
@@ -34,6 +37,8 @@ public enum ImageIOError: Error, CustomStringConvertible, Equatable, Sendable {
     case .encodingFailed(let path, let reason): "\(path): PNG encoding failed: \(reason)"
     case .unwritable(let path, let reason): "\(path): cannot write file: \(reason)"
     case .invalidImage(let reason): "invalid image: \(reason)"
+    case .tooLarge(let path, let width, let height, let limit):
+      "\(path): \(width)×\(height) is larger than the limit of \(limit) pixels"
     }
   }
 
@@ -42,7 +47,7 @@ public enum ImageIOError: Error, CustomStringConvertible, Equatable, Sendable {
     switch self {
     case .unreadable(let p, _), .unknownFormat(let p), .truncated(let p, _), .corruptPNG(let p, _),
       .corruptJPEG(let p, _), .unsupported(let p, _), .encodingFailed(let p, _),
-      .unwritable(let p, _):
+      .unwritable(let p, _), .tooLarge(let p, _, _, _):
       p
     case .invalidImage: nil
     }

@@ -11,7 +11,10 @@ import CImageCodecs
 /// management; 12-bit JPEGs are rejected. libjpeg-turbo versions can differ in the last bit for
 /// some chroma-subsampled images (the system library here is 2.1.5; Pillow 13 wheels bundle 3.x).
 enum JPEGCodec {
-  static func decode(_ data: UnsafeRawBufferPointer, source: String) throws(ImageIOError)
+  /// Most progressive scans accepted (libjpeg-turbo recommends a limit; real files have < 20).
+  static let maxScans = 1_000
+
+  static func decode(_ data: UnsafeRawBufferPointer, source: String, maxPixels: Int) throws(ImageIOError)
     -> DecodedImage
   {
     let bytes = data.bindMemory(to: UInt8.self)
@@ -29,8 +32,13 @@ enum JPEGCodec {
     }
 
     var header = ipa_jpeg_header()
-    guard ipa_jpeg_begin(reader, bytes.baseAddress, bytes.count, &header) == 0 else {
-      throw failure()
+    // libjpeg's own buffers (whole-image coefficients of progressive files: 2 bytes per sample)
+    // are capped too, at 8 bytes per allowed pixel plus 64 MiB.
+    let maxMemory = maxPixels >= (Int.max / 2 - (64 << 20)) / 8 ? Int.max / 2 : 8 * maxPixels + (64 << 20)
+    switch ipa_jpeg_begin(reader, bytes.baseAddress, bytes.count, &header, UInt64(maxPixels), maxMemory, Int32(maxScans)) {
+    case 0: break
+    case -2: throw .tooLarge(path: source, width: Int(header.width), height: Int(header.height), limit: maxPixels)
+    default: throw failure()
     }
     let width = Int(header.width), height = Int(header.height), channels = Int(header.channels)
     let rowBytes = width * channels

@@ -31,20 +31,20 @@ enum PNGCodec {
   /// Largest accepted decoded buffer (guards against decompression bombs in a 32-bit-sized header).
   static let maxDecodedBytes = 1 << 31
 
-  static func decode(_ data: UnsafeRawBufferPointer, source: String) throws(ImageIOError)
+  static func decode(_ data: UnsafeRawBufferPointer, source: String, maxPixels: Int) throws(ImageIOError)
     -> DecodedImage
   {
     if let repaired = completedTail(data) {
       let result: Result<DecodedImage, ImageIOError> = repaired.withUnsafeBytes { raw in
-        Result { () throws(ImageIOError) in try decodeComplete(raw, source: source) }
+        Result { () throws(ImageIOError) in try decodeComplete(raw, source: source, maxPixels: maxPixels) }
       }
       return try result.get()
     }
-    return try decodeComplete(data, source: source)
+    return try decodeComplete(data, source: source, maxPixels: maxPixels)
   }
 
-  private static func decodeComplete(_ data: UnsafeRawBufferPointer, source: String) throws(ImageIOError)
-    -> DecodedImage
+  private static func decodeComplete(_ data: UnsafeRawBufferPointer, source: String, maxPixels: Int)
+    throws(ImageIOError) -> DecodedImage
   {
     let bytes = data.bindMemory(to: UInt8.self)
     // libpng keeps a pointer to the reader between calls, so it needs a stable heap address.
@@ -68,6 +68,7 @@ enum PNGCodec {
       throw failure()
     }
     let width = Int(header.width), height = Int(header.height)
+    try ImageLimits.check(width: width, height: height, limit: maxPixels, what: source)
     let rowBytes = Int(header.rowbytes)
     guard rowBytes.multipliedReportingOverflow(by: height).partialValue <= maxDecodedBytes,
       !rowBytes.multipliedReportingOverflow(by: height).overflow

@@ -20,6 +20,9 @@ public struct VaeImageProcessor: Sendable, Equatable {
   public var doBinarize: Bool
   public var doConvertRGB: Bool
   public var doConvertGrayscale: Bool
+  /// Most pixels a resized image (the target, or the intermediate of `fill`/`crop`) may have:
+  /// `ImageLimits.maxPixels` (not a diffusers setting).
+  public var maxPixels: Int = ImageLimits.default.maxPixels
 
   /// `resize_mode` of `VaeImageProcessor.preprocess` (matches: diffusers 0.42 "default", "fill",
   /// "crop" for PIL inputs).
@@ -68,24 +71,48 @@ public struct VaeImageProcessor: Sendable, Equatable {
   }
 
   /// `VaeImageProcessor.resize` for a PIL image.
-  public func resize(_ image: Image, height: Int, width: Int, mode: ResizeMode = .default) -> Image {
+  /// - Throws: `ImageIOError.tooLarge`/`.invalidImage` when the target (or, for `fill`/`crop`, the
+  ///   aspect-preserving intermediate) would exceed `maxPixels` or have a zero side.
+  public func resize(_ image: Image, height: Int, width: Int, mode: ResizeMode = .default) throws(ImageIOError)
+    -> Image
+  {
+    try ImageLimits.check(width: width, height: height, limit: maxPixels, what: "the resized image")
+    try ImageLimits.check(width: image.width, height: image.height, limit: Int.max, what: "the image to resize")
     switch mode {
     case .default:
       return image.resized(width: width, height: height, filter: resample, reducingGap: reducingGap)
     case .fill:
-      return resizeAndFill(image, width: width, height: height)
+      return try resizeAndFill(image, width: width, height: height)
     case .crop:
-      return resizeAndCrop(image, width: width, height: height)
+      return try resizeAndCrop(image, width: width, height: height)
     }
+  }
+
+  /// The aspect-preserving intermediate size of `fill` (`cover` false) and `crop` (`cover` true),
+  /// checked against `maxPixels` (an extreme aspect ratio makes it huge, or zero).
+  private func intermediateSize(_ image: Image, width: Int, height: Int, cover: Bool) throws(ImageIOError) -> (Int, Int) {
+    let ratio = Double(width) / Double(height)
+    let srcRatio = Double(image.width) / Double(image.height)
+    let widthBound = cover ? ratio > srcRatio : ratio < srcRatio
+    let heightBound = cover ? ratio <= srcRatio : ratio >= srcRatio
+    let scaledW = image.width.multipliedReportingOverflow(by: height)
+    let scaledH = image.height.multipliedReportingOverflow(by: width)
+    guard !scaledW.overflow, !scaledH.overflow else {
+      throw .tooLarge(path: "the resized image", width: image.width, height: image.height, limit: maxPixels)
+    }
+    let srcW = widthBound ? width : scaledW.partialValue / image.height
+    let srcH = heightBound ? height : scaledH.partialValue / image.width
+    try ImageLimits.check(
+      width: srcW, height: srcH, limit: maxPixels, what: "the aspect-preserving resize of a \(image.width)×\(image.height) image")
+    return (srcW, srcH)
   }
 
   /// `_resize_and_fill`: the stretched edge strips use Pillow's default filter (BICUBIC) on a
   /// zero-height/width box, exactly like diffusers.
-  private func resizeAndFill(_ image: Image, width: Int, height: Int) -> Image {
+  private func resizeAndFill(_ image: Image, width: Int, height: Int) throws(ImageIOError) -> Image {
     let ratio = Double(width) / Double(height)
     let srcRatio = Double(image.width) / Double(image.height)
-    let srcW = ratio < srcRatio ? width : image.width * height / image.height
-    let srcH = ratio >= srcRatio ? height : image.height * width / image.width
+    let (srcW, srcH) = try intermediateSize(image, width: width, height: height, cover: false)
     let resized = image.resized(width: srcW, height: srcH, filter: resample)
     var canvas = Image(width: width, height: height, format: .rgb)
     canvas.paste(resized, x: width / 2 - srcW / 2, y: height / 2 - srcH / 2)
@@ -116,11 +143,8 @@ public struct VaeImageProcessor: Sendable, Equatable {
   }
 
   /// `_resize_and_crop`.
-  private func resizeAndCrop(_ image: Image, width: Int, height: Int) -> Image {
-    let ratio = Double(width) / Double(height)
-    let srcRatio = Double(image.width) / Double(image.height)
-    let srcW = ratio > srcRatio ? width : image.width * height / image.height
-    let srcH = ratio <= srcRatio ? height : image.height * width / image.width
+  private func resizeAndCrop(_ image: Image, width: Int, height: Int) throws(ImageIOError) -> Image {
+    let (srcW, srcH) = try intermediateSize(image, width: width, height: height, cover: true)
     let resized = image.resized(width: srcW, height: srcH, filter: resample)
     var canvas = Image(width: width, height: height, format: .rgb)
     canvas.paste(resized, x: width / 2 - srcW / 2, y: height / 2 - srcH / 2)
@@ -134,23 +158,25 @@ public struct VaeImageProcessor: Sendable, Equatable {
   public func preprocess(
     _ image: Image, height: Int? = nil, width: Int? = nil, resizeMode: ResizeMode = .default,
     cropsCoords: (left: Int, top: Int, right: Int, bottom: Int)? = nil
-  ) -> Tensor {
-    preprocess([image], height: height, width: width, resizeMode: resizeMode, cropsCoords: cropsCoords)
+  ) throws(ImageIOError) -> Tensor {
+    try preprocess([image], height: height, width: width, resizeMode: resizeMode, cropsCoords: cropsCoords)
   }
 
   /// `preprocess` for a batch; the target size comes from the first image.
   public func preprocess(
     _ images: [Image], height: Int? = nil, width: Int? = nil, resizeMode: ResizeMode = .default,
     cropsCoords: (left: Int, top: Int, right: Int, bottom: Int)? = nil
-  ) -> Tensor {
-    precondition(!images.isEmpty, "no images")
+  ) throws(ImageIOError) -> Tensor {
+    guard !images.isEmpty else { throw .invalidImage(reason: "no images to preprocess") }
     var batch = images
     if let c = cropsCoords {
       batch = batch.map { $0.cropped(left: c.left, top: c.top, right: c.right, bottom: c.bottom) }
     }
     if doResize {
       let (h, w) = defaultHeightWidth(for: batch[0], height: height, width: width)
-      batch = batch.map { resize($0, height: h, width: w, mode: resizeMode) }
+      var resized: [Image] = []
+      for image in batch { resized.append(try resize(image, height: h, width: w, mode: resizeMode)) }
+      batch = resized
     }
     if doConvertRGB {
       batch = batch.map { $0.converted(to: .rgb) }
@@ -158,9 +184,8 @@ public struct VaeImageProcessor: Sendable, Equatable {
       batch = batch.map { $0.converted(to: .gray) }
     }
     let first = batch[0]
-    precondition(
-      batch.allSatisfy { $0.width == first.width && $0.height == first.height && $0.format == first.format },
-      "images differ in size or mode")
+    guard batch.allSatisfy({ $0.width == first.width && $0.height == first.height && $0.format == first.format })
+    else { throw .invalidImage(reason: "the images differ in size or mode (give a target height and width)") }
     let c = first.channels, perImage = first.width * first.height * c
     let out = Tensor(uninitializedShape: [batch.count, first.height, first.width, c])
     let dst = out.mutableFloatPointer

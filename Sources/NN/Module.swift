@@ -29,7 +29,13 @@ public final class Parameter: @unchecked Sendable {
 /// How a layer computes once loaded.
 public struct PrepareOptions: Sendable {
   public var precision: ComputePrecision
-  public init(precision: ComputePrecision = .float32) { self.precision = precision }
+  /// Accept weights holding NaN or infinity (by default loading samples every tensor and refuses
+  /// such files with `WeightLoadingError.nonFinite`, since they can only give black images).
+  public var allowNonFiniteWeights: Bool
+  public init(precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false) {
+    self.precision = precision
+    self.allowNonFiniteWeights = allowNonFiniteWeights
+  }
 }
 
 /// A node of a model: its own parameters and its child modules, each under the name the

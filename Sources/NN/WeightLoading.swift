@@ -9,6 +9,8 @@ public struct WeightLoadingError: Error, CustomStringConvertible, Equatable {
   public var unexpected: [String]
   public var shapeMismatches: [ShapeMismatch]
   public var unsupported: [String]
+  /// Tensors in which the (sampled) check found NaN or infinity, with the element index.
+  public var nonFinite: [String] = []
 
   public struct ShapeMismatch: Equatable, Sendable {
     public var key: String
@@ -17,7 +19,7 @@ public struct WeightLoadingError: Error, CustomStringConvertible, Equatable {
   }
 
   public var isEmpty: Bool {
-    missing.isEmpty && unexpected.isEmpty && shapeMismatches.isEmpty && unsupported.isEmpty
+    missing.isEmpty && unexpected.isEmpty && shapeMismatches.isEmpty && unsupported.isEmpty && nonFinite.isEmpty
   }
 
   public var description: String {
@@ -33,6 +35,7 @@ public struct WeightLoadingError: Error, CustomStringConvertible, Equatable {
       "shape mismatches",
       shapeMismatches.map { "\($0.key) expected \($0.expected) but the file has \($0.actual)" })
     list("tensors not stored as F32/F16/BF16", unsupported)
+    list("tensors holding NaN or infinity (the file is damaged; allowNonFiniteWeights accepts it)", nonFinite)
     return lines.joined(separator: "\n")
   }
 }
@@ -85,7 +88,12 @@ extension Module {
         error.shapeMismatches.append(.init(key: full, expected: parameter.shape, actual: info.shape))
         continue
       }
-      pending.append((parameter, try archive.tensor(full)))
+      let tensor = try archive.tensor(full)
+      if !options.prepare.allowNonFiniteWeights, let index = NonFinite.sampledNonFiniteIndex(tensor) {
+        error.nonFinite.append("\(full) (element \(index))")
+        continue
+      }
+      pending.append((parameter, tensor))
     }
     if options.strict {
       for key in archive.keys where key.hasPrefix(options.prefix) && !consumed.contains(key) {

@@ -42,7 +42,10 @@ final class ControlNetExtension: DenoisingExtension {
   let embedding: Tensor
   let guidance: Bool
 
-  init(unit: ControlNetUnit, textEmbeddings: Tensor, guidance: Bool, width: Int, height: Int, unet: UNet2DConditionModel) throws {
+  init(
+    unit: ControlNetUnit, textEmbeddings: Tensor, guidance: Bool, width: Int, height: Int, maxPixels: Int,
+    unet: UNet2DConditionModel
+  ) throws {
     try unit.model.validate(against: unet)
     guard unit.scale.isFinite else {
       throw PipelineError.invalidArgument(name: "control scale", reason: "\(unit.scale) is not a finite number")
@@ -55,7 +58,8 @@ final class ControlNetExtension: DenoisingExtension {
     self.guidance = guidance
     let text = guidance && unit.guessMode ? textEmbeddings.slice(rows: 1..<2) : textEmbeddings
     conditioning = try unit.model.makeConditioning(encoderHiddenStates: text)
-    let processor = VaeImageProcessor(vaeScaleFactor: 8, doNormalize: false, doConvertRGB: true)
+    var processor = VaeImageProcessor(vaeScaleFactor: 8, doNormalize: false, doConvertRGB: true)
+    processor.maxPixels = maxPixels
     embedding = try unit.model.embedControlImage(processor.preprocess(unit.image, height: height, width: width))
   }
 

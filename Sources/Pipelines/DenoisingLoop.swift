@@ -65,6 +65,11 @@ public struct DenoisingLoop {
   public var unet: UNet2DConditionModel
   public var guidanceScale: Float
   public var extensions: [any DenoisingExtension]
+  /// Stop with `PipelineError.nonFiniteLatents` (naming `modelName` and the step) as soon as a
+  /// step produces NaN or infinity; false lets the run finish (diffusers' behaviour: a black image).
+  public var stopOnNonFinite = true
+  /// Named in `nonFiniteLatents` errors.
+  public var modelName = "the model"
 
   public init(unet: UNet2DConditionModel, guidanceScale: Float, extensions: [any DenoisingExtension] = []) {
     self.unet = unet
@@ -118,6 +123,9 @@ public struct DenoisingLoop {
       }
       latents = try scheduler.step(modelOutput: noise, stepIndex: index, sample: latents, generator: &generator)
       for e in extensions { latents = try e.afterStep(latents, step: step, scheduler: scheduler) }
+      if stopOnNonFinite, NonFinite.firstIndex(latents) != nil {
+        throw PipelineError.nonFiniteLatents(model: modelName, step: index - startIndex + 1, total: total)
+      }
       if let progress {
         let done = index - startIndex + 1
         let report = StepProgress(step: done, total: total, elapsed: Date().timeIntervalSince(start))

@@ -36,6 +36,13 @@ public struct GenerationParameters: Sendable {
   /// How much of the schedule runs from the init image: default 0.8 for image-to-image and 1.0
   /// for inpainting, as diffusers.
   public var strength: Double?
+  /// Most pixels the generated image (and every resized copy of an input image) may have:
+  /// `ImageLimits.maxPixels`, 16,777,216 (4096²) by default. An init image's size becomes the
+  /// output size, so a 16384² init image is refused here unless this is raised.
+  public var maxPixels: Int = ImageLimits.default.maxPixels
+  /// Let latents that become NaN or infinite run to the end (a black image) instead of stopping
+  /// with `PipelineError.nonFiniteLatents` at the first step that produces them.
+  public var allowNaN: Bool = false
 
   public init(prompt: String) { self.prompt = prompt }
 }

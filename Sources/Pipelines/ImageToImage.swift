@@ -22,8 +22,10 @@ extension StableDiffusionPipeline {
 
   /// The RGB image as the VAE input `[1, H, W, 3]` in [−1, 1], resized (Pillow LANCZOS) to the
   /// output size as diffusers' `VaeImageProcessor.preprocess` does.
-  func preprocessInitImage(_ image: Image, width: Int, height: Int) -> Tensor {
-    VaeImageProcessor(vaeScaleFactor: vaeScaleFactor).preprocess(image.convertedToRGB(), height: height, width: width)
+  func preprocessInitImage(_ image: Image, width: Int, height: Int, maxPixels: Int) throws -> Tensor {
+    var processor = VaeImageProcessor(vaeScaleFactor: vaeScaleFactor)
+    processor.maxPixels = maxPixels
+    return try processor.preprocess(image.convertedToRGB(), height: height, width: width)
   }
 
   /// The first step for `strength`, or an error when no step would run.
@@ -45,10 +47,10 @@ extension StableDiffusionPipeline {
   /// (random draws in order: the posterior sample, then the noise).
   func imageToImageStart(
     _ image: Image, width: Int, height: Int, strength: Double, scheduler: any Scheduler, steps: Int,
-    generator: inout TorchGenerator
+    maxPixels: Int, generator: inout TorchGenerator
   ) throws -> StartingPoint {
     let start = try firstStep(strength: strength, scheduler: scheduler, steps: steps)
-    let pixels = preprocessInitImage(image, width: width, height: height)
+    let pixels = try preprocessInitImage(image, width: width, height: height, maxPixels: maxPixels)
     let initLatents = try encodeImage(pixels, generator: &generator)
     let s = initLatents.shape
     let noise = generator.randn(nchw: [s[0], s[3], s[1], s[2]], layout: .nhwc)
@@ -65,7 +67,7 @@ extension StableDiffusionPipeline {
   /// masked-image latents); strength 1 starts from pure noise × `init_noise_sigma`.
   func inpaintingStart(
     _ image: Image, mask: Image, width: Int, height: Int, strength: Double, scheduler: any Scheduler, steps: Int,
-    guidance: Bool, generator: inout TorchGenerator
+    guidance: Bool, maxPixels: Int, generator: inout TorchGenerator
   ) throws -> StartingPoint {
     let channels = unet.inChannels
     let latentChannels = vae.config.latentChannels
@@ -75,7 +77,7 @@ extension StableDiffusionPipeline {
     }
     let start = try firstStep(strength: strength, scheduler: scheduler, steps: steps)
     let isStrengthMax = strength == 1
-    let initPixels = preprocessInitImage(image, width: width, height: height)
+    let initPixels = try preprocessInitImage(image, width: width, height: height, maxPixels: maxPixels)
     let needsImageLatents = channels == latentChannels || !isStrengthMax
     let imageLatents = needsImageLatents ? try encodeImage(initPixels, generator: &generator) : nil
     let shape = [1, latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
@@ -84,7 +86,9 @@ extension StableDiffusionPipeline {
       ? Ops.scale(noise, scheduler.initNoiseSigma)
       : try scheduler.addNoise(original: imageLatents!, noise: noise, stepIndex: start)
 
-    let maskPixels = VaeImageProcessor.mask(vaeScaleFactor: vaeScaleFactor).preprocess(mask, height: height, width: width)
+    var maskProcessor = VaeImageProcessor.mask(vaeScaleFactor: vaeScaleFactor)
+    maskProcessor.maxPixels = maxPixels
+    let maskPixels = try maskProcessor.preprocess(mask, height: height, width: width)
     let keep = Ops.map(maskPixels) { m in SIMD16<Float>(repeating: 1).replacing(with: 0, where: m .>= SIMD16(repeating: 0.5)) }
     let maskedPixels = try Ops.mul(initPixels, try Ops.broadcastChannels(keep, to: initPixels.shape[3]))
     let maskedLatents = try encodeImage(maskedPixels, generator: &generator)

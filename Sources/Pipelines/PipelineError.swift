@@ -4,6 +4,10 @@ public enum PipelineError: Error, CustomStringConvertible, Equatable {
   case missingComponent(folder: String, component: String)
   case notAPipelineFolder(path: String)
   case cancelled(afterStep: Int)
+  /// The latents held NaN or infinity after `step` of `total` (a damaged model, an extreme
+  /// guidance scale or VAE overflow); `model` names the model. Stopped so that no black image is
+  /// written; `allowNaN` lets such a run finish.
+  case nonFiniteLatents(model: String, step: Int, total: Int)
 
   public var description: String {
     switch self {
@@ -13,6 +17,9 @@ public enum PipelineError: Error, CustomStringConvertible, Equatable {
     case .notAPipelineFolder(let path):
       "\(path) is not a diffusers pipeline folder (no model_index.json)"
     case .cancelled(let step): "generation cancelled after step \(step)"
+    case .nonFiniteLatents(let model, let step, let total):
+      "the latents became NaN or infinite at step \(step) of \(total) with model \(model): its weights or the settings "
+        + "(guidance scale, strength) produce non-finite values; allowNaN lets the run finish anyway"
     }
   }
 }

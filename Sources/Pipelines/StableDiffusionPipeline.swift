@@ -29,7 +29,9 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
   public var releaseModelsAfterUse = false
 
   /// Loads every component. Weights are memory-mapped; kernels are prepared lazily per shape.
-  public init(folder: URL, precision: ComputePrecision = .float32) throws {
+  /// Weights holding NaN or infinity are refused (`WeightLoadingError.nonFinite`) unless
+  /// `allowNonFiniteWeights`.
+  public init(folder: URL, precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false) throws {
     let fm = FileManager.default
     guard fm.fileExists(atPath: folder.appendingPathComponent("model_index.json").path) else {
       var isDir: ObjCBool = false
@@ -46,7 +48,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     }
     self.folder = folder
     self.precision = precision
-    let options = PrepareOptions(precision: precision)
+    let options = PrepareOptions(precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
     tokenizer = try CLIPTokenizer(directory: folder.appendingPathComponent("tokenizer"))
     textEncoder = try ModelLoader.textEncoder(folder.appendingPathComponent("text_encoder"), prepare: options)
     unet = try ModelLoader.unet(folder.appendingPathComponent("unet"), prepare: options)
@@ -150,6 +152,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     let (width, height) = try resolveSize(parameters)
     let latentShape = [1, vae.config.latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
     var loop = DenoisingLoop(unet: unet, guidanceScale: parameters.guidanceScale, extensions: extensions)
+    loop.stopOnNonFinite = !parameters.allowNaN
+    loop.modelName = modelName
 
     let (embeddings, _) = try encodePrompts(
       prompt: parameters.prompt, negativePrompt: parameters.negativePrompt, guidance: loop.usesGuidance,
@@ -164,7 +168,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
       loop.extensions.append(
         try ControlNetExtension(
           unit: unit, textEmbeddings: embeddings, guidance: loop.usesGuidance, width: width, height: height,
-          unet: unet))
+          maxPixels: parameters.maxPixels, unet: unet))
     }
 
     var scheduler = try makeScheduler(parameters.scheduler, steps: parameters.steps)
@@ -175,14 +179,14 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
       let blurred = parameters.maskBlur > 0 ? VaeImageProcessor.blur(mask, blurFactor: parameters.maskBlur) : mask
       let point = try inpaintingStart(
         image, mask: blurred, width: width, height: height, strength: parameters.strength ?? 1.0, scheduler: scheduler,
-        steps: parameters.steps, guidance: loop.usesGuidance, generator: &generator)
+        steps: parameters.steps, guidance: loop.usesGuidance, maxPixels: parameters.maxPixels, generator: &generator)
       (latents, start) = (point.latents, point.startIndex)
       if let e = point.stepExtension { loop.extensions.append(e) }
       if releaseModelsAfterUse { vae.encoder.releaseKernels() }
     } else if let image = parameters.initImage {
       let point = try imageToImageStart(
         image, width: width, height: height, strength: parameters.strength ?? 0.8, scheduler: scheduler,
-        steps: parameters.steps, generator: &generator)
+        steps: parameters.steps, maxPixels: parameters.maxPixels, generator: &generator)
       (latents, start) = (point.latents, point.startIndex)
       if releaseModelsAfterUse { vae.encoder.releaseKernels() }
     } else {
@@ -270,12 +274,22 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
   /// The output size: explicit, else the init image's size rounded down to a multiple of 8, else
   /// the UNet's default.
   func resolveSize(_ p: GenerationParameters) throws -> (width: Int, height: Int) {
+    let size: (width: Int, height: Int)
     if let image = p.initImage {
       let w = p.width ?? (image.width - image.width % vaeScaleFactor)
       let h = p.height ?? (image.height - image.height % vaeScaleFactor)
-      return try resolveSize(width: w, height: h)
+      size = try resolveSize(width: w, height: h)
+    } else {
+      size = try resolveSize(width: p.width, height: p.height)
     }
-    return try resolveSize(width: p.width, height: p.height)
+    let (pixels, overflow) = size.width.multipliedReportingOverflow(by: size.height)
+    guard !overflow, pixels <= p.maxPixels else {
+      let from = p.initImage != nil && (p.width == nil || p.height == nil) ? " (the init image's size)" : ""
+      throw PipelineError.invalidArgument(
+        name: "width × height",
+        reason: "\(size.width)×\(size.height)\(from) is more than maxPixels = \(p.maxPixels) pixels; give a smaller size or raise maxPixels")
+    }
+    return size
   }
 
   /// VAE-decodes NHWC latents into an 8-bit image (diffusers' `VaeImageProcessor.postprocess`).

@@ -52,6 +52,7 @@ public struct DDIMScheduler: Scheduler {
       integerTimesteps = NumericCompat.arange(Double(n), 0, -(Double(n) / Double(steps)))
         .map { Int(NumericCompat.round($0)) - 1 }
     }
+    try SchedulerOption.checkTimesteps(integerTimesteps, trainTimesteps: n, config: config, scheduler: name)
     timesteps = integerTimesteps.map { Float($0) }
   }
 

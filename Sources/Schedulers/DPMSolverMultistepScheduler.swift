@@ -104,6 +104,10 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     finalSigmaIsZero = (config.finalSigmasType ?? "zero") == "zero"
     sigmas = sigmas64.map { Float($0) } + [last]
     // torch.from_numpy(timesteps).to(torch.int64) truncates toward zero.
+    guard times.allSatisfy({ $0.isFinite }), sigmas.allSatisfy({ $0.isFinite }) else {
+      throw SchedulerError.invalidValue(
+        scheduler: name, key: "num_train_timesteps", value: "\(n)", reason: "the noise schedule gives non-finite sigmas")
+    }
     timesteps = times.map { Float(Int64($0)) }
     modelOutputs = Array(repeating: nil, count: solverOrder)
   }

@@ -24,11 +24,8 @@ struct NoiseSchedule: Sendable {
   /// `hasZeroSNROption`: whether the class takes `rescale_betas_zero_snr` (PNDM does not, so
   /// `from_config` drops the key).
   init(config: SchedulerConfig, scheduler: String, hasZeroSNROption: Bool = true) throws {
+    try config.checkRanges(scheduler: scheduler)
     let n = config.numTrainTimesteps ?? 1000
-    guard n >= 2 else {
-      throw SchedulerError.invalidValue(
-        scheduler: scheduler, key: "num_train_timesteps", value: "\(n)", reason: "must be at least 2")
-    }
     var betas: [Float]
     if let trained = config.trainedBetas {
       guard trained.count == n else {
@@ -56,6 +53,15 @@ struct NoiseSchedule: Sendable {
       case .squaredcosCapV2:
         betas = Self.cosineBetas(n)
       }
+    }
+    // A product that underflows to 0 (or a beta table that is not a probability) makes every
+    // sigma infinite: refuse it here, naming the keys, rather than produce NaN timesteps.
+    let plain = NumericCompat.torchCumprod(betas.map { 1 - $0 })
+    if let last = plain.last, !(last > 0 && last.isFinite) {
+      let k = plain.firstIndex { !($0 > 0 && $0.isFinite) } ?? plain.count - 1
+      throw SchedulerError.invalidValue(
+        scheduler: scheduler, key: "num_train_timesteps", value: "\(n)",
+        reason: "with these betas alphas_cumprod reaches \(plain[k]) at step \(k) (the noise schedule runs out)")
     }
     if hasZeroSNROption && (config.rescaleBetasZeroSnr ?? false) {
       betas = Self.rescaleZeroTerminalSNR(betas)

@@ -84,6 +84,7 @@ public struct PNDMScheduler: Scheduler {
     }
     prkCount = prk.count
     integerTimesteps = prk + plms
+    try SchedulerOption.checkTimesteps(integerTimesteps, trainTimesteps: n, config: config, scheduler: name)
     timesteps = integerTimesteps.map { Float($0) }
   }
 

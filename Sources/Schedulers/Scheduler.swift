@@ -127,6 +127,17 @@ enum SchedulerOption {
     }
   }
 
+  /// Every integer timestep of a schedule must index the training tables with Python's indexing
+  /// (-n..<n: diffusers' `trailing` spacing can produce -1, which reads the last entry). Outside
+  /// it diffusers raises an IndexError, e.g. for 1000 `leading` steps with `steps_offset` 1.
+  static func checkTimesteps(_ timesteps: [Int], trainTimesteps n: Int, config: SchedulerConfig, scheduler: String) throws {
+    if let bad = timesteps.first(where: { !(-n..<n).contains($0) }) {
+      throw SchedulerError.invalidValue(
+        scheduler: scheduler, key: "steps_offset", value: "\(config.stepsOffset ?? 0)",
+        reason: "with \(timesteps.count) steps it puts timestep \(bad) outside the \(n) training timesteps; use fewer steps")
+    }
+  }
+
   static func steps(_ steps: Int, trainTimesteps: Int) throws {
     guard steps >= 1 && steps <= trainTimesteps else {
       throw SchedulerError.invalidStepCount(steps: steps, numTrainTimesteps: trainTimesteps)

@@ -91,18 +91,60 @@ public struct SchedulerConfig: Codable, Sendable, Equatable {
 
   /// Decodes `scheduler_config.json` text. Accepts Python's `Infinity`/`NaN` literals (as written by
   /// `json.dump`, e.g. `"lambda_min_clipped": -Infinity`).
+  ///
+  /// The literals are turned into strings and decoded with the standard (non-JSON5) decoder's
+  /// non-conforming-float strategy: Foundation's JSON5 reader traps on some malformed input (e.g.
+  /// bytes that are not UTF-8), and a config file is untrusted input.
   public init(jsonData: Data) throws {
     let decoder = JSONDecoder()
-    decoder.allowsJSON5 = true
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+      positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
     do {
-      self = try decoder.decode(SchedulerConfig.self, from: jsonData)
+      self = try decoder.decode(SchedulerConfig.self, from: Self.quotingPythonFloatLiterals(jsonData))
     } catch let error as DecodingError {
       throw SchedulerError.invalidConfigJSON(Self.describe(error))
     }
   }
 
+  /// `Infinity`, `-Infinity` and `NaN` outside strings (what Python's `json.dump` writes for those
+  /// floats) become the strings `"Infinity"`, `"-Infinity"` and `"NaN"`; everything else is copied.
+  static func quotingPythonFloatLiterals(_ data: Data) -> Data {
+    let bytes = [UInt8](data)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count + 16)
+    var inString = false
+    var escaped = false
+    var i = 0
+    let literals: [[UInt8]] = [Array("-Infinity".utf8), Array("Infinity".utf8), Array("NaN".utf8)]
+    while i < bytes.count {
+      let b = bytes[i]
+      if inString {
+        if escaped { escaped = false } else if b == 0x5C { escaped = true } else if b == 0x22 { inString = false }
+        out.append(b)
+        i += 1
+        continue
+      }
+      if b == 0x22 {
+        inString = true
+      } else if let literal = literals.first(where: { bytes[i...].starts(with: $0) }) {
+        out.append(0x22)
+        out.append(contentsOf: literal)
+        out.append(0x22)
+        i += literal.count
+        continue
+      }
+      out.append(b)
+      i += 1
+    }
+    return Data(out)
+  }
+
   /// Reads and decodes a `scheduler_config.json` file.
   public init(contentsOf url: URL) throws {
+    let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
+    guard size <= 16 << 20 else {
+      throw SchedulerError.invalidConfigJSON("\(url.path): \(size) bytes, more than the 16 MiB a config may have")
+    }
     let data: Data
     do {
       data = try Data(contentsOf: url)
@@ -137,6 +179,42 @@ public struct SchedulerConfig: Codable, Sendable, Equatable {
     c.stepsOffset = 1
     c.clipSample = false
     return c
+  }
+
+  /// Most training timesteps accepted (diffusers' schedulers are trained with 1000; the tables
+  /// this many entries size are a few megabytes).
+  public static let maximumTrainTimesteps = 1_000_000
+
+  /// Checks every number of the config against the range the schedulers can use, before any table
+  /// is sized or indexed by it: `num_train_timesteps` in 2…1,000,000, `steps_offset` in
+  /// 0..<`num_train_timesteps`, betas finite in [0, 1), `clip_sample_range` finite and positive,
+  /// sigmas finite and non-negative, `solver_order` 1…3, `lambda_min_clipped` not NaN.
+  /// Every scheduler calls it (through its noise schedule); `scheduler` names the class in errors.
+  public func checkRanges(scheduler: String) throws(SchedulerError) {
+    func fail(_ key: String, _ value: Any, _ reason: String) -> SchedulerError {
+      .invalidValue(scheduler: scheduler, key: key, value: "\(value)", reason: reason)
+    }
+    let n = numTrainTimesteps ?? 1000
+    guard (2...Self.maximumTrainTimesteps).contains(n) else {
+      throw fail("num_train_timesteps", n, "must be in 2…\(Self.maximumTrainTimesteps)")
+    }
+    if let stepsOffset, !(0..<n).contains(stepsOffset) {
+      throw fail("steps_offset", stepsOffset, "must be in 0..<\(n) (num_train_timesteps)")
+    }
+    for (key, beta) in [("beta_start", betaStart), ("beta_end", betaEnd)] {
+      if let beta, !(beta.isFinite && beta >= 0 && beta < 1) { throw fail(key, beta, "must be in [0, 1)") }
+    }
+    if let trainedBetas, let i = trainedBetas.firstIndex(where: { !($0.isFinite && $0 >= 0 && $0 < 1) }) {
+      throw fail("trained_betas[\(i)]", trainedBetas[i], "must be in [0, 1)")
+    }
+    if let clipSampleRange, !(clipSampleRange.isFinite && clipSampleRange > 0) {
+      throw fail("clip_sample_range", clipSampleRange, "must be a finite number above 0")
+    }
+    for (key, sigma) in [("sigma_min", sigmaMin), ("sigma_max", sigmaMax)] {
+      if let sigma, !(sigma.isFinite && sigma >= 0) { throw fail(key, sigma, "must be a finite number ≥ 0") }
+    }
+    if let solverOrder, !(1...3).contains(solverOrder) { throw fail("solver_order", solverOrder, "must be 1, 2 or 3") }
+    if let lambdaMinClipped, lambdaMinClipped.isNaN { throw fail("lambda_min_clipped", lambdaMinClipped, "must be a number") }
   }
 
   private static func describe(_ error: DecodingError) -> String {

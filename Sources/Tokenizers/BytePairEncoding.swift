@@ -61,6 +61,11 @@ final class BytePairModel: @unchecked Sendable {
   init(vocabulary: [String: Int], merges: [(String, String)], unkId: Int?) throws {
     self.vocabulary = vocabulary
     self.unkId = unkId
+    // Ranks and ids are stored as Int32: the tokenizer bounds ids by `maximumTokenId`.
+    guard merges.count < Int(Int32.max) else {
+      throw TokenizerError.outOfRange(
+        source: "merges", field: "number of merges", value: "\(merges.count)", allowed: "fewer than 2³¹")
+    }
     var table: [UInt64: Merge] = [:]
     table.reserveCapacity(merges.count)
     for (index, (left, right)) in merges.enumerated() {

@@ -34,17 +34,36 @@ public final class CLIPTokenizer: @unchecked Sendable {
   /// Loads a tokenizer folder: `vocab.json` and `merges.txt` (required), `tokenizer_config.json`
   /// and `special_tokens_map.json` (optional, as for transformers).
   public convenience init(directory: URL) throws {
-    let vocabulary = try Self.readVocabulary(directory.appendingPathComponent("vocab.json"))
+    let vocabURL = directory.appendingPathComponent("vocab.json")
+    let vocabulary = try Self.readVocabulary(vocabURL)
     let merges = try Self.readMerges(directory.appendingPathComponent("merges.txt"))
     let config = try CLIPTokenizerConfig(directory: directory)
-    try self.init(vocabulary: vocabulary, merges: merges, config: config)
+    try self.init(vocabulary: vocabulary, merges: merges, config: config, source: vocabURL.path)
   }
 
+  /// Highest token id accepted (2²¹ − 1; CLIP's vocabulary has 49,408 entries). Ids come from
+  /// `vocab.json`, so they are bounded before anything is sized or indexed by them.
+  public static let maximumTokenId = 2_097_151
+  /// Longest `model_max_length` accepted (values of 10¹⁵ and more mean "no limit", as
+  /// transformers' 1e30 sentinel does).
+  public static let maximumModelMaxLength = 65_536
+
   /// Builds a tokenizer from a vocabulary (token → id), merges in rank order, and settings.
-  /// Throws when a merge's parts or result are not in the vocabulary, as the reference does.
+  /// Throws when a merge's parts or result are not in the vocabulary, as the reference does, and
+  /// when an id is outside `0...maximumTokenId`; `source` names the vocabulary in errors.
   public init(
-    vocabulary: [String: Int], merges: [(String, String)], config: CLIPTokenizerConfig = .sd15
+    vocabulary: [String: Int], merges: [(String, String)], config: CLIPTokenizerConfig = .sd15,
+    source: String = "vocabulary"
   ) throws {
+    for (token, id) in vocabulary where !(0...Self.maximumTokenId).contains(id) {
+      throw TokenizerError.outOfRange(
+        source: source, field: "id of \"\(token)\"", value: "\(id)", allowed: "0…\(Self.maximumTokenId)")
+    }
+    if let length = config.modelMaxLength, !(1...Self.maximumModelMaxLength).contains(length) {
+      throw TokenizerError.outOfRange(
+        source: "tokenizer config", field: "model_max_length", value: "\(length)",
+        allowed: "1…\(Self.maximumModelMaxLength), or 1e15 and more for no limit")
+    }
     let added = AddedTokens(config.addedTokens, vocabulary: vocabulary)
     self.added = added
     func lookup(_ token: SpecialToken) -> Int {

@@ -117,7 +117,8 @@ public struct CLIPTokenizerConfig: Sendable {
     eosToken = resolve("eos_token") ?? SpecialToken(Self.defaultEos)
     unkToken = resolve("unk_token") ?? SpecialToken(Self.defaultEos)
     padToken = resolve("pad_token") ?? SpecialToken(Self.defaultEos)
-    modelMaxLength = Self.integer(values["model_max_length"])
+    modelMaxLength = try Self.modelMaxLength(
+      values["model_max_length"], path: directory.appendingPathComponent("tokenizer_config.json").path)
   }
 
   /// A string (non-normalised) or an AddedToken object (`normalized` given, else `!special`).
@@ -130,20 +131,28 @@ public struct CLIPTokenizerConfig: Sendable {
     return SpecialToken(content, normalized: (object["normalized"] as? Bool) ?? !isSpecial)
   }
 
-  /// `model_max_length` as an Int, or nil when absent or beyond any real length (1e30 sentinel).
-  static func integer(_ value: Any?) -> Int? {
-    guard let number = value as? NSNumber, !(value is Bool) else { return nil }
+  /// `model_max_length` as an Int, or nil when absent, not a number, or 10¹⁵ and more (the 1e30
+  /// "no limit" sentinel of transformers). Anything else outside
+  /// `1...CLIPTokenizer.maximumModelMaxLength` is an error naming the file.
+  static func modelMaxLength(_ value: Any?, path: String) throws -> Int? {
+    // JSON booleans arrive as a boolean subclass of NSNumber (`0 is Bool` is true on Linux).
+    guard let number = value as? NSNumber, !(value.map { "\(type(of: $0))".contains("Boolean") } ?? false)
+    else { return nil }
     let double = number.doubleValue
-    guard double.isFinite, double >= 0, double < 1e15 else { return nil }
-    return number.intValue
+    if double.isFinite, double >= 1e15 { return nil }
+    guard double.isFinite, double >= 1, double <= Double(CLIPTokenizer.maximumModelMaxLength),
+      double == double.rounded()
+    else {
+      throw TokenizerError.outOfRange(
+        source: path, field: "model_max_length", value: "\(number)",
+        allowed: "1…\(CLIPTokenizer.maximumModelMaxLength), or 1e15 and more for no limit")
+    }
+    return Int(double)
   }
 
   static func readObject(_ url: URL) throws -> [String: Any]? {
     guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-      throw TokenizerError.unreadableFile(path: url.path, reason: "\(error)")
-    }
+    let data = try CLIPTokenizer.readFile(url)
     let object: Any
     do { object = try JSONSerialization.jsonObject(with: data) } catch {
       throw TokenizerError.malformedJSON(path: url.path, reason: "\(error)")

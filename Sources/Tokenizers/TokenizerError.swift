@@ -19,6 +19,9 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable, Sendable 
   case duplicateTokenId(id: Int, tokens: [String])
   /// `bundledSD15()` could not find the tokenizer folder inside the package's resource bundle.
   case bundledResourcesMissing
+  /// A number from a tokenizer file outside what this tokenizer accepts (a token id, a length);
+  /// `source` names the file (or "vocabulary"/"config" for values passed in directly).
+  case outOfRange(source: String, field: String, value: String, allowed: String)
 
   public var description: String {
     switch self {
@@ -37,6 +40,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable, Sendable 
       "vocabulary id \(id) is used by several tokens: \(tokens.joined(separator: ", "))"
     case .bundledResourcesMissing:
       "the bundled clip-vit-large-patch14 tokenizer folder is missing from the resource bundle"
+    case .outOfRange(let source, let field, let value, let allowed):
+      "\(source): \(field) = \(value) is out of range (allowed: \(allowed))"
     }
   }
 }

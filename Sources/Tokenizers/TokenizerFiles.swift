@@ -40,9 +40,17 @@ extension CLIPTokenizer {
     return merges
   }
 
+  /// Largest tokenizer file read (CLIP's vocab.json is 1.6 MB).
+  static let maximumFileBytes = 256 << 20
+
   static func readFile(_ url: URL) throws -> Data {
     guard FileManager.default.fileExists(atPath: url.path) else {
       throw TokenizerError.missingFile(path: url.path)
+    }
+    let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
+    guard size <= maximumFileBytes else {
+      throw TokenizerError.unreadableFile(
+        path: url.path, reason: "\(size) bytes, more than the \(maximumFileBytes >> 20) MiB a tokenizer file may have")
     }
     do { return try Data(contentsOf: url) } catch {
       throw TokenizerError.unreadableFile(path: url.path, reason: "\(error)")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IPAdapter
 import Imaging
+import NN
 import TensorCore
 
 /// `ipadapter embed`: image prompts → projected IP-Adapter tokens, saved for later generations.
@@ -30,6 +31,9 @@ struct EmbedCommand: ParsableCommand {
   @Option(help: "Where to write the embeddings (.safetensors).")
   var output: String
 
+  @OptionGroup(title: "Limits")
+  var limits: LimitOptions
+
   func run() throws {
     do {
       guard !ipImage.isEmpty else { throw CLIError.invalid("--ip-image", "give at least one image") }
@@ -41,12 +45,15 @@ struct EmbedCommand: ParsableCommand {
       options.ipAdapter = [ipAdapter]
       options.imageEncoder = imageEncoder.map { [$0] } ?? []
       try options.resolveHubReferences(quiet: false)
-      let adapter = try IPAdapter(path: options.ipAdapter[0], unet: nil)
+      let prepare = PrepareOptions(allowNonFiniteWeights: limits.allowNan)
+      let adapter = try IPAdapter(path: options.ipAdapter[0], unet: nil, prepare: prepare)
       let folder = try options.encoderFolder(for: 0)
       let encoder = try ImagePromptEncoder(
-        folder: folder, processorConfig: preprocessorConfig.map { URL(fileURLWithPath: $0) })
-      let images = try ipImage.map { try Image(contentsOfFile: $0) }
-      let embeds = try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: images)
+        folder: folder, processorConfig: preprocessorConfig.map { URL(fileURLWithPath: $0) }, prepare: prepare)
+      let images = try ipImage.map { try Image(contentsOfFile: $0, limits: limits.limits) }
+      var features = ImageFeatureOptions()
+      features.maxPixels = limits.maxPixels
+      let embeds = try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: images, options: features)
       try EmbedsFile.write(embeds, adapter: adapter, to: output)
     } catch let error as ExitCode {
       throw error

@@ -72,6 +72,9 @@ struct GenerateCommand: ParsableCommand {
   @OptionGroup(title: "ControlNet")
   var controlNets: ControlNetOptions
 
+  @OptionGroup(title: "Limits")
+  var limits: LimitOptions
+
   @Flag(help: "Do not show the progress bar.")
   var quiet = false
 
@@ -113,8 +116,10 @@ struct GenerateCommand: ParsableCommand {
     parameters.seed = seed ?? UInt64.random(in: 0..<(1 << 32))
     parameters.scheduler = kind
     parameters.clipSkip = clipSkip
+    parameters.maxPixels = limits.maxPixels
+    parameters.allowNaN = limits.allowNan
     if let latents { parameters.latents = try LatentsFile.read(latents) }
-    for warning in try initImage.apply(to: &parameters) {
+    for warning in try initImage.apply(to: &parameters, limits: limits.limits) {
       FileHandle.standardError.write(Data("\(warning)\n".utf8))
     }
 
@@ -126,10 +131,11 @@ struct GenerateCommand: ParsableCommand {
     let vaePath = try vae.map { try ModelResolution.file($0, option: "--vae", quiet: quiet) }
     let pipeline = try StableDiffusionPipeline.load(
       try ModelSource.resolve(URL(fileURLWithPath: modelPath)), vae: vaePath.map { URL(fileURLWithPath: $0) },
-      configs: modelConfig.map { URL(fileURLWithPath: $0) } ?? BundledConfigs.stableDiffusion15, precision: precisionValue)
+      configs: modelConfig.map { URL(fileURLWithPath: $0) } ?? BundledConfigs.stableDiffusion15, precision: precisionValue,
+      allowNonFiniteWeights: limits.allowNan)
     pipeline.releaseModelsAfterUse = true
-    let prompts = try imagePrompts.imagePrompts(for: pipeline, parameters: parameters)
-    let units = try controlNets.units()
+    let prompts = try imagePrompts.imagePrompts(for: pipeline, parameters: parameters, limits: limits)
+    let units = try controlNets.units(limits: limits)
     let bar = quiet ? nil : ProgressBar()
     let result = try pipeline.generate(
       parameters, imagePrompts: prompts, controlNets: units, progress: { bar?.update($0); return true })
@@ -150,10 +156,12 @@ enum CLIError: Error, CustomStringConvertible {
     }
   }
 
-  /// The error as one line of text (multi-line descriptions are joined with "; ").
+  /// The error as one line of text (multi-line descriptions are joined with "; "), with the flag
+  /// that changes the outcome when there is one.
   static func oneLine(_ error: Error) -> String {
-    String(describing: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+    let text = String(describing: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
       .joined(separator: "; ")
+    return LimitOptions.hint(for: error).map { text + " (\($0))" } ?? text
   }
 }
 

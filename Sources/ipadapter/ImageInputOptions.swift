@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Imaging
+import NN
 import Models
 import Pipelines
 
@@ -37,14 +38,14 @@ struct InitImageOptions: ParsableArguments {
   }
 
   /// Fills the init image, mask and strength; returns warnings to print (mask resized).
-  func apply(to p: inout GenerationParameters) throws -> [String] {
+  func apply(to p: inout GenerationParameters, limits: ImageLimits = .default) throws -> [String] {
     var warnings: [String] = []
     guard let initImage else { return [] }
-    let image = try Image(contentsOfFile: initImage)
+    let image = try Image(contentsOfFile: initImage, limits: limits)
     p.initImage = image
     p.strength = strength
     if let mask {
-      let m = try Image(contentsOfFile: mask)
+      let m = try Image(contentsOfFile: mask, limits: limits)
       if m.width != image.width || m.height != image.height {
         warnings.append(
           "warning: --mask is \(m.width)×\(m.height) but --init-image is \(image.width)×\(image.height); the mask is resized to the output size")
@@ -121,13 +122,14 @@ struct ControlNetOptions: ParsableArguments {
     }
   }
 
-  func units() throws -> [ControlNetUnit] {
+  func units(limits: LimitOptions = LimitOptions()) throws -> [ControlNetUnit] {
     try validate()
     let scales = try ImagePromptOptions.perAdapter(controlScale, count: controlnet.count, option: "--control-scale")
     let preprocess = try ImagePromptOptions.perAdapter(controlPreprocess, count: controlnet.count, option: "--control-preprocess")
     return try controlnet.enumerated().map { i, folder in
-      let model = try ModelLoader.controlNet(URL(fileURLWithPath: folder))
-      var image = try Image(contentsOfFile: controlImage[i])
+      let model = try ModelLoader.controlNet(
+        URL(fileURLWithPath: folder), prepare: PrepareOptions(allowNonFiniteWeights: limits.allowNan))
+      var image = try Image(contentsOfFile: controlImage[i], limits: limits.limits)
       if preprocess[i] == "canny" {
         image = try Canny.controlImage(from: image, low: cannyLow, high: cannyHigh)
       }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IPAdapter
 import Imaging
+import NN
 import Pipelines
 import TensorCore
 import Weights
@@ -146,14 +147,16 @@ struct ImagePromptOptions: ParsableArguments {
   }
 
   /// Loads adapters, encoders (shared per folder), images or embeddings → image prompts.
-  func imagePrompts(for pipeline: StableDiffusionPipeline, parameters: GenerationParameters) throws -> [ImagePrompt] {
+  func imagePrompts(
+    for pipeline: StableDiffusionPipeline, parameters: GenerationParameters, limits: LimitOptions = LimitOptions()
+  ) throws -> [ImagePrompt] {
     try validate(requireImages: true)
     guard !ipAdapter.isEmpty else { return [] }
     let scales = try Self.perAdapter(ipScale, count: ipAdapter.count, option: "--ip-scale")
     var images = Array(repeating: [Image](), count: ipAdapter.count)
     for v in ipImage {
       let (i, file) = try Self.assignment(v, option: "--ip-image", adapters: ipAdapter.count)
-      images[i].append(try Image(contentsOfFile: file))
+      images[i].append(try Image(contentsOfFile: file, limits: limits.limits))
     }
     var embedFiles = Array(repeating: String?.none, count: ipAdapter.count)
     for v in ipEmbeds {
@@ -162,11 +165,13 @@ struct ImagePromptOptions: ParsableArguments {
     }
     var encoders: [String: ImagePromptEncoder] = [:]
     var prompts: [ImagePrompt] = []
-    let controls = try perAdapterControls()
+    let controls = try perAdapterControls(limits: limits.limits)
+    let prepare = PrepareOptions(allowNonFiniteWeights: limits.allowNan)
     for (i, path) in ipAdapter.enumerated() {
-      let adapter = try IPAdapter(path: path, unet: pipeline.unet)
+      let adapter = try IPAdapter(path: path, unet: pipeline.unet, prepare: prepare)
       let c = controls[i]
       var features = c.features
+      features.maxPixels = limits.maxPixels
       if let w = c.imageWeights {
         guard w.count == images[i].count else {
           throw CLIError.invalid("--ip-image-weight", "adapter \(i + 1) has \(images[i].count) image(s) but \(w.count) weight(s)")
@@ -178,7 +183,8 @@ struct ImagePromptOptions: ParsableArguments {
         embeds = try EmbedsFile.read(file, adapter: adapter)
       } else {
         let folder = try encoderFolder(for: i)
-        let encoder = try encoders[folder.path] ?? ImagePromptEncoder(folder: folder, processorConfig: pipeline.featureExtractorConfig)
+        let encoder = try encoders[folder.path]
+          ?? ImagePromptEncoder(folder: folder, processorConfig: pipeline.featureExtractorConfig, prepare: prepare)
         encoders[folder.path] = encoder
         embeds = try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: images[i], options: features)
       }
@@ -191,7 +197,9 @@ struct ImagePromptOptions: ParsableArguments {
           throw CLIError.invalid("--ip-mask", "adapter \(i + 1) has \(embeds.imageCount) image(s) after combining but \(c.maskFiles.count) mask(s)")
         }
         let (w, h) = try pipeline.outputSize(for: parameters)
-        let masks = try IPAdapterMasks.preprocess(try c.maskFiles.map { try Image(contentsOfFile: $0) }, height: h, width: w)
+        let masks = try IPAdapterMasks.preprocess(
+          try c.maskFiles.map { try Image(contentsOfFile: $0, limits: limits.limits) }, height: h, width: w,
+          maxPixels: limits.maxPixels)
         for warning in masks.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
         prompt.masks = masks.masks
       }
@@ -233,7 +241,7 @@ enum EmbedsFile {
     let cond = try file.tensor(conditionalKey).toFloat32()
     let uncond = try file.tensor(unconditionalKey).toFloat32()
     let c = adapter.variant.crossDim
-    guard cond.rank == 3, cond.shape[0] == 1, cond.shape[2] == c, uncond.shape == cond.shape else {
+    guard cond.rank == 3, cond.shape[0] == 1, cond.shape[1] > 0, cond.shape[2] == c, uncond.shape == cond.shape else {
       throw IPAdapterError.badEmbeds(
         path: path, reason: "embeddings must be [1, tokens, \(c)] for \(URL(fileURLWithPath: adapter.path).lastPathComponent), got \(cond.shape) and \(uncond.shape)")
     }
@@ -249,6 +257,9 @@ enum EmbedsFile {
   static func diffusersLayout(_ t: Tensor, path: String, adapter: IPAdapter) throws -> ImagePromptEmbeds {
     let n = t.shape[1]
     let perHalf = Array(t.shape.dropFirst())
+    guard perHalf.allSatisfy({ $0 > 0 }) else {
+      throw IPAdapterError.badEmbeds(path: path, reason: "diffusers embeds \(t.shape) have an empty dimension")
+    }
     let wantsEmbeds = adapter.variant.usesImageEmbeds
     guard (wantsEmbeds && perHalf.count == 2) || (!wantsEmbeds && perHalf.count == 3), perHalf.last == adapter.variant.inputWidth else {
       throw IPAdapterError.badEmbeds(
@@ -286,7 +297,7 @@ struct AdapterControls {
 
 extension ImagePromptOptions {
   /// Parses the control flags into one `AdapterControls` per adapter.
-  func perAdapterControls() throws -> [AdapterControls] {
+  func perAdapterControls(limits: ImageLimits = .default) throws -> [AdapterControls] {
     let n = ipAdapter.count
     var out = Array(repeating: AdapterControls(), count: n)
     let blocks = try Self.perAdapter(ipBlockScales, count: n, option: "--ip-block-scales")
@@ -323,7 +334,7 @@ extension ImagePromptOptions {
     }
     for v in ipNegativeImage {
       let (i, file) = try Self.assignment(v, option: "--ip-negative-image", adapters: n)
-      out[i].features.negative = .image(try Image(contentsOfFile: file))
+      out[i].features.negative = .image(try Image(contentsOfFile: file, limits: limits))
     }
     for v in ipMask {
       let (i, file) = try Self.assignment(v, option: "--ip-mask", adapters: n)

@@ -19,9 +19,9 @@ import Testing
       await hub.stop()
       temp.remove()
     }
-    var blob: URL { client.cache.blobPath(repo.id, etag: big.sha256) }
-    var incomplete: URL { client.cache.incompletePath(repo.id, etag: big.sha256) }
-    var lock: URL { client.cache.lockPath(repo.id, etag: big.sha256) }
+    var blob: URL { try! client.cache.blobPath(repo.id, etag: big.sha256) }
+    var incomplete: URL { try! client.cache.incompletePath(repo.id, etag: big.sha256) }
+    var lock: URL { try! client.cache.lockPath(repo.id, etag: big.sha256) }
   }
 
   static func env(attempts: Int = 3) async throws -> Env {
@@ -104,7 +104,7 @@ import Testing
       return loc.file == Self.big.path && loc.repoID == Self.repo.id && loc.revision == "main"
     }
     #expect(!FileManager.default.fileExists(atPath: e.blob.path))
-    let pointer = e.client.cache.pointerPath(Self.repo.id, commit: Self.repo.commit, file: Self.big.path)
+    let pointer = try e.client.cache.pointerPath(Self.repo.id, commit: Self.repo.commit, file: Self.big.path)
     #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: pointer.path)) == nil)
     await e.done()
   }
@@ -232,7 +232,7 @@ import Testing
       #expect(error == .notFound(HubLocation(repoID: Self.repo.id, file: "nope.bin", revision: "main"), missing: .file, cached: false))
       #expect("\(error)".contains("nope.bin") && "\(error)".contains(Self.repo.id) && "\(error)".contains("main"))
     }
-    let marker = e.client.cache.repoFolder(Self.repo.id).appendingPathComponent(".no_exist/\(Self.repo.commit)/nope.bin")
+    let marker = try e.client.cache.repoFolder(Self.repo.id).appendingPathComponent(".no_exist/\(Self.repo.commit)/nope.bin")
     #expect(FileManager.default.fileExists(atPath: marker.path))
     await #expect(throws: HubError.notFound(HubLocation(repoID: "robust-org/absent", file: "x", revision: "main"), missing: .repo, cached: false)) {
       _ = try await e.client.downloadFile(repoID: "robust-org/absent", path: "x")

@@ -53,7 +53,10 @@ import Testing
       .map { String($0.path.dropFirst(prefix.count)) }.sorted()
     let index = repo.files.first { $0.path == "model_index.json" }!.data
     let ours = PipelineFiles.select(
-      files: repo.files.map(\.path), components: try PipelineFiles.components(modelIndex: index))
+      files: repo.files.map(\.path),
+      components: try HubWireFormat.pipelineComponents(
+        modelIndex: index, location: HubLocation(repoID: repo.id, file: "model_index.json", revision: repo.commit)
+      ).map(\.name))
     #expect(ours == diffusers)
   }
 

@@ -108,7 +108,7 @@ import Testing
     defer { temp.remove() }
     let cache = HubCache(root: temp.url)
     let commit = cache.commit(Self.pipe, revision: "main")!
-    let link = cache.pointerPath(Self.pipe, commit: commit, file: "unet/diffusion_pytorch_model.safetensors")
+    let link = try cache.pointerPath(Self.pipe, commit: commit, file: "unet/diffusion_pytorch_model.safetensors")
     try FileManager.default.removeItem(at: link)
     hub.resetLog()
     let folder = try await makeClient(hub, cache: temp.url).downloadPipeline(repoID: Self.pipe)

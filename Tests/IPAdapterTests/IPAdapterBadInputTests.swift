@@ -30,9 +30,11 @@ import Weights
     #expect(IPAdapter.encoderName(width: 1664, embeds: false).contains("sdxl_models/image_encoder"))
   }
 
-  /// Writes an adapter whose tensors are modified by `edit`.
-  func adapterFile(editing edit: (inout [String: Tensor]) -> Void) throws -> String {
-    let source = try SafeTensorsFile(path: IPFixtures.adapter("ip-adapter_sd15.safetensors"))
+  /// Writes an adapter (a copy of the fixture `name`) whose tensors are modified by `edit`.
+  static func adapterFile(
+    _ name: String = "ip-adapter_sd15.safetensors", editing edit: (inout [String: Tensor]) -> Void
+  ) throws -> String {
+    let source = try SafeTensorsFile(path: IPFixtures.adapter(name))
     var tensors: [String: Tensor] = [:]
     for k in source.keys { tensors[k] = try source.tensor(k) }
     edit(&tensors)
@@ -43,7 +45,7 @@ import Weights
 
   @Test func adapterForAnotherCrossAttentionWidthIsRefused() throws {
     let pipe = try IPFixtures.pipeline()
-    let path = try adapterFile { t in
+    let path = try Self.adapterFile { t in
       t["image_proj.proj.weight"] = .zeros([4 * 24, 28])
       t["image_proj.proj.bias"] = .zeros([4 * 24])
       t["image_proj.norm.weight"] = .zeros([24])
@@ -57,7 +59,7 @@ import Weights
 
   @Test func adapterWithTooFewLayersIsRefused() throws {
     let pipe = try IPFixtures.pipeline()
-    let path = try adapterFile { t in
+    let path = try Self.adapterFile { t in
       t["ip_adapter.21.to_k_ip.weight"] = nil
       t["ip_adapter.21.to_v_ip.weight"] = nil
     }
@@ -69,7 +71,7 @@ import Weights
 
   @Test func layerWithTheWrongWidthIsNamed() throws {
     let pipe = try IPFixtures.pipeline()
-    let path = try adapterFile { t in t["ip_adapter.13.to_k_ip.weight"] = .zeros([32, 20]) }
+    let path = try Self.adapterFile { t in t["ip_adapter.13.to_k_ip.weight"] = .zeros([32, 20]) }
     defer { try? FileManager.default.removeItem(atPath: path) }
     #expect(throws: IPAdapterError.wrongUNet(path: path, reason: "ip_adapter.13.to_k_ip.weight is [32, 20] but up_blocks.1.attentions.2.transformer_blocks.0.attn2 needs [24, 20]")) {
       _ = try IPAdapter(path: path, unet: pipe.unet)
@@ -84,7 +86,7 @@ import Weights
 
   @Test func faceIDIsRefusedAsUnsupported() throws {
     let pipe = try IPFixtures.pipeline()
-    let path = try adapterFile { t in
+    let path = try Self.adapterFile { t in
       t["image_proj.proj.weight"] = nil
       t["image_proj.proj.bias"] = nil
       t["image_proj.proj.0.weight"] = .zeros([40, 12])

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @testable import Weights
 
@@ -269,14 +270,14 @@ struct SafeTensorsValidationTests {
     #expect(openError(fifo) == .notARegularFile(path: fifo))
   }
 
-  @Test("no crash on any truncation or byte corruption of a valid file")
-  func fuzz() throws {
+  @Test("no crash on any truncation or byte corruption of a valid file (seeded, reproducible)", arguments: [1, 2, 3] as [UInt64])
+  func fuzz(seed: UInt64) throws {
     let golden = try Fixtures.bytes("mixed.safetensors")
     func check(_ bytes: [UInt8]) {
       _ = bytes.withUnsafeBytes { try? SafeTensorsHeader.parse(file: $0, path: "<fuzz>") }
     }
     for n in 0...golden.count { check(Array(golden.prefix(n))) }
-    var rng = SystemRandomNumberGenerator()
+    var rng = SeededGenerator(seed: seed)
     for _ in 0..<3000 {
       var b = golden
       for _ in 0..<Int.random(in: 1...4, using: &rng) {

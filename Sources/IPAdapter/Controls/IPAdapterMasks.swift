@@ -27,7 +27,9 @@ public enum IPAdapterMasks {
   /// `IPAdapterMaskProcessor().preprocess(images, height, width)`: Pillow LANCZOS resize to
   /// `height × width` (rounded down to multiples of 8), grayscale (`convert("L")`), `/255`,
   /// binarised at 0.5. Returns `[N, H, W]` of 0/1 and a warning per stretched mask.
-  public static func preprocess(_ images: [Image], height: Int, width: Int) throws -> (masks: Tensor, warnings: [String]) {
+  public static func preprocess(
+    _ images: [Image], height: Int, width: Int, maxPixels: Int = ImageLimits.default.maxPixels
+  ) throws -> (masks: Tensor, warnings: [String]) {
     guard !images.isEmpty else { throw IPAdapterControlError.maskMismatch("no mask image given") }
     guard height >= 8, width >= 8 else {
       throw IPAdapterControlError.badShape(name: "mask target size", expected: "at least 8×8", got: [height, width])
@@ -40,8 +42,9 @@ public enum IPAdapterMasks {
         warnings.append("mask \(i) (\(im.width)×\(im.height)) is stretched to the \(width)×\(height) output")
       }
     }
-    let processor = VaeImageProcessor.mask()
-    let out = processor.preprocess(images, height: height, width: width)  // [N, H, W, 1]
+    var processor = VaeImageProcessor.mask()
+    processor.maxPixels = maxPixels
+    let out = try processor.preprocess(images, height: height, width: width)  // [N, H, W, 1]
     return (out.reshaped([out.shape[0], out.shape[1], out.shape[2]]), warnings)
   }
 

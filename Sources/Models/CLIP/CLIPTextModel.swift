@@ -51,7 +51,14 @@ public struct CLIPTextConfig: Codable, Sendable, Equatable {
     guard let act = CLIPActivation(rawValue: hiddenAct) else {
       throw ModelConfigError.unsupported(path: path, field: "hidden_act", value: hiddenAct, supported: "quick_gelu, gelu")
     }
-    guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 else {
+    let check = ConfigChecker(path: path)
+    try check.checkCLIPEncoder(
+      hiddenSize: hiddenSize, intermediateSize: intermediateSize, layers: numHiddenLayers, heads: numAttentionHeads,
+      projectionDim: projectionDim, layerNormEps: layerNormEps)
+    try check.check("vocab_size", vocabSize, in: ConfigLimits.vocabulary)
+    try check.check("max_position_embeddings", maxPositionEmbeddings, in: ConfigLimits.positions)
+    try check.check("eos_token_id", eosTokenId, in: 0...(vocabSize - 1))
+    guard hiddenSize % numAttentionHeads == 0 else {
       throw ModelConfigError.malformed(
         path: path, field: "num_attention_heads",
         reason: "\(numAttentionHeads) heads do not divide hidden_size \(hiddenSize)")

@@ -71,11 +71,18 @@ public struct CLIPVisionConfig: Codable, Sendable, Equatable {
     guard let act = CLIPActivation(rawValue: hiddenAct) else {
       throw ModelConfigError.unsupported(path: path, field: "hidden_act", value: hiddenAct, supported: "quick_gelu, gelu")
     }
-    guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 else {
+    let check = ConfigChecker(path: path)
+    try check.checkCLIPEncoder(
+      hiddenSize: hiddenSize, intermediateSize: intermediateSize, layers: numHiddenLayers, heads: numAttentionHeads,
+      projectionDim: projectionDim, layerNormEps: layerNormEps)
+    try check.check("num_channels", numChannels, in: ConfigLimits.imageChannels)
+    try check.check("image_size", imageSize, in: 1...4_096)
+    try check.check("patch_size", patchSize, in: 1...imageSize)
+    guard hiddenSize % numAttentionHeads == 0 else {
       throw ModelConfigError.malformed(
         path: path, field: "num_attention_heads", reason: "\(numAttentionHeads) heads do not divide hidden_size \(hiddenSize)")
     }
-    guard patchSize > 0, imageSize % patchSize == 0 else {
+    guard imageSize % patchSize == 0 else {
       throw ModelConfigError.malformed(
         path: path, field: "patch_size", reason: "\(patchSize) does not divide image_size \(imageSize)")
     }

@@ -5,6 +5,8 @@ public enum ModelConfigError: Error, CustomStringConvertible, Equatable {
   case missingFile(path: String)
   case malformed(path: String, field: String, reason: String)
   case unsupported(path: String, field: String, value: String, supported: String)
+  /// A number outside the range this engine accepts (`allowed` says which).
+  case outOfRange(path: String, field: String, value: String, allowed: String)
 
   public var description: String {
     switch self {
@@ -14,6 +16,8 @@ public enum ModelConfigError: Error, CustomStringConvertible, Equatable {
       "\(path): field '\(field)' is invalid: \(reason)"
     case .unsupported(let path, let field, let value, let supported):
       "\(path): '\(field)' = \(value) is not supported (supported: \(supported))"
+    case .outOfRange(let path, let field, let value, let allowed):
+      "\(path): '\(field)' = \(value) is out of range (allowed: \(allowed))"
     }
   }
 }
@@ -21,9 +25,16 @@ public enum ModelConfigError: Error, CustomStringConvertible, Equatable {
 /// Reads a `config.json` into a `Codable` struct, turning decoding failures into
 /// `ModelConfigError`s that name the file and the field.
 public enum ConfigFile {
+  /// Largest config file read (real ones are a few kilobytes).
+  public static let maximumBytes = 16 << 20
+
   public static func load<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
     guard FileManager.default.fileExists(atPath: url.path) else {
       throw ModelConfigError.missingFile(path: url.path)
+    }
+    let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
+    guard size <= maximumBytes else {
+      throw ModelConfigError.malformed(path: url.path, field: "(file)", reason: "\(size) bytes, more than the \(maximumBytes >> 20) MiB a config may have")
     }
     let data: Data
     do { data = try Data(contentsOf: url) } catch {

@@ -54,12 +54,18 @@ public enum ModelLoader {
   public static func openSharded(index url: URL) throws -> any TensorArchive {
     struct Index: Decodable { var weight_map: [String: String] }
     let index: Index
+    let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
+    guard size <= 64 << 20 else { throw ModelFileError.badIndex(path: url.path, reason: "\(size) bytes is more than 64 MiB") }
     do {
       index = try JSONDecoder().decode(Index.self, from: Data(contentsOf: url))
     } catch {
       throw ModelFileError.badIndex(path: url.path, reason: "cannot read weight_map: \(error)")
     }
     let files = Set(index.weight_map.values).sorted()
+    // Shards are files beside the index: a name cannot reach another folder.
+    for name in files where name.isEmpty || name == "." || name == ".." || name.contains("/") || name.contains("\\") {
+      throw ModelFileError.badIndex(path: url.path, reason: "weight_map names '\(name)', which is not a file name in this folder")
+    }
     let folder = url.deletingLastPathComponent()
     let parts: [any TensorArchive] = try files.map {
       try SafeTensorsFile(path: folder.appendingPathComponent($0).path)

@@ -118,8 +118,19 @@ public struct ControlNetConfig: Codable, Sendable, Equatable {
     func malformed(_ field: String, _ reason: String) -> ModelConfigError {
       .malformed(path: path, field: field, reason: reason)
     }
+    let check = ConfigChecker(path: path)
+    try check.checkUNetEncoder(
+      inChannels: inChannels, blockOutChannels: blockOutChannels, layersPerBlock: .single(layersPerBlock),
+      normNumGroups: normNumGroups, normEps: normEps, crossAttentionDim: .single(crossAttentionDim),
+      attentionHeadDim: attentionHeadDim, numAttentionHeads: numAttentionHeads,
+      transformerLayersPerBlock: transformerLayersPerBlock, freqShift: freqShift,
+      downsamplePadding: downsamplePadding, midBlockScaleFactor: midBlockScaleFactor)
+    try check.check("conditioning_channels", conditioningChannels, in: ConfigLimits.imageChannels)
+    if let embed = conditioningEmbeddingOutChannels {
+      try check.check("conditioning_embedding_out_channels (count)", embed.count, in: ConfigLimits.blocks)
+      try check.check("conditioning_embedding_out_channels", embed, in: ConfigLimits.width)
+    }
     let n = blockOutChannels.count
-    guard n > 0 else { throw malformed("block_out_channels", "empty") }
     guard downBlockTypes.count == n else {
       throw malformed("down_block_types", "has \(downBlockTypes.count) entries, block_out_channels has \(n)")
     }
@@ -142,11 +153,6 @@ public struct ControlNetConfig: Codable, Sendable, Equatable {
     case .list(let flags):
       guard flags.count == n else { throw malformed("only_cross_attention", "has \(flags.count) entries, expected \(n)") }
       if flags.contains(true) { throw unsupported("only_cross_attention", flags, "all false") }
-    }
-    guard layersPerBlock > 0 else { throw malformed("layers_per_block", "must be positive, got \(layersPerBlock)") }
-    guard inChannels > 0 else { throw malformed("in_channels", "must be positive, got \(inChannels)") }
-    guard conditioningChannels > 0 else {
-      throw malformed("conditioning_channels", "must be positive, got \(conditioningChannels)")
     }
     guard let embed = conditioningEmbeddingOutChannels else {
       throw malformed("conditioning_embedding_out_channels", "must be a list of channel counts, got null")

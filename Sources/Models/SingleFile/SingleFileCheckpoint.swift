@@ -67,7 +67,7 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
   /// A checkpoint over an already-open archive (tests, archives assembled in memory).
   public init(archive raw: any TensorArchive, path: String, ema: EMAChoice = .preferEMA) throws {
     self.path = path
-    let archive = try Self.unwrap(raw)
+    let archive = try Self.unwrap(raw, path: path)
     let keys = archive.keys
     self.archive = archive
     modelType = try Self.detect(archive, path: path)
@@ -92,14 +92,38 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
   /// EMA key → UNet key, when the UNet is read from its EMA copies.
   private let emaSources: [String: String]
 
-  /// Removes `state_dict.` wrappers (repeatedly), keeping only the wrapped tensors.
-  static func unwrap(_ archive: any TensorArchive) throws -> any TensorArchive {
-    var current = archive
-    let wrapper = LDMKeyTable.stateDictWrapper
-    while current.keys.contains(where: { $0.hasPrefix(wrapper) }) {
-      current = try RenamedArchive(current) { key, _ in key.hasPrefix(wrapper) ? (String(key.dropFirst(wrapper.count)), nil) : nil }
+  /// Deepest `state_dict` nesting accepted (real files have one or two levels).
+  static let maximumWrapperDepth = 16
+
+  /// Removes `state_dict.` wrappers as diffusers' `while "state_dict" in checkpoint: checkpoint =
+  /// checkpoint["state_dict"]` does on the nested dict: at each level only the wrapped keys are
+  /// kept, so the result is the keys with the deepest wrapping, stripped of it. Computed in one
+  /// pass over the keys (a key's depth is found by a linear scan of its prefix), so a key of
+  /// 100,000 nested prefixes costs one read of the key, not 100,000 archive layers.
+  /// - Throws: `SingleFileError.tooDeeplyWrapped` beyond `maximumWrapperDepth` levels.
+  static func unwrap(_ archive: any TensorArchive, path: String) throws -> any TensorArchive {
+    let wrapper = Array(LDMKeyTable.stateDictWrapper.utf8)
+    func depth(_ key: String) -> Int {
+      var levels = 0
+      var utf8 = Substring(key).utf8[...]
+      while utf8.starts(with: wrapper) {
+        levels += 1
+        utf8 = utf8.dropFirst(wrapper.count)
+      }
+      return levels
     }
-    return current
+    let depths = archive.keys.map(depth)
+    let deepest = depths.max() ?? 0
+    guard deepest > 0 else { return archive }
+    guard deepest <= maximumWrapperDepth else {
+      throw SingleFileError.tooDeeplyWrapped(path: path, depth: deepest, limit: maximumWrapperDepth)
+    }
+    var keep: [String: Int] = [:]
+    for (key, d) in zip(archive.keys, depths) where d == deepest { keep[key] = d }
+    let strip = deepest * wrapper.count
+    return try RenamedArchive(archive) { key, _ in
+      keep[key] != nil ? (String(decoding: Array(key.utf8.dropFirst(strip)), as: UTF8.self), nil) : nil
+    }
   }
 
   /// The model type, or a typed refusal naming the evidence.

@@ -9,6 +9,8 @@ public enum SingleFileError: Error, CustomStringConvertible, Equatable, Sendable
   case unsupportedModel(path: String, family: String, evidence: String)
   /// The file has no `model.diffusion_model.*` UNet; `found` describes what it seems to hold.
   case notAStableDiffusionCheckpoint(path: String, found: String)
+  /// Keys wrapped in more nested `state_dict.` levels than any real checkpoint has.
+  case tooDeeplyWrapped(path: String, depth: Int, limit: Int)
   /// A component the pipeline needs is absent (`prefix` is where it was looked for).
   case missingComponent(path: String, component: String, prefix: String, hint: String)
   /// A separate VAE file whose keys are neither diffusers (`encoder.down_blocks.…`) nor LDM
@@ -21,6 +23,8 @@ public enum SingleFileError: Error, CustomStringConvertible, Equatable, Sendable
       "\(path) is a \(family) checkpoint (\(evidence)); only Stable Diffusion 1.x (text-to-image or inpainting) single files are supported"
     case .notAStableDiffusionCheckpoint(let path, let found):
       "\(path) is not a Stable Diffusion single-file checkpoint: it has no 'model.diffusion_model.*' UNet weights (\(found))"
+    case .tooDeeplyWrapped(let path, let depth, let limit):
+      "\(path) wraps its tensors in \(depth) nested 'state_dict' levels (at most \(limit) are accepted)"
     case .missingComponent(let path, let component, let prefix, let hint):
       "\(path) has no \(component) weights (no '\(prefix)*' keys); \(hint)"
     case .unrecognizedVAELayout(let path, let sample):

@@ -71,7 +71,7 @@ public enum VAEFile {
   public static func load(
     path: String, config: AutoencoderKLConfig, configPath: String, prepare: PrepareOptions = PrepareOptions()
   ) throws -> AutoencoderKL {
-    let archive = try SingleFileCheckpoint.unwrap(try openCheckpoint(path: path))
+    let archive = try SingleFileCheckpoint.unwrap(try openCheckpoint(path: path), path: path)
     let layout = try layout(of: archive, path: path)
     let model = try AutoencoderKL(config: config, path: configPath)
     try model.loadWeights(

@@ -139,8 +139,18 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
     func unsupported(_ field: String, _ value: Any, _ supported: String) -> ModelConfigError {
       .unsupported(path: path, field: field, value: "\(value)", supported: supported)
     }
+    let check = ConfigChecker(path: path)
+    try check.checkUNetEncoder(
+      inChannels: inChannels, blockOutChannels: blockOutChannels, layersPerBlock: layersPerBlock,
+      normNumGroups: normNumGroups, normEps: normEps, crossAttentionDim: crossAttentionDim,
+      attentionHeadDim: attentionHeadDim, numAttentionHeads: numAttentionHeads,
+      transformerLayersPerBlock: transformerLayersPerBlock, freqShift: freqShift,
+      downsamplePadding: downsamplePadding, midBlockScaleFactor: midBlockScaleFactor)
+    try check.check("out_channels", outChannels, in: ConfigLimits.imageChannels)
+    try check.check("conv_in_kernel", convInKernel, in: ConfigLimits.kernel)
+    try check.check("conv_out_kernel", convOutKernel, in: ConfigLimits.kernel)
+    if let sampleSize { try check.check("sample_size", sampleSize, in: ConfigLimits.imageSide) }
     let n = blockOutChannels.count
-    guard n > 0 else { throw ModelConfigError.malformed(path: path, field: "block_out_channels", reason: "empty") }
     guard downBlockTypes.count == n else {
       throw ModelConfigError.malformed(
         path: path, field: "down_block_types", reason: "has \(downBlockTypes.count) entries, block_out_channels has \(n)")

@@ -60,8 +60,18 @@ public struct AutoencoderKLConfig: Codable, Sendable, Equatable {
     func unsupported(_ field: String, _ value: Any, _ supported: String) -> ModelConfigError {
       .unsupported(path: path, field: field, value: "\(value)", supported: supported)
     }
+    let check = ConfigChecker(path: path)
+    try check.check("in_channels", inChannels, in: ConfigLimits.imageChannels)
+    try check.check("out_channels", outChannels, in: ConfigLimits.imageChannels)
+    try check.check("latent_channels", latentChannels, in: ConfigLimits.imageChannels)
+    try check.check("block_out_channels (count)", blockOutChannels.count, in: ConfigLimits.blocks)
+    try check.check("block_out_channels", blockOutChannels, in: ConfigLimits.width)
+    try check.check("layers_per_block", layersPerBlock, in: ConfigLimits.layers)
+    try check.check("norm_num_groups", normNumGroups, in: ConfigLimits.groups)
+    try check.check("sample_size", sampleSize, in: ConfigLimits.imageSide)
+    try check.checkFiniteNonZero("scaling_factor", scalingFactor)
+    if let shiftFactor { try check.checkFinite("shift_factor", shiftFactor) }
     let n = blockOutChannels.count
-    guard n > 0 else { throw ModelConfigError.malformed(path: path, field: "block_out_channels", reason: "empty") }
     for (field, list) in [("down_block_types", downBlockTypes), ("up_block_types", upBlockTypes)] where list.count != n {
       throw ModelConfigError.malformed(
         path: path, field: field, reason: "has \(list.count) entries, block_out_channels has \(n)")

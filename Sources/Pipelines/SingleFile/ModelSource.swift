@@ -82,14 +82,18 @@ extension StableDiffusionPipeline {
   ///   - configs: for single files only (default: the bundled SD1.5 configs).
   public static func load(
     _ source: ModelSource, vae: URL? = nil, configs: URL = BundledConfigs.stableDiffusion15,
-    ema: EMAChoice = .preferEMA, precision: ComputePrecision = .float32
+    ema: EMAChoice = .preferEMA, precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false
   ) throws -> StableDiffusionPipeline {
     switch source {
     case .diffusersFolder(let folder):
-      if let vae { return try load(folder: folder, vae: vae, precision: precision) }
-      return try StableDiffusionPipeline(folder: folder, precision: precision)
+      if let vae {
+        return try load(folder: folder, vae: vae, precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
+      }
+      return try StableDiffusionPipeline(folder: folder, precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
     case .singleFile(let file):
-      return try load(singleFile: file, vae: vae, configs: configs, ema: ema, precision: precision)
+      return try load(
+        singleFile: file, vae: vae, configs: configs, ema: ema, precision: precision,
+        allowNonFiniteWeights: allowNonFiniteWeights)
     }
   }
 }

@@ -66,7 +66,7 @@ extension StableDiffusionPipeline {
   /// Limitations: SD1.x only; prompt/LoRA/textual-inversion extras inside the file are ignored.
   public static func load(
     singleFile: URL, vae: URL? = nil, configs: URL = BundledConfigs.stableDiffusion15, ema: EMAChoice = .preferEMA,
-    precision: ComputePrecision = .float32
+    precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false
   ) throws -> StableDiffusionPipeline {
     let checkpoint = try SingleFileCheckpoint(path: singleFile.path, ema: ema)
     if vae == nil, checkpoint.vaePrefix == nil {
@@ -74,7 +74,7 @@ extension StableDiffusionPipeline {
         path: singleFile.path, component: "VAE", prefix: "first_stage_model.", hint: "give a separate VAE file (--vae)")
     }
     let c = try SingleFileConfigs(folder: configs)
-    let prepare = PrepareOptions(precision: precision)
+    let prepare = PrepareOptions(precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
     let textEncoder = try checkpoint.loadTextEncoder(config: c.textEncoder, configPath: c.path("text_encoder"), prepare: prepare)
     let unet = try checkpoint.loadUNet(config: c.unet, configPath: c.path("unet"), prepare: prepare)
     let vaeModel =
@@ -89,7 +89,9 @@ extension StableDiffusionPipeline {
   /// built with the folder's `vae/config.json`.
   ///
   /// matches: diffusers `from_pretrained(folder, vae=AutoencoderKL.from_single_file(vae))`.
-  public static func load(folder: URL, vae: URL, precision: ComputePrecision = .float32) throws -> StableDiffusionPipeline {
+  public static func load(
+    folder: URL, vae: URL, precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false
+  ) throws -> StableDiffusionPipeline {
     for component in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
       var isDir: ObjCBool = false
       if !FileManager.default.fileExists(atPath: folder.appendingPathComponent(component).path, isDirectory: &isDir)
@@ -99,7 +101,7 @@ extension StableDiffusionPipeline {
       }
     }
     let c = try SingleFileConfigs(folder: folder)
-    let prepare = PrepareOptions(precision: precision)
+    let prepare = PrepareOptions(precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
     return try assemble(
       folder: folder, tokenizer: c.tokenizer,
       textEncoder: try ModelLoader.textEncoder(folder.appendingPathComponent("text_encoder"), prepare: prepare),

@@ -8,6 +8,11 @@
 /// length read from the input is checked against the bytes that remain before anything is
 /// allocated; the interpreter is a loop (no recursion); tuple nesting is bounded; MARK, the stack
 /// and the memo are validated on every use, so malformed input throws a typed error, never traps.
+/// Everything the interpreter builds (strings, bytes, container slots, memo entries, copies made
+/// by allowlisted calls such as `_codecs.encode` or `torch.Size` on a memoised value) is charged
+/// against an allocation budget proportional to the pickle's size (`allocationBudget(forPickleBytes:)`),
+/// so a small pickle that re-uses one large value many times is refused (`pickleTooComplex`)
+/// long before it can exhaust memory.
 ///
 /// matches: the opcode semantics of CPython `Lib/pickle.py` `_Unpickler` (protocols 2–5) and the
 /// allowlist behaviour of `torch/_weights_only_unpickler.py` (torch 2.13), re-implemented.
@@ -24,6 +29,13 @@ final class RestrictedUnpickler {
   static let maxTupleDepth = 64
   /// Highest tensor rank accepted.
   static let maxRank = 64
+  /// Bytes charged per stack/container/memo slot (a `PickleValue` plus bookkeeping).
+  static let slotCost = 32
+
+  /// The allocation budget for a pickle of `count` bytes: 1 MiB plus 64 bytes per input byte.
+  /// Real state dicts stay far below it (their unpickled values are a few times the pickle's size,
+  /// see `WeightsTests`), while amplification by re-use of memoised values is cut off.
+  static func allocationBudget(forPickleBytes count: Int) -> Int { (1 << 20) + 64 * count }
 
   let bytes: UnsafeRawBufferPointer
   let path: String
@@ -36,11 +48,15 @@ final class RestrictedUnpickler {
   private(set) var opcodeCount = 0
   /// The protocol named by PROTO (0 if there was none).
   private(set) var protocolVersion = 0
+  /// Bytes charged so far (see `allocationBudget(forPickleBytes:)`).
+  private(set) var allocatedBytes = 0
+  private let budget: Int
 
   /// An interpreter over `bytes` (the data.pkl record); `path` names the file in errors.
   init(bytes: UnsafeRawBufferPointer, path: String) {
     self.bytes = bytes
     self.path = path
+    budget = Self.allocationBudget(forPickleBytes: bytes.count)
   }
 
   deinit { releaseGraph() }
@@ -61,6 +77,24 @@ final class RestrictedUnpickler {
 
   private func invalid(_ offset: Int, _ reason: String) -> TorchCheckpointError {
     .invalidPickle(path: path, offset: offset, reason: reason)
+  }
+
+  // MARK: Allocation budget
+
+  /// Charges `count` bytes against the budget before they are allocated.
+  private func charge(_ count: Int, _ at: Int) throws(TorchCheckpointError) {
+    allocatedBytes += count
+    guard allocatedBytes <= budget else {
+      throw .pickleTooComplex(
+        path: path,
+        reason: "at byte \(at) it would allocate more than \(budget) bytes (1 MiB + 64 × its \(bytes.count) bytes): "
+          + "values are copied far more often than a state dict needs")
+    }
+  }
+
+  /// Charges the slots of `count` values.
+  private func chargeSlots(_ count: Int, _ at: Int) throws(TorchCheckpointError) {
+    try charge(count * Self.slotCost, at)
   }
 
   // MARK: Reading operands
@@ -110,17 +144,28 @@ final class RestrictedUnpickler {
   }
 
   private func utf8(_ raw: UnsafeRawBufferPointer, _ opcode: String, _ at: Int) throws(TorchCheckpointError) -> String {
+    try charge(raw.count, at)
     guard let text = String(validating: raw, as: UTF8.self) else {
       throw invalid(at, "\(opcode) string is not valid UTF-8")
     }
     return text
   }
 
+  /// The next `count` input bytes as an array (charged).
+  private func copiedBytes(_ count: Int, _ opcode: String, _ at: Int) throws(TorchCheckpointError) -> [UInt8] {
+    let raw = try take(count, opcode, at)
+    try charge(count, at)
+    return Array(raw)
+  }
+
   // MARK: Stack
 
   private var floor: Int { marks.last ?? 0 }
 
-  private func push(_ value: PickleValue) { stack.append(value) }
+  private func push(_ value: PickleValue, _ at: Int) throws(TorchCheckpointError) {
+    try chargeSlots(1, at)
+    stack.append(value)
+  }
 
   private func pop(_ opcode: String, _ at: Int) throws(TorchCheckpointError) -> PickleValue {
     guard stack.count > floor else { throw invalid(at, "\(opcode) on an empty stack") }
@@ -140,6 +185,7 @@ final class RestrictedUnpickler {
   }
 
   private func makeTuple(_ items: [PickleValue], _ at: Int) throws(TorchCheckpointError) -> PickleValue {
+    try chargeSlots(items.count, at)
     let tuple = PickleTuple(items)
     guard tuple.depth <= Self.maxTupleDepth else {
       throw .nestingTooDeep(path: path, limit: Self.maxTupleDepth)
@@ -147,14 +193,16 @@ final class RestrictedUnpickler {
     return .tuple(tuple)
   }
 
-  private func newList(_ items: [PickleValue] = []) -> PickleValue {
+  private func newList(_ items: [PickleValue] = [], _ at: Int) throws(TorchCheckpointError) -> PickleValue {
+    try chargeSlots(items.count + 1, at)
     let list = PickleList()
     list.items = items
     containers.append(list)
     return .list(list)
   }
 
-  private func newDict() -> PickleDict {
+  private func newDict(_ at: Int) throws(TorchCheckpointError) -> PickleDict {
+    try chargeSlots(1, at)
     let dict = PickleDict()
     containers.append(dict)
     return dict
@@ -206,39 +254,41 @@ final class RestrictedUnpickler {
       case 0x31:  // POP_MARK
         _ = try popMark("POP_MARK", at)
       case 0x32:  // DUP
-        push(stack[try topIndex("DUP", at)])
+        try push(stack[try topIndex("DUP", at)], at)
       case 0x7D:  // EMPTY_DICT
-        push(.dict(newDict()))
+        try push(.dict(try newDict(at)), at)
       case 0x5D:  // EMPTY_LIST
-        push(newList())
+        try push(try newList([], at), at)
       case 0x29:  // EMPTY_TUPLE
-        push(.tuple(PickleTuple([])))
+        try push(.tuple(PickleTuple([])), at)
       case 0x8F:  // EMPTY_SET
-        push(newList())
+        try push(try newList([], at), at)
       case 0x91:  // FROZENSET
-        push(newList(try popMark("FROZENSET", at)))
+        try push(try newList(try popMark("FROZENSET", at), at), at)
       case 0x74:  // TUPLE
-        push(try makeTuple(try popMark("TUPLE", at), at))
+        try push(try makeTuple(try popMark("TUPLE", at), at), at)
       case 0x85, 0x86, 0x87:  // TUPLE1, TUPLE2, TUPLE3
         let n = Int(op - 0x84)
         guard stack.count - floor >= n else { throw invalid(at, "TUPLE\(n) needs \(n) items on the stack") }
         let items = Array(stack.suffix(n))
         stack.removeLast(n)
-        push(try makeTuple(items, at))
+        try push(try makeTuple(items, at), at)
       case 0x64:  // DICT
         let items = try popMark("DICT", at)
         guard items.count % 2 == 0 else { throw invalid(at, "DICT with an odd number of items") }
-        let dict = newDict()
+        let dict = try newDict(at)
+        try chargeSlots(items.count, at)
         for i in stride(from: 0, to: items.count, by: 2) { dict.set(items[i], items[i + 1]) }
-        push(.dict(dict))
+        try push(.dict(dict), at)
       case 0x6C:  // LIST
-        push(newList(try popMark("LIST", at)))
+        try push(try newList(try popMark("LIST", at), at), at)
       case 0x73:  // SETITEM
         let value = try pop("SETITEM", at)
         let key = try pop("SETITEM", at)
         guard case .dict(let dict) = stack[try topIndex("SETITEM", at)] else {
           throw invalid(at, "SETITEM on \(stack[stack.count - 1].kind), not a dict")
         }
+        try chargeSlots(2, at)
         dict.set(key, value)
       case 0x75:  // SETITEMS
         let items = try popMark("SETITEMS", at)
@@ -246,12 +296,14 @@ final class RestrictedUnpickler {
         guard case .dict(let dict) = stack[try topIndex("SETITEMS", at)] else {
           throw invalid(at, "SETITEMS on \(stack[stack.count - 1].kind), not a dict")
         }
+        try chargeSlots(items.count, at)
         for i in stride(from: 0, to: items.count, by: 2) { dict.set(items[i], items[i + 1]) }
       case 0x61:  // APPEND
         let value = try pop("APPEND", at)
         guard case .list(let list) = stack[try topIndex("APPEND", at)] else {
           throw invalid(at, "APPEND on \(stack[stack.count - 1].kind), not a list")
         }
+        try chargeSlots(1, at)
         list.items.append(value)
       case 0x65, 0x90:  // APPENDS, ADDITEMS
         let name = op == 0x65 ? "APPENDS" : "ADDITEMS"
@@ -259,49 +311,53 @@ final class RestrictedUnpickler {
         guard case .list(let list) = stack[try topIndex(name, at)] else {
           throw invalid(at, "\(name) on \(stack[stack.count - 1].kind), not a list or set")
         }
+        try chargeSlots(items.count, at)
         list.items.append(contentsOf: items)
       case 0x71:  // BINPUT
         let index = try u8("BINPUT", at)
+        try chargeSlots(1, at)
         memo[index] = stack[try topIndex("BINPUT", at)]
       case 0x72:  // LONG_BINPUT
         let index = Int(try u32("LONG_BINPUT", at))
+        try chargeSlots(1, at)
         memo[index] = stack[try topIndex("LONG_BINPUT", at)]
       case 0x94:  // MEMOIZE
+        try chargeSlots(1, at)
         memo[memo.count] = stack[try topIndex("MEMOIZE", at)]
       case 0x68, 0x6A:  // BINGET, LONG_BINGET
         let index = op == 0x68 ? try u8("BINGET", at) : Int(try u32("LONG_BINGET", at))
         guard let value = memo[index] else { throw invalid(at, "memo index \(index) was never stored") }
-        push(value)
+        try push(value, at)
       case 0x4A:  // BININT
-        push(.int(Int64(Int32(bitPattern: try u32("BININT", at)))))
+        try push(.int(Int64(Int32(bitPattern: try u32("BININT", at)))), at)
       case 0x4B:  // BININT1
-        push(.int(Int64(try u8("BININT1", at))))
+        try push(.int(Int64(try u8("BININT1", at))), at)
       case 0x4D:  // BININT2
-        push(.int(Int64(try u16("BININT2", at))))
+        try push(.int(Int64(try u16("BININT2", at))), at)
       case 0x8A:  // LONG1
         let n = try u8("LONG1", at)
-        push(Self.decodeLong(try take(n, "LONG1", at)))
+        try push(Self.decodeLong(try take(n, "LONG1", at)), at)
       case 0x8B:  // LONG4
         let n = Int32(bitPattern: try u32("LONG4", at))
         guard n >= 0 else { throw invalid(at, "LONG4 with a negative length") }
-        push(Self.decodeLong(try take(Int(n), "LONG4", at)))
+        try push(Self.decodeLong(try take(Int(n), "LONG4", at)), at)
       case 0x47:  // BINFLOAT (big-endian)
-        push(.float(Double(bitPattern: UInt64(bigEndian: try take(8, "BINFLOAT", at).loadUnaligned(as: UInt64.self)))))
+        try push(.float(Double(bitPattern: UInt64(bigEndian: try take(8, "BINFLOAT", at).loadUnaligned(as: UInt64.self)))), at)
       case 0x4E:
-        push(.none)
+        try push(.none, at)
       case 0x88:
-        push(.bool(true))
+        try push(.bool(true), at)
       case 0x89:
-        push(.bool(false))
+        try push(.bool(false), at)
       case 0x58:  // BINUNICODE
         let n = try length(UInt64(try u32("BINUNICODE", at)), "BINUNICODE", at)
-        push(.string(try utf8(try take(n, "BINUNICODE", at), "BINUNICODE", at)))
+        try push(.string(try utf8(try take(n, "BINUNICODE", at), "BINUNICODE", at)), at)
       case 0x8C:  // SHORT_BINUNICODE
         let n = try u8("SHORT_BINUNICODE", at)
-        push(.string(try utf8(try take(n, "SHORT_BINUNICODE", at), "SHORT_BINUNICODE", at)))
+        try push(.string(try utf8(try take(n, "SHORT_BINUNICODE", at), "SHORT_BINUNICODE", at)), at)
       case 0x8D:  // BINUNICODE8
         let n = try length(try u64("BINUNICODE8", at), "BINUNICODE8", at)
-        push(.string(try utf8(try take(n, "BINUNICODE8", at), "BINUNICODE8", at)))
+        try push(.string(try utf8(try take(n, "BINUNICODE8", at), "BINUNICODE8", at)), at)
       case 0x54, 0x55:  // BINSTRING, SHORT_BINSTRING (Python 2 str): UTF-8, else Latin-1
         let name = op == 0x54 ? "BINSTRING" : "SHORT_BINSTRING"
         let n: Int
@@ -313,28 +369,29 @@ final class RestrictedUnpickler {
           n = try u8(name, at)
         }
         let raw = try take(n, name, at)
-        push(.string(String(validating: raw, as: UTF8.self) ?? String(raw.map { Character(Unicode.Scalar($0)) })))
+        try charge(2 * n, at)
+        try push(.string(String(validating: raw, as: UTF8.self) ?? String(raw.map { Character(Unicode.Scalar($0)) })), at)
       case 0x42:  // BINBYTES
         let n = try length(UInt64(try u32("BINBYTES", at)), "BINBYTES", at)
-        push(.bytes(Array(try take(n, "BINBYTES", at))))
+        try push(.bytes(try copiedBytes(n, "BINBYTES", at)), at)
       case 0x43:  // SHORT_BINBYTES
         let n = try u8("SHORT_BINBYTES", at)
-        push(.bytes(Array(try take(n, "SHORT_BINBYTES", at))))
+        try push(.bytes(try copiedBytes(n, "SHORT_BINBYTES", at)), at)
       case 0x8E, 0x96:  // BINBYTES8, BYTEARRAY8
         let name = op == 0x8E ? "BINBYTES8" : "BYTEARRAY8"
         let n = try length(try u64(name, at), name, at)
-        push(.bytes(Array(try take(n, name, at))))
+        try push(.bytes(try copiedBytes(n, name, at)), at)
       case 0x63:  // GLOBAL
         let module = try line("GLOBAL", at)
         let name = try line("GLOBAL", at)
-        push(try resolveGlobal(module: module, name: name, at: at))
+        try push(try resolveGlobal(module: module, name: name, at: at), at)
       case 0x93:  // STACK_GLOBAL
         let name = try pop("STACK_GLOBAL", at)
         let module = try pop("STACK_GLOBAL", at)
         guard case .string(let m) = module, case .string(let n) = name else {
           throw invalid(at, "STACK_GLOBAL needs two strings, got \(module.kind) and \(name.kind)")
         }
-        push(try resolveGlobal(module: m, name: n, at: at))
+        try push(try resolveGlobal(module: m, name: n, at: at), at)
       case 0x52:  // REDUCE
         let args = try pop("REDUCE", at)
         let i = try topIndex("REDUCE", at)
@@ -344,20 +401,20 @@ final class RestrictedUnpickler {
         let args = try pop("NEWOBJ", at)
         let cls = try pop("NEWOBJ", at)
         guard case .tuple(let tuple) = args else { throw invalid(at, "NEWOBJ arguments are \(args.kind), not a tuple") }
-        push(try instantiate(cls, tuple.items, at: at))
+        try push(try instantiate(cls, tuple.items, at: at), at)
       case 0x92:  // NEWOBJ_EX (keyword arguments are ignored: no allowlisted class takes any)
         _ = try pop("NEWOBJ_EX", at)
         let args = try pop("NEWOBJ_EX", at)
         let cls = try pop("NEWOBJ_EX", at)
         guard case .tuple(let tuple) = args else { throw invalid(at, "NEWOBJ_EX arguments are \(args.kind), not a tuple") }
-        push(try instantiate(cls, tuple.items, at: at))
+        try push(try instantiate(cls, tuple.items, at: at), at)
       case 0x62:  // BUILD
         let state = try pop("BUILD", at)
         let target = stack[try topIndex("BUILD", at)]
         try build(target, state: state, at: at)
       case 0x51:  // BINPERSID
         let pid = try pop("BINPERSID", at)
-        push(.storage(try storageReference(pid, at: at)))
+        try push(.storage(try storageReference(pid, at: at)), at)
       case 0x69:  // INST: names a class inline; refuse, naming it if it is not allowlisted
         let module = try line("INST", at)
         let name = try line("INST", at)
@@ -412,12 +469,13 @@ final class RestrictedUnpickler {
     }
     switch global {
     case .orderedDict:
-      let dict = newDict()
+      let dict = try newDict(at)
       if let first = args.first {
         // OrderedDict([(key, value), …])
         guard args.count == 1, let pairs = sequenceItems(first) else {
           throw invalid(at, "OrderedDict called with unsupported arguments")
         }
+        try chargeSlots(2 * pairs.count, at)
         for pair in pairs {
           guard case .tuple(let t) = pair, t.items.count == 2 else {
             throw invalid(at, "OrderedDict item is \(pair.kind), not a (key, value) pair")
@@ -465,11 +523,11 @@ final class RestrictedUnpickler {
     case .codecsEncode:
       return .bytes(try encode(args, at: at))
     case .set:
-      if args.isEmpty { return newList() }
+      if args.isEmpty { return try newList([], at) }
       guard args.count == 1, let items = sequenceItems(args[0]) else {
         throw invalid(at, "set expects one list or tuple")
       }
-      return newList(items)
+      return try newList(items, at)
     case .numpyDType:
       guard let first = args.first, case .string(let code) = first else {
         throw invalid(at, "numpy.dtype expects a type code string")
@@ -497,9 +555,9 @@ final class RestrictedUnpickler {
       }
       return args[0]
     case .orderedDict:
-      return .dict(newDict())
+      return .dict(try newDict(at))
     case .set:
-      return newList()
+      return try newList([], at)
     case .inertClass(let name):
       return .object(name)
     default:
@@ -602,6 +660,7 @@ final class RestrictedUnpickler {
     }
     var encoding = "utf-8"
     if args.count >= 2, case .string(let e) = args[1] { encoding = e.lowercased() }
+    try charge(text.utf8.count, at)
     switch encoding {
     case "latin1", "latin-1", "iso-8859-1", "iso8859-1":
       var out: [UInt8] = []

@@ -8,7 +8,9 @@ import Foundation
 /// way tools/reference/gen_hub_fixtures.py does for huggingface_hub: `/resolve/` answers 302 to a "CDN" URL on
 /// the host name `localhost` for LFS files (with X-Linked-Etag/X-Linked-Size), 200 with ETag = git blob id for
 /// others, X-Repo-Commit always; Range; 401 + X-Error-Code: GatedRepo without the token; 404 with
-/// X-Error-Code; `/api/models/{repo}/revision/{rev}`. It logs every request and can misbehave on demand.
+/// X-Error-Code; `/api/models/{repo}/revision/{rev}`. It logs every request and can misbehave on demand (``Fault``):
+/// wrong statuses, cut, corrupt, slow or endless bodies, extra or false headers, redirects anywhere. A repo's commit,
+/// file names and `model_index.json` are served as given, so a test can make them hostile.
 final class FakeHub: @unchecked Sendable {
   struct File: Sendable {
     var path: String
@@ -48,11 +50,35 @@ final class FakeHub: @unchecked Sendable {
     case corrupt  // flip the bytes of the body (same size)
     case ignoreRange  // answer 200 with the whole body to a Range request
     case slow(chunk: Int, delayMs: Int)  // stream the body in chunks with pauses (not consumed: times ignored)
+    case headers([String: String])  // add (or replace) these headers in the answer (HEAD or GET)
+    /// Answer 302 to `to`; a /resolve/ answer keeps the file's X-Repo-Commit, X-Linked-Etag and X-Linked-Size.
+    case redirect(to: String)
+    case body(status: Int, data: Data)  // answer this status and body instead (GET)
+    /// Answer `status` with an endless body (GET), chunked or with this Content-Length; bytes sent are counted in
+    /// `endlessBytesSent`.
+    case endless(status: Int, declaredLength: Int?)
+    /// Answer (HEAD or GET) as `/resolve/` would for this file of this repo at its commit, whatever the path asked
+    /// (a hostile hub answering the dot-segment-normalised path a client sends for `a/../../x`).
+    case serveAs(repoID: String, file: String)
+
+    /// Faults that replace the whole answer (checked first).
+    var replacesAnswer: Bool {
+      switch self {
+      case .status, .redirect, .body, .endless, .serveAs: true
+      default: false
+      }
+    }
+    var isHeaders: Bool {
+      if case .headers = self { return true }
+      return false
+    }
   }
 
   private let lock = NSLock()
   private var repos: [String: Repo] = [:]
-  private var faults: [(match: String, fault: Fault, remaining: Int)] = []
+  private var faults: [(match: String, fault: Fault, remaining: Int, method: String?)] = []
+  let endlessCounter = ByteCounter()
+  var endlessBytesSent: Int { endlessCounter.value }
   private var requestLog: [Logged] = []
   private var server: HTTPServer!
   private var task: Task<Void, Error>?
@@ -85,18 +111,31 @@ final class FakeHub: @unchecked Sendable {
     log.filter { $0.method == method && (text.isEmpty || $0.path.contains(text)) }.count
   }
 
-  func inject(_ fault: Fault, matching match: String, times: Int = 1) {
-    lock.withLock { faults.append((match, fault, times)) }
+  /// Adds a fault for requests whose path contains `match` (and whose method is `method`, when given).
+  func inject(_ fault: Fault, matching match: String, times: Int = 1, method: String? = nil) {
+    lock.withLock { faults.append((match, fault, times, method)) }
   }
 
-  /// The next fault for this request: `.status` faults hit HEADs and GETs (checked first), body faults only GETs.
-  private func takeFault(for path: String, method: String, status: Bool) -> Fault? {
+  /// The next fault of a kind for this request: answer-replacing faults (`.status`, `.redirect` for HEADs and GETs,
+  /// `.body`, `.endless` for GETs) are checked first; `.headers` apply to any answer; body faults only to GETs.
+  private enum Phase { case answer, headers, body }
+  private func takeFault(for path: String, method: String, phase: Phase) -> Fault? {
     lock.withLock {
       guard
         let i = faults.firstIndex(where: { entry in
-          guard path.contains(entry.match), entry.remaining > 0 else { return false }
-          if case .status = entry.fault { return status }
-          return !status && method == "GET"
+          guard path.contains(entry.match), entry.remaining > 0, entry.method.map({ $0 == method }) ?? true else {
+            return false
+          }
+          switch phase {
+          case .answer:
+            switch entry.fault {
+            case .status, .redirect, .serveAs: return true
+            case .body, .endless: return method == "GET"
+            default: return false
+            }
+          case .headers: return entry.fault.isHeaders
+          case .body: return !entry.fault.replacesAnswer && !entry.fault.isHeaders && method == "GET"
+          }
         })
       else { return nil }
       let fault = faults[i].fault
@@ -108,7 +147,13 @@ final class FakeHub: @unchecked Sendable {
 
   private struct Handler: HTTPHandler {
     let hub: FakeHub
-    func handleRequest(_ request: HTTPRequest) async throws -> HTTPResponse { hub.handle(request) }
+    func handleRequest(_ request: HTTPRequest) async throws -> HTTPResponse {
+      var response = hub.handle(request)
+      if case .headers(let extra)? = hub.takeFault(for: request.path, method: request.method.rawValue, phase: .headers) {
+        for (name, value) in extra { response.headers[HTTPHeader(name)] = value }
+      }
+      return response
+    }
   }
 
   // MARK: routing
@@ -124,10 +169,33 @@ final class FakeHub: @unchecked Sendable {
           authorization: request.headers[.authorization], acceptEncoding: request.headers[HTTPHeader("Accept-Encoding")]))
     }
     let head = method == "HEAD"
-    if let fault = takeFault(for: path, method: method, status: true), case .status(let status) = fault {
-      return error(status, "ServerError", head: head)
-    }
     let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+    switch takeFault(for: path, method: method, phase: .answer) {
+    case .status(let status)?:
+      return error(status, "ServerError", head: head)
+    case .redirect(let target)?:
+      var headers: HTTPHeaders = [.location: target, .contentLength: "0"]
+      if parts.count >= 6, parts[3] == "resolve",
+        case .success(let (repo, commit)) = access(parts[1] + "/" + parts[2], parts[4], request, head: head),
+        let file = repo.files.first(where: { $0.path == parts[5...].joined(separator: "/") })
+      {
+        headers[HTTPHeader("X-Repo-Commit")] = commit
+        headers[HTTPHeader("X-Linked-Etag")] = "\"\(file.lfs ? file.sha256 : file.blobID)\""
+        headers[HTTPHeader("X-Linked-Size")] = String(file.data.count)
+      }
+      return HTTPResponse(statusCode: .found, headers: headers)
+    case .body(let status, let data)?:
+      return HTTPResponse(statusCode: HTTPStatusCode(status, phrase: "Fault"), headers: [.contentType: "application/json"], body: data)
+    case .serveAs(let repoID, let file)?:
+      return resolve(repoID: repoID, revision: repos[repoID]?.commit ?? "", file: file, request: request, head: head)
+    case .endless(let status, let declared)?:
+      let body = EndlessBody(counter: endlessCounter)
+      return HTTPResponse(
+        statusCode: HTTPStatusCode(status, phrase: "Fault"), headers: [.contentType: "application/json"],
+        body: declared.map { HTTPBodySequence(from: body, count: $0) } ?? HTTPBodySequence(from: body))
+    default:
+      break
+    }
     if parts.count == 3, parts[1] == "cdn" {
       let sha = parts[2]
       guard let file = repos.values.flatMap(\.files).first(where: { $0.lfs && $0.sha256 == sha }) else {
@@ -210,7 +278,7 @@ final class FakeHub: @unchecked Sendable {
     }
     let object: [String: Any] = ["id": repo.id, "modelId": repo.id, "sha": commit, "siblings": siblings]
     let data = try! JSONSerialization.data(withJSONObject: object)
-    return HTTPResponse(statusCode: .ok, headers: [.contentType: "application/json"], body: data)
+    return body(data, request: request, head: false, headers: [:], contentType: "application/json")
   }
 
   private func error(_ status: Int, _ code: String, head: Bool, extra: HTTPHeaders = [:]) -> HTTPResponse {
@@ -223,13 +291,15 @@ final class FakeHub: @unchecked Sendable {
   }
 
   /// 200 or 206 (for `Range: bytes=N-`), with the injected body fault if any.
-  private func body(_ data: Data, request: HTTPRequest, head: Bool, headers: HTTPHeaders) -> HTTPResponse {
+  private func body(
+    _ data: Data, request: HTTPRequest, head: Bool, headers: HTTPHeaders, contentType: String = "application/octet-stream"
+  ) -> HTTPResponse {
     var headers = headers
     headers[.acceptRanges] = "bytes"
-    headers[.contentType] = "application/octet-stream"
+    headers[.contentType] = contentType
     var content = data
     var status = HTTPStatusCode.ok
-    let fault = takeFault(for: request.path, method: request.method.rawValue, status: false)
+    let fault = takeFault(for: request.path, method: request.method.rawValue, phase: .body)
     if let range = request.headers[.range], fault.map({ if case .ignoreRange = $0 { false } else { true } }) ?? true,
       range.hasPrefix("bytes="), range.hasSuffix("-"), let start = Int(range.dropFirst(6).dropLast()),
       start < data.count
@@ -288,6 +358,36 @@ struct ChunkedBody: AsyncBufferedSequence, Sendable {
       if let cut = body.cutAfter { end = Swift.min(end, cut) }
       defer { index = end }
       return body.data.subdata(in: index..<end)
+    }
+  }
+}
+
+/// A thread-safe byte count.
+final class ByteCounter: @unchecked Sendable {
+  private let lock = NSLock()
+  private var count = 0
+  var value: Int { lock.withLock { count } }
+  func add(_ n: Int) { lock.withLock { count += n } }
+}
+
+/// A body that never ends: 64 KiB chunks of spaces (valid JSON whitespace), counted as they are sent.
+struct EndlessBody: AsyncBufferedSequence, Sendable {
+  typealias Element = UInt8
+  let counter: ByteCounter
+
+  func makeAsyncIterator() -> Iterator { Iterator(counter: counter) }
+
+  struct Iterator: AsyncBufferedIteratorProtocol {
+    let counter: ByteCounter
+    static let chunk = Data(repeating: UInt8(ascii: " "), count: 64 << 10)
+
+    mutating func next() async throws -> UInt8? { UInt8(ascii: " ") }
+
+    mutating func nextBuffer(suggested count: Int) async throws -> Data? {
+      try Task.checkCancellation()
+      let chunk = Self.chunk.prefix(Swift.max(1, Swift.min(count, Self.chunk.count)))
+      counter.add(chunk.count)
+      return Data(chunk)
     }
   }
 }
