@@ -85,6 +85,10 @@ static inline int ipa_png_begin(
   }
   if (setjmp(png_jmpbuf(r->png))) return -1;
   png_set_read_fn(r->png, r, ipa_png_read_fn);
+  // An ancillary chunk can declare any length up to 2^31 and libpng allocates it before reading:
+  // no chunk can be longer than the data itself, and none that we keep needs more than 8 MiB.
+  png_set_chunk_malloc_max(r->png, size < (8u << 20) ? (png_alloc_size_t)size + 64 : (8u << 20));
+  png_set_chunk_cache_max(r->png, 128);
   png_read_info(r->png, r->info);
   png_uint_32 width = 0, height = 0;
   int bit_depth = 0, color_type = 0, interlace = 0;

@@ -30,6 +30,8 @@ enum PNGCodec {
 
   /// Largest accepted decoded buffer (guards against decompression bombs in a 32-bit-sized header).
   static let maxDecodedBytes = 1 << 31
+  /// The most a byte of deflate data can expand to (1032 for zlib's longest matches), rounded up.
+  static let maxInflation = 1_040
 
   static func decode(_ data: UnsafeRawBufferPointer, source: String, maxPixels: Int) throws(ImageIOError)
     -> DecodedImage
@@ -74,6 +76,13 @@ enum PNGCodec {
       !rowBytes.multipliedReportingOverflow(by: height).overflow
     else {
       throw .unsupported(path: source, reason: "\(width)x\(height) is too large to decode")
+    }
+    // Deflate expands at most ~1032:1, so the file must be large enough for what the header
+    // declares: a tiny file claiming a huge image is refused before its buffer is allocated.
+    guard rowBytes * height <= Self.maxInflation * data.count + 65_536 else {
+      throw .corruptPNG(
+        path: source,
+        message: "\(width)x\(height) needs \(rowBytes * height) bytes, more than \(data.count) compressed bytes can hold")
     }
     var raw = [UInt8](repeating: 0, count: rowBytes * height)
     let status = raw.withUnsafeMutableBufferPointer {

@@ -155,3 +155,30 @@ import Testing
     }
   }
 }
+
+extension HostileImageTests {
+  @Test("a 156-byte PNG whose iTXt chunk declares 1.9 GB is refused without libpng allocating it (fuzz regression)")
+  func hugeTextChunk() throws {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("Fuzz/Regressions/png/itxt-chunk-length-1.9GB.png")
+    let bytes = [UInt8](try Data(contentsOf: url))
+    #expect(bytes.count == 156)
+    #expect(throws: ImageIOError.self) { try ImageCodec.decode(bytes, source: "itxt.png") }
+  }
+
+  @Test("a tiny PNG declaring more pixels than its deflate data could hold is refused before its buffer is allocated")
+  func declaredSizeBeyondDeflateRatio() throws {
+    // 37×23 RGB file (a few hundred bytes) claiming 2000×2000 (12 MB raw, inside the pixel budget).
+    let png = try Self.pngClaiming(width: 2000, height: 2000)
+    let error = #expect(throws: ImageIOError.self) { try ImageCodec.decode(png, source: "claim.png") }
+    guard case .corruptPNG(_, let message)? = error else {
+      Issue.record("\(String(describing: error))")
+      return
+    }
+    #expect(message.contains("compressed bytes"))
+    // A real, highly compressible image still decodes.
+    let flat = try ImageCodec.encodePNG(Image(width: 1500, height: 1500, format: .rgb, fill: 7), compressionLevel: 9)
+    #expect(flat.count < 20_000)
+    #expect(try ImageCodec.decode(flat).image.width == 1500)
+  }
+}
