@@ -28,6 +28,7 @@ typedef struct ipa_png_reader {
   size_t pos;
   int truncated;        // the input ended before libpng had read what it needed
   int passes;           // interlace passes (1 or 7)
+  size_t alloc_cap;     // largest single allocation libpng may make (see ipa_png_malloc)
   char message[256];
 } ipa_png_reader;
 
@@ -65,6 +66,21 @@ static inline void ipa_png_read_fn(png_structp png, png_bytep out, size_t n) {
   r->pos += n;
 }
 
+/// libpng's allocator. libpng 1.6 only *warns* when an ancillary chunk (iTXt, zTXt, …) declares a
+/// length above `png_set_chunk_malloc_max` and then allocates it anyway, before reading a byte of
+/// it; refusing here turns that into libpng's "out of memory" warning (the chunk is skipped) and
+/// the truncated-input error that follows.
+static inline png_voidp ipa_png_malloc(png_structp png, png_alloc_size_t size) {
+  const ipa_png_reader *r = (const ipa_png_reader *)png_get_mem_ptr(png);
+  if (r != NULL && size > r->alloc_cap) return NULL;
+  return malloc(size);
+}
+
+static inline void ipa_png_free(png_structp png, png_voidp p) {
+  (void)png;
+  free(p);
+}
+
 /// Reads the header and sets up: palette -> RGB, gray 1/2/4-bit -> 8-bit (bit replication),
 /// tRNS -> alpha channel, 16-bit kept (big-endian), Adam7 de-interlacing. No gamma handling.
 static inline int ipa_png_begin(
@@ -73,7 +89,11 @@ static inline int ipa_png_begin(
   memset(h, 0, sizeof *h);
   r->data = data;
   r->size = size;
-  r->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, r, ipa_png_error_fn, ipa_png_warning_fn);
+  // Nothing libpng needs is bigger than two rows (at most PNG_USER_WIDTH_MAX = 10^6 pixels of
+  // 8 bytes each) or one chunk of the input itself.
+  r->alloc_cap = ((size_t)32 << 20) + size;
+  r->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, r, ipa_png_error_fn, ipa_png_warning_fn,
+                                    r, ipa_png_malloc, ipa_png_free);
   if (!r->png) {
     snprintf(r->message, sizeof r->message, "cannot create libpng read struct");
     return -1;

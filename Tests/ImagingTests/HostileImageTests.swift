@@ -166,6 +166,15 @@ extension HostileImageTests {
     #expect(throws: ImageIOError.self) { try ImageCodec.decode(bytes, source: "itxt.png") }
   }
 
+  @Test("an iTXt chunk declaring 1.1 GB after a text chunk with a bad CRC is refused (libpng only warns about its length)")
+  func hugeTextChunkAfterBenignError() throws {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("Fuzz/Regressions/png/itxt-length-after-text-chunk-1.1GB.png")
+    let bytes = [UInt8](try Data(contentsOf: url))
+    #expect(bytes.count == 181)
+    #expect(throws: ImageIOError.self) { try ImageCodec.decode(bytes, source: "itxt.png") }
+  }
+
   @Test("a tiny PNG declaring more pixels than its deflate data could hold is refused before its buffer is allocated")
   func declaredSizeBeyondDeflateRatio() throws {
     // 37×23 RGB file (a few hundred bytes) claiming 2000×2000 (12 MB raw, inside the pixel budget).
