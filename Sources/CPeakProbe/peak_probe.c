@@ -1,45 +1,49 @@
+// The FMA throughput probe. The timed loop is inline assembly — 12 independent chains of
+// `vfmadd231ps` on registers and one counter — so what it measures does not depend on how the
+// package is compiled (SwiftPM builds C at -O0 in debug configurations, and no flags are set).
 #include "peak_probe.h"
-#include <immintrin.h>
 
-__attribute__((target("avx512f")))
-static double probe512(int64_t iterations) {
-  __m512 a0 = _mm512_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-  __m512 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-  for (int64_t i = 0; i < iterations; i++) {
-    a0 = _mm512_fmadd_ps(a0, m, c); a1 = _mm512_fmadd_ps(a1, m, c); a2 = _mm512_fmadd_ps(a2, m, c);
-    a3 = _mm512_fmadd_ps(a3, m, c); a4 = _mm512_fmadd_ps(a4, m, c); a5 = _mm512_fmadd_ps(a5, m, c);
-    a6 = _mm512_fmadd_ps(a6, m, c); a7 = _mm512_fmadd_ps(a7, m, c); a8 = _mm512_fmadd_ps(a8, m, c);
-    a9 = _mm512_fmadd_ps(a9, m, c); a10 = _mm512_fmadd_ps(a10, m, c); a11 = _mm512_fmadd_ps(a11, m, c);
-  }
-  __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                           _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-  volatile float sink = _mm512_reduce_add_ps(s);
-  (void)sink;
-  return (double)iterations * 12.0 * 16.0 * 2.0;
+#if defined(__x86_64__)
+
+static void splat(float *lanes, int count, float value) {
+  for (int i = 0; i < count; i++) lanes[i] = value;
 }
 
-__attribute__((target("avx2,fma")))
-static double probe256(int64_t iterations) {
-  __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-  __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-  for (int64_t i = 0; i < iterations; i++) {
-    a0 = _mm256_fmadd_ps(a0, m, c); a1 = _mm256_fmadd_ps(a1, m, c); a2 = _mm256_fmadd_ps(a2, m, c);
-    a3 = _mm256_fmadd_ps(a3, m, c); a4 = _mm256_fmadd_ps(a4, m, c); a5 = _mm256_fmadd_ps(a5, m, c);
-    a6 = _mm256_fmadd_ps(a6, m, c); a7 = _mm256_fmadd_ps(a7, m, c); a8 = _mm256_fmadd_ps(a8, m, c);
-    a9 = _mm256_fmadd_ps(a9, m, c); a10 = _mm256_fmadd_ps(a10, m, c); a11 = _mm256_fmadd_ps(a11, m, c);
+// One probe per vector width R ("zmm" or "ymm", LANES floats): 12 accumulators x = x·m + c.
+#define IPA_DEFINE_PROBE(NAME, TARGET, R, LANES)                                                       \
+  __attribute__((target(TARGET))) static double NAME(int64_t iterations) {                             \
+    float one[LANES], m[LANES], c[LANES];                                                               \
+    splat(one, LANES, 1.0f);                                                                            \
+    splat(m, LANES, 0.999999f);                                                                         \
+    splat(c, LANES, 1e-7f);                                                                             \
+    int64_t n = iterations;                                                                             \
+    __asm__ volatile(                                                                                   \
+        "vmovups (%[one]), %%" R "0\n\t"                                                                \
+        "vmovaps %%" R "0, %%" R "1\n\t vmovaps %%" R "0, %%" R "2\n\t vmovaps %%" R "0, %%" R "3\n\t"  \
+        "vmovaps %%" R "0, %%" R "4\n\t vmovaps %%" R "0, %%" R "5\n\t vmovaps %%" R "0, %%" R "6\n\t"  \
+        "vmovaps %%" R "0, %%" R "7\n\t vmovaps %%" R "0, %%" R "8\n\t vmovaps %%" R "0, %%" R "9\n\t"  \
+        "vmovaps %%" R "0, %%" R "10\n\t vmovaps %%" R "0, %%" R "11\n\t"                              \
+        "vmovups (%[m]), %%" R "12\n\t vmovups (%[c]), %%" R "13\n\t"                                  \
+        "test %[n], %[n]\n\t jle 2f\n"                                                                  \
+        "1:\n\t"                                                                                        \
+        "vfmadd213ps %%" R "13, %%" R "12, %%" R "0\n\t vfmadd213ps %%" R "13, %%" R "12, %%" R "1\n\t"   \
+        "vfmadd213ps %%" R "13, %%" R "12, %%" R "2\n\t vfmadd213ps %%" R "13, %%" R "12, %%" R "3\n\t"   \
+        "vfmadd213ps %%" R "13, %%" R "12, %%" R "4\n\t vfmadd213ps %%" R "13, %%" R "12, %%" R "5\n\t"   \
+        "vfmadd213ps %%" R "13, %%" R "12, %%" R "6\n\t vfmadd213ps %%" R "13, %%" R "12, %%" R "7\n\t"   \
+        "vfmadd213ps %%" R "13, %%" R "12, %%" R "8\n\t vfmadd213ps %%" R "13, %%" R "12, %%" R "9\n\t"   \
+        "vfmadd213ps %%" R "13, %%" R "12, %%" R "10\n\t vfmadd213ps %%" R "13, %%" R "12, %%" R "11\n\t" \
+        "dec %[n]\n\t jnz 1b\n"                                                                         \
+        "2:\n\t"                                                                                        \
+        "vzeroupper\n\t"                                                                                \
+        : [n] "+r"(n)                                                                                   \
+        : [one] "r"(one), [m] "r"(m), [c] "r"(c)                                                        \
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",     \
+          "xmm11", "xmm12", "xmm13", "memory", "cc");                                                   \
+    return (double)iterations * 12.0 * LANES * 2.0;                                                     \
   }
-  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                           _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-  float out[8];
-  _mm256_storeu_ps(out, s);
-  volatile float sink = out[0];
-  (void)sink;
-  return (double)iterations * 12.0 * 8.0 * 2.0;
-}
+
+IPA_DEFINE_PROBE(probe512, "avx512f", "zmm", 16)
+IPA_DEFINE_PROBE(probe256, "avx2,fma", "ymm", 8)
 
 double ipa_fma_probe_avx512(int64_t iterations) {
   if (!__builtin_cpu_supports("avx512f")) return 0;
@@ -50,3 +54,17 @@ double ipa_fma_probe_avx2(int64_t iterations) {
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
   return probe256(iterations);
 }
+
+#else
+
+double ipa_fma_probe_avx512(int64_t iterations) {
+  (void)iterations;
+  return 0;
+}
+
+double ipa_fma_probe_avx2(int64_t iterations) {
+  (void)iterations;
+  return 0;
+}
+
+#endif

@@ -15,6 +15,7 @@ import Foundation
 /// left in place after release (`.locks/models--org--name/<etag>.lock`). Limitations: on file systems where
 /// `flock` silently succeeds for everyone (some NFS mounts) it protects nothing; waiting polls every 50 ms
 /// rather than blocking a thread, and gives up only when the task is cancelled.
+/// `@unchecked Sendable`: holds a file descriptor used by one task at a time (acquire/release pairs).
 final class FileLock: @unchecked Sendable {
   private var fd: Int32 = -1
   let path: String

@@ -52,8 +52,10 @@ struct RequestOptions: Sendable {
 /// endpoint's scheme, host and port) and never from https to http. Response headers are bounded by libcurl (7.88:
 /// a header line over 100 KiB fails the transfer as "Out of memory", more than 300 KiB of headers as "Too large
 /// response headers"; both reach the caller as a ``HubError/network(_:detail:)``, no crash, no hang).
+/// `@unchecked Sendable`: URLSession delegate; its per-task state is guarded by its lock.
 final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable {
   /// Delegate-queue state of one task; `failure` is shared with the deadline timer (under the transport's lock).
+  /// `@unchecked Sendable`: touched on the session's delegate queue, `failure` under the transport's lock.
   private final class TaskState: @unchecked Sendable {
     let options: RequestOptions
     let isHead: Bool

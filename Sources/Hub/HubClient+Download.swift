@@ -13,6 +13,7 @@ import Foundation
 /// it on the way when a digest is wanted (the prefix already on disk is hashed first), so that checking a
 /// multi-gigabyte file costs no second pass. It refuses to grow the file past the size the hub announced, and
 /// abandons a transfer that averages less than the minimum rate over a window (a stall).
+/// `@unchecked Sendable`: written by one URLSession delegate queue at a time.
 private final class IncompleteWriter: @unchecked Sendable {
   let handle: FileHandle
   let path: String

@@ -112,6 +112,8 @@ public final class HubClient: Sendable {
     return try box.result!.get()
   }
 
+  // @unchecked Sendable: written once by the detached task before the semaphore is signalled, read after.
+
   private final class ResultBox<T>: @unchecked Sendable {
     var result: Result<T, Error>?
   }

@@ -93,7 +93,8 @@ public struct HubConfiguration: Sendable {
     return cleaned.isEmpty ? nil : cleaned
   }
 
-  static func expandTilde(_ path: String, home: String = NSHomeDirectory()) -> String {
+  /// `~` and `~/…` expanded against `home` (the shell's rule); anything else unchanged.
+  public static func expandTilde(_ path: String, home: String = NSHomeDirectory()) -> String {
     if path == "~" { return home }
     if path.hasPrefix("~/") { return home + path.dropFirst() }
     return path

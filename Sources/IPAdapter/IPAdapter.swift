@@ -11,6 +11,7 @@ import Weights
 /// checkpoint layout: `image_proj.*` and `ip_adapter.*`, as `.safetensors` or a `.bin` pickle of
 /// the two dicts) and diffusers `load_ip_adapter`. Limitations: FaceID variants are refused with
 /// `IPAdapterError.unsupportedVariant`.
+/// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`.
 public final class IPAdapter: @unchecked Sendable {
   public let path: String
   public let variant: IPAdapterVariant

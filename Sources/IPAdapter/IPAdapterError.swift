@@ -23,7 +23,7 @@ public enum IPAdapterError: Error, CustomStringConvertible, Equatable {
     case .wrongImageEncoder(let path, let encoder, let reason, let needed):
       "\(path) needs a different image encoder than \(encoder): \(reason). Use \(needed)"
     case .missingImageEncoder(let path, let tried):
-      "no image encoder for \(path): \(tried) does not exist; pass --image-encoder DIR (for h94/IP-Adapter, models/image_encoder)"
+      "no image encoder for \(path): \(tried) does not exist; give the image encoder folder (for h94/IP-Adapter, models/image_encoder)"
     case .badEmbeds(let path, let reason): "\(path): \(reason)"
     case .badInput(let message): message
     }

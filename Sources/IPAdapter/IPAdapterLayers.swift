@@ -33,7 +33,7 @@ public enum IPAdapterLayerTable {
 /// `N.to_v_ip` (`Linear(cross_dim → hidden, bias=False)`).
 ///
 /// matches: tencent-ailab/IP-Adapter `IPAttnProcessor.to_k_ip/to_v_ip`.
-public final class IPAdapterAttentionWeights: Module, @unchecked Sendable {
+public final class IPAdapterAttentionWeights: Module {
   public let slots: [IPAdapterLayerSlot]
   public let toK: [Linear]
   public let toV: [Linear]

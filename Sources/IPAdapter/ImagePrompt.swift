@@ -3,7 +3,7 @@ import Models
 import TensorCore
 
 /// Projected image-prompt tokens of one adapter: conditional and unconditional, `[1, N·T, C]`.
-public struct ImagePromptEmbeds: @unchecked Sendable {
+public struct ImagePromptEmbeds: Sendable {
   public var conditional: Tensor
   public var unconditional: Tensor
   /// Images whose tokens are concatenated (1 after a non-concat combine mode).
@@ -41,7 +41,7 @@ public struct ImageFeatureOptions: Sendable {
 /// `set_ip_adapter_scale`, regional masks with one softmax per image), the official step gating
 /// (`StableDiffusionXLCustomPipeline`), and ComfyUI_IPAdapter_plus' weight types and embeds
 /// scaling.
-public struct ImagePrompt: @unchecked Sendable {
+public struct ImagePrompt: Sendable {
   public var adapter: IPAdapter
   public var embeds: ImagePromptEmbeds
   /// λ in `out = Attn(Q, K_t, V_t) + λ·Attn(Q, K_ip, V_ip)` when `layerScales` is uniform;
@@ -150,7 +150,7 @@ public struct ImagePrompt: @unchecked Sendable {
   /// Tokens `[B, L, C]` → `[B, count, C]` starting at `start`.
   static func tokenSlice(_ t: Tensor, from start: Int, count: Int) throws -> Tensor {
     let (b, l, c) = (t.shape[0], t.shape[1], t.shape[2])
-    var out = Tensor(uninitializedShape: [b, count, c])
+    let out = Tensor(uninitializedShape: [b, count, c])
     let src = t.asFloat32()
     for i in 0..<b {
       (out.mutableFloatPointer + i * count * c).update(from: src.floatPointer + (i * l + start) * c, count: count * c)

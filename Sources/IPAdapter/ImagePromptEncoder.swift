@@ -10,6 +10,7 @@ import TensorCore
 /// matches: diffusers `StableDiffusionPipeline.encode_image` — `image_embeds` for global
 /// adapters (unconditional: a zero embedding), `hidden_states[-2]` for Plus/full-face
 /// (unconditional: the encoder run on zero, i.e. mean-colour, normalised pixels).
+/// `@unchecked Sendable`: its model's only mutable state, the lazily packed kernels, is guarded by `KernelLock`.
 public final class ImagePromptEncoder: @unchecked Sendable {
   public let path: String
   public let model: CLIPVisionModel

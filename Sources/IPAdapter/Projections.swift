@@ -20,6 +20,7 @@ public protocol ImagePromptProjection: Module {
 ///
 /// matches: tencent-ailab/IP-Adapter `ImageProjModel` and diffusers `ImageProjection`:
 /// `LayerNorm(reshape(Linear(e), [B, T, C]))` (ip-adapter_sd15, _light, _vit-G, sdxl).
+/// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`.
 public final class ImageProjModel: ImagePromptProjection, @unchecked Sendable {
   public let proj: Linear
   public let norm: LayerNorm
@@ -53,6 +54,7 @@ public final class ImageProjModel: ImagePromptProjection, @unchecked Sendable {
 /// matches: tencent-ailab/IP-Adapter `MLPProjModel` (ip_adapter.py) and diffusers
 /// `IPAdapterFullImageProjection`: `LayerNorm(Linear(GELU(Linear(h))))` on every hidden-state
 /// token (257 image-prompt tokens for ViT-H/14).
+/// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`.
 public final class MLPProjModel: ImagePromptProjection, @unchecked Sendable {
   public let fc1: Linear
   public let fc2: Linear

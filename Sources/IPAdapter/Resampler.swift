@@ -8,7 +8,7 @@ import TensorCore
 /// matches: tencent-ailab/IP-Adapter `resampler.PerceiverAttention` (and diffusers'
 /// `IPAdapterPlusImageProjectionBlock` attention): queries from the latents; keys and values over
 /// `[norm1(x) ; norm2(latents)]`; `to_kv` rows split K-then-V; heads of 64; softmax of `qkᵀ/8`.
-public final class PerceiverAttention: Module, @unchecked Sendable {
+public final class PerceiverAttention: Module {
   public let norm1: LayerNorm
   public let norm2: LayerNorm
   public let toQ: Linear
@@ -64,7 +64,7 @@ public final class PerceiverAttention: Module, @unchecked Sendable {
 /// The Resampler's feed-forward: keys `0` (LayerNorm), `1`, `3` (bias-free Linear), GELU between.
 ///
 /// matches: tencent-ailab/IP-Adapter `resampler.FeedForward`.
-public final class ResamplerFeedForward: Module, @unchecked Sendable {
+public final class ResamplerFeedForward: Module {
   public let norm: LayerNorm
   public let fc1: Linear
   public let fc2: Linear
@@ -91,6 +91,7 @@ public final class ResamplerFeedForward: Module, @unchecked Sendable {
 /// diffusers `IPAdapterPlusImageProjection`. Every dimension is read from the checkpoint: queries
 /// from `latents`, heads from `to_q` rows / 64, depth from the number of layers, mean-pooled
 /// latents from `to_latents_from_mean_pooled_seq.1` rows / dim.
+/// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`.
 public final class Resampler: ImagePromptProjection, @unchecked Sendable {
   public let latents: Parameter
   public let projIn: Linear

@@ -5,7 +5,7 @@ import TensorCore
 /// matches: `torch.nn.Conv2d(in, out, k, stride, padding)` (groups 1, dilation 1) applied to the
 /// NCHW equivalent of the input. `padding` may be asymmetric (diffusers' VAE encoder pads only the
 /// bottom/right before its stride-2 convolutions).
-public final class Conv2d: Module, @unchecked Sendable {
+public final class Conv2d: Module {
   public let weight: Parameter
   public let bias: Parameter?
   public let stride: Int

@@ -4,7 +4,7 @@ import TensorCore
 ///
 /// matches: `torch.nn.Linear`. The kernel (oneDNN matmul with packed weights) is built by
 /// `prepare`; an optional activation and residual add are fused into it.
-public final class Linear: Module, @unchecked Sendable {
+public final class Linear: Module {
   public let weight: Parameter
   public let bias: Parameter?
   public let activation: FusedActivation

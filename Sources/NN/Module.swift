@@ -5,7 +5,7 @@ import TensorCore
 /// Until loading, only the expected shape is known; `load(from:)` fills `value` with the
 /// checkpoint's tensor (a zero-copy view in its stored dtype — conversion and packing happen when
 /// the owning layer prepares its kernel).
-public final class Parameter: @unchecked Sendable {
+public final class Parameter {
   public let shape: [Int]
   public internal(set) var storedValue: Tensor?
 

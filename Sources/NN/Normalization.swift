@@ -4,7 +4,7 @@ import TensorCore
 ///
 /// matches: `torch.nn.GroupNorm(numGroups, C, eps, affine=True)`; `silu: true` fuses the SiLU
 /// that diffusers applies right after most of its group norms.
-public final class GroupNorm: Module, @unchecked Sendable {
+public final class GroupNorm: Module {
   public let groups: Int
   public let eps: Float
   public let weight: Parameter
@@ -35,7 +35,7 @@ public final class GroupNorm: Module, @unchecked Sendable {
 /// Layer normalisation over the last dimension, keys `weight` and `bias` `[C]` (when affine).
 ///
 /// matches: `torch.nn.LayerNorm(C, eps, elementwise_affine)`.
-public final class LayerNorm: Module, @unchecked Sendable {
+public final class LayerNorm: Module {
   public let eps: Float
   public let weight: Parameter?
   public let bias: Parameter?
@@ -66,7 +66,7 @@ public final class LayerNorm: Module, @unchecked Sendable {
 /// A lookup table, key `weight` `[count, dim]`.
 ///
 /// matches: `torch.nn.Embedding`.
-public final class Embedding: Module, @unchecked Sendable {
+public final class Embedding: Module {
   public let weight: Parameter
   private var table: Tensor?
 

@@ -5,7 +5,7 @@ import TensorCore
 
 /// One ControlNet of a generation: the model, its control image (a hint such as Canny edges, or
 /// the preprocessed result), its strength and its step window.
-public struct ControlNetUnit: @unchecked Sendable {
+public struct ControlNetUnit: Sendable {
   public var model: ControlNetModel
   /// Shown in the PNG parameters (usually the folder name).
   public var name: String

@@ -2,6 +2,7 @@ import Foundation
 import Models
 import Schedulers
 import TensorCore
+import TorchRandom
 
 /// Progress of a running generation, reported after every denoising step.
 public struct StepProgress: Sendable {
@@ -14,7 +15,7 @@ public struct StepProgress: Sendable {
   public var estimatedRemaining: Double { secondsPerStep * Double(total - step) }
 }
 
-/// Called after every step; return `false` to cancel the generation.
+/// Called after every step; return `false` to cancel the generation (`PipelineError.cancelled`).
 public typealias ProgressHandler = (StepProgress) -> Bool
 
 /// Where the loop is: `index` into the scheduler's timesteps, `position` and `count` within this
@@ -70,6 +71,8 @@ public struct DenoisingLoop {
   public var stopOnNonFinite = true
   /// Named in `nonFiniteLatents` errors.
   public var modelName = "the model"
+  /// Called after every step with (steps done, steps of this run, the NHWC latents): previews.
+  public var afterEachStep: ((Int, Int, Tensor) throws -> Void)?
 
   public init(unet: UNet2DConditionModel, guidanceScale: Float, extensions: [any DenoisingExtension] = []) {
     self.unet = unet
@@ -81,8 +84,14 @@ public struct DenoisingLoop {
   public var usesGuidance: Bool { guidanceScale > 1 }
 
   /// Runs steps `startIndex..<scheduler.timesteps.count` from `latents`.
-  /// - Parameter conditioning: text (and image-prompt) keys/values; batch 2 with guidance
-  ///   (unconditional first), else 1.
+  /// - Parameters:
+  ///   - initial: the starting latents, NHWC `[1, h, w, 4]`.
+  ///   - scheduler: the sampler, advanced step by step.
+  ///   - startIndex: the first step (past 0 for image-to-image).
+  ///   - conditioning: text (and image-prompt) keys/values; batch 2 with guidance
+  ///     (unconditional first), else 1.
+  ///   - generator: the noise source of stochastic samplers.
+  ///   - progress: called after every step; returning false stops with `PipelineError.cancelled`.
   public func run(
     latents initial: Tensor, scheduler: inout any Scheduler, startIndex: Int = 0,
     conditioning: CrossAttentionConditioning, generator: inout TorchGenerator,
@@ -98,6 +107,7 @@ public struct DenoisingLoop {
     let total = timesteps.count - startIndex
     let start = Date()
     for index in startIndex..<timesteps.count {
+      try CancellationToken.checkCurrent()
       let step = StepContext(index: index, position: index - startIndex, count: total, timestep: timesteps[index])
       var stepConditioning = conditioning
       for e in extensions { stepConditioning = try e.conditioning(stepConditioning, step: step) }
@@ -126,11 +136,12 @@ public struct DenoisingLoop {
       if stopOnNonFinite, NonFinite.firstIndex(latents) != nil {
         throw PipelineError.nonFiniteLatents(model: modelName, step: index - startIndex + 1, total: total)
       }
+      let done = index - startIndex + 1
       if let progress {
-        let done = index - startIndex + 1
         let report = StepProgress(step: done, total: total, elapsed: Date().timeIntervalSince(start))
         if !progress(report) { throw PipelineError.cancelled(afterStep: done) }
       }
+      try afterEachStep?(done, total, latents)
     }
     return latents
   }

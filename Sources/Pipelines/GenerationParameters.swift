@@ -48,7 +48,7 @@ public struct GenerationParameters: Sendable {
 }
 
 /// What a generation produced.
-public struct GenerationResult: @unchecked Sendable {
+public struct GenerationResult: Sendable {
   /// Final denoised latents before VAE decoding, NCHW `[1, 4, H/8, W/8]`.
   public var latents: Tensor
   /// The decoded image, 8-bit RGB.
@@ -58,4 +58,6 @@ public struct GenerationResult: @unchecked Sendable {
   /// Seconds spent before the first denoising step (text and image encoding) and in the loop.
   public var preparationSeconds: Double
   public var denoisingSeconds: Double
+  /// Things the user should know (the tokenizer's prompt truncation, as diffusers logs it).
+  public var warnings: [String] = []
 }

@@ -2,6 +2,7 @@ import Imaging
 import Models
 import Schedulers
 import TensorCore
+import TorchRandom
 
 /// Initial latents of a run that starts from an image, with where the loop starts.
 struct StartingPoint {

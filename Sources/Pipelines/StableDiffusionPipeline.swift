@@ -6,13 +6,14 @@ import NN
 import Schedulers
 import TensorCore
 import Tokenizers
+import TorchRandom
 
 /// A Stable Diffusion 1.x/2.x text-to-image pipeline loaded from a diffusers folder
 /// (`model_index.json`, `tokenizer/`, `text_encoder/`, `unet/`, `vae/`, `scheduler/`).
 ///
 /// matches: diffusers `StableDiffusionPipeline` (0.42.1) with `output_type="pil"`, no safety
 /// checker. Limitations: one image per call, no prompt weighting, no textual inversion.
-public final class StableDiffusionPipeline: @unchecked Sendable {
+public final class StableDiffusionPipeline: Sendable {
   public let folder: URL
   public let tokenizer: CLIPTokenizer
   public let textEncoder: CLIPTextModel
@@ -22,11 +23,9 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
   /// The folder's own scheduler class (`_class_name`), used when no sampler is requested.
   public let schedulerClassName: String
   public let precision: ComputePrecision
-  /// Drop each model's packed weights as soon as a generation no longer needs it (text encoder
-  /// after encoding, UNet and ControlNets after the last step, VAE after decoding): peak memory is
-  /// then one model at a time, at the cost of packing again on the next generation. The CLI sets
-  /// it; a library user generating many images keeps the default (false).
-  public var releaseModelsAfterUse = false
+  /// The serial queue every generation, encoding and decoding of this pipeline runs on: one at a
+  /// time, in call order (see `ComputeQueue`).
+  let compute: ComputeQueue
 
   /// Loads every component. Weights are memory-mapped; kernels are prepared lazily per shape.
   /// Weights holding NaN or infinity are refused (`WeightLoadingError.nonFinite`) unless
@@ -48,6 +47,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     }
     self.folder = folder
     self.precision = precision
+    compute = ComputeQueue(label: "ipadapter.pipeline")
     let options = PrepareOptions(precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
     tokenizer = try CLIPTokenizer(directory: folder.appendingPathComponent("tokenizer"))
     textEncoder = try ModelLoader.textEncoder(folder.appendingPathComponent("text_encoder"), prepare: options)
@@ -92,6 +92,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     self.schedulerConfig = schedulerConfig
     self.schedulerClassName = schedulerConfig.className ?? "PNDMScheduler"
     self.precision = precision
+    compute = ComputeQueue(label: "ipadapter.pipeline")
   }
 
   /// Pixels per latent (8 for Stable Diffusion).
@@ -105,7 +106,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
   /// matches: diffusers `StableDiffusionPipeline.encode_prompt` (padding to `model_max_length`,
   /// truncation, empty negative prompt when none is given, `clip_skip`).
   /// - Returns: `[B, 77, hidden]` and the truncation warnings.
-  public func encodePrompts(prompt: String, negativePrompt: String, guidance: Bool, clipSkip: Int = 0) throws -> (Tensor, [String]) {
+  func encodePrompts(prompt: String, negativePrompt: String, guidance: Bool, clipSkip: Int = 0) throws -> (Tensor, [String]) {
     var warnings: [String] = []
     let texts = guidance ? [negativePrompt, prompt] : [prompt]
     let rows = texts.map { text -> [Int] in
@@ -136,88 +137,39 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     return (w, h)
   }
 
-  /// Generates one image from text and, optionally, image prompts (IP-Adapter), an init image
-  /// (image-to-image) with a mask (inpainting), and ControlNets.
-  /// - Parameters:
-  ///   - imagePrompts: adapters with their projected tokens and scales; their keys/values are
-  ///     computed once here and attended to at every step.
-  ///   - controlNets: structure control; each ControlNet sees the text tokens only.
-  ///   - extensions: further per-step additions to the denoising loop.
-  public func generate(
-    _ parameters: GenerationParameters, imagePrompts: [ImagePrompt] = [], controlNets: [ControlNetUnit] = [],
-    extensions: [any DenoisingExtension] = [], progress: ProgressHandler? = nil
+  /// The generation behind every public entry point, on the calling thread (the public ones run it
+  /// on `compute`).
+  func generateNow(
+    _ parameters: GenerationParameters, conditioning given: TextConditioning?, imagePrompts: [ImagePrompt],
+    controlNets: [ControlNetUnit], extensions: [any DenoisingExtension], options: GenerationOptions,
+    progress: ProgressHandler?, preview: ((GenerationPreview) -> Void)?
   ) throws -> GenerationResult {
     let began = Date()
     try validate(parameters)
     let (width, height) = try resolveSize(parameters)
-    let latentShape = [1, vae.config.latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
-    var loop = DenoisingLoop(unet: unet, guidanceScale: parameters.guidanceScale, extensions: extensions)
-    loop.stopOnNonFinite = !parameters.allowNaN
-    loop.modelName = modelName
-
-    let (embeddings, _) = try encodePrompts(
-      prompt: parameters.prompt, negativePrompt: parameters.negativePrompt, guidance: loop.usesGuidance,
-      clipSkip: parameters.clipSkip)
-    if releaseModelsAfterUse {
+    let release = options.memory == .releaseAfterUse
+    let text: TextConditioning
+    if let given {
+      try given.check(against: parameters)
+      text = given
+    } else {
+      text = try encodeTextNow(parameters)
+    }
+    if release {
       textEncoder.releaseKernels()
       Runtime.returnFreedMemory()
     }
-    var conditioning = try unet.makeConditioning(encoderHiddenStates: embeddings)
-    try attach(imagePrompts, to: &conditioning, loop: &loop, width: width, height: height)
-    for unit in controlNets {
-      loop.extensions.append(
-        try ControlNetExtension(
-          unit: unit, textEmbeddings: embeddings, guidance: loop.usesGuidance, width: width, height: height,
-          maxPixels: parameters.maxPixels, unet: unet))
-    }
-
-    var scheduler = try makeScheduler(parameters.scheduler, steps: parameters.steps)
-    var generator = TorchGenerator(seed: parameters.seed)
-    var start = 0
-    var latents: Tensor
-    if let image = parameters.initImage, let mask = parameters.mask {
-      let blurred = parameters.maskBlur > 0 ? VaeImageProcessor.blur(mask, blurFactor: parameters.maskBlur) : mask
-      let point = try inpaintingStart(
-        image, mask: blurred, width: width, height: height, strength: parameters.strength ?? 1.0, scheduler: scheduler,
-        steps: parameters.steps, guidance: loop.usesGuidance, maxPixels: parameters.maxPixels, generator: &generator)
-      (latents, start) = (point.latents, point.startIndex)
-      if let e = point.stepExtension { loop.extensions.append(e) }
-      if releaseModelsAfterUse { vae.encoder.releaseKernels() }
-    } else if let image = parameters.initImage {
-      let point = try imageToImageStart(
-        image, width: width, height: height, strength: parameters.strength ?? 0.8, scheduler: scheduler,
-        steps: parameters.steps, maxPixels: parameters.maxPixels, generator: &generator)
-      (latents, start) = (point.latents, point.startIndex)
-      if releaseModelsAfterUse { vae.encoder.releaseKernels() }
-    } else {
-      guard unet.inChannels == vae.config.latentChannels else {
-        throw PipelineError.invalidArgument(
-          name: "init image", reason: "this UNet takes \(unet.inChannels) input channels (an inpainting model): give --init-image and --mask")
-      }
-      if let given = parameters.latents {
-        guard given.shape == latentShape else {
-          throw PipelineError.invalidArgument(
-            name: "latents", reason: "shape \(given.shape) does not match \(latentShape) for a \(width)×\(height) image")
-        }
-        latents = try Ops.nchwToNhwc(given)
-      } else {
-        latents = generator.randn(nchw: latentShape, layout: .nhwc)
-      }
-      latents = Ops.scale(latents, scheduler.initNoiseSigma)
-    }
-    let prepared = Date()
-
-    latents = try loop.run(
-      latents: latents, scheduler: &scheduler, startIndex: start, conditioning: conditioning,
-      generator: &generator, progress: progress)
+    let latents = try denoiseNow(
+      parameters, text: text, width: width, height: height, imagePrompts: imagePrompts, controlNets: controlNets,
+      extensions: extensions, options: options, progress: progress, preview: preview)
     let denoised = Date()
-    if releaseModelsAfterUse {
+    if release {
       unet.releaseKernels()
       for unit in controlNets { unit.model.releaseKernels() }
       Runtime.returnFreedMemory()
     }
-    let image = try decode(latents)
-    if releaseModelsAfterUse {
+    let image = try decodeNHWC(latents.nhwc)
+    if release {
       vae.releaseKernels()
       Runtime.returnFreedMemory()
     }
@@ -234,12 +186,84 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
       extra.append(("ControlNet", "\(unit.name) (\(ParametersText.format(unit.scale)))"))
     }
     return GenerationResult(
-      latents: try Ops.nhwcToNchw(latents), image: image,
+      latents: try Ops.nhwcToNchw(latents.nhwc), image: image,
       parametersText: ParametersText.describe(
         parameters, width: width, height: height, model: modelName,
         schedulerName: parameters.scheduler?.displayName ?? SchedulerKind.displayName(forClass: schedulerClassName),
         extra: extra),
-      preparationSeconds: prepared.timeIntervalSince(began), denoisingSeconds: denoised.timeIntervalSince(prepared))
+      preparationSeconds: latents.firstStepAt.timeIntervalSince(began),
+      denoisingSeconds: denoised.timeIntervalSince(latents.firstStepAt), warnings: text.warnings)
+  }
+
+  /// Conditioning, starting latents and the denoising loop; NHWC latents and when the loop began.
+  func denoiseNow(
+    _ parameters: GenerationParameters, text: TextConditioning, width: Int, height: Int, imagePrompts: [ImagePrompt],
+    controlNets: [ControlNetUnit], extensions: [any DenoisingExtension], options: GenerationOptions,
+    progress: ProgressHandler?, preview: ((GenerationPreview) -> Void)?
+  ) throws -> (nhwc: Tensor, firstStepAt: Date) {
+    let latentShape = [1, vae.config.latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
+    var loop = DenoisingLoop(unet: unet, guidanceScale: parameters.guidanceScale, extensions: extensions)
+    loop.stopOnNonFinite = !parameters.allowNaN
+    loop.modelName = modelName
+    let release = options.memory == .releaseAfterUse
+
+    var conditioning = try unet.makeConditioning(encoderHiddenStates: text.embeddings)
+    try attach(imagePrompts, to: &conditioning, loop: &loop, width: width, height: height)
+    for unit in controlNets {
+      loop.extensions.append(
+        try ControlNetExtension(
+          unit: unit, textEmbeddings: text.embeddings, guidance: loop.usesGuidance, width: width, height: height,
+          maxPixels: parameters.maxPixels, unet: unet))
+    }
+
+    var scheduler = try makeScheduler(parameters.scheduler, steps: parameters.steps)
+    var generator = TorchGenerator(seed: parameters.seed)
+    var start = 0
+    var latents: Tensor
+    if let image = parameters.initImage, let mask = parameters.mask {
+      let blurred = parameters.maskBlur > 0 ? VaeImageProcessor.blur(mask, blurFactor: parameters.maskBlur) : mask
+      let point = try inpaintingStart(
+        image, mask: blurred, width: width, height: height, strength: parameters.strength ?? 1.0, scheduler: scheduler,
+        steps: parameters.steps, guidance: loop.usesGuidance, maxPixels: parameters.maxPixels, generator: &generator)
+      (latents, start) = (point.latents, point.startIndex)
+      if let e = point.stepExtension { loop.extensions.append(e) }
+      if release { vae.encoder.releaseKernels() }
+    } else if let image = parameters.initImage {
+      let point = try imageToImageStart(
+        image, width: width, height: height, strength: parameters.strength ?? 0.8, scheduler: scheduler,
+        steps: parameters.steps, maxPixels: parameters.maxPixels, generator: &generator)
+      (latents, start) = (point.latents, point.startIndex)
+      if release { vae.encoder.releaseKernels() }
+    } else {
+      guard unet.inChannels == vae.config.latentChannels else {
+        throw PipelineError.invalidArgument(
+          name: "initImage", reason: "this UNet takes \(unet.inChannels) input channels (an inpainting model): give an init image and a mask")
+      }
+      if let given = parameters.latents {
+        guard given.shape == latentShape else {
+          throw PipelineError.invalidArgument(
+            name: "latents", reason: "shape \(given.shape) does not match \(latentShape) for a \(width)×\(height) image")
+        }
+        latents = try Ops.nchwToNhwc(given)
+      } else {
+        latents = generator.randn(nchw: latentShape, layout: .nhwc)
+      }
+      latents = Ops.scale(latents, scheduler.initNoiseSigma)
+    }
+    if let preview, options.previewEvery > 0 {
+      let every = options.previewEvery
+      let wantsImage = options.preview == .image
+      loop.afterEachStep = { [self] done, total, current in
+        guard done % every == 0, done < total else { return }
+        let image = wantsImage ? try decodeNHWC(current) : nil
+        preview(GenerationPreview(step: done, total: total, latents: try Ops.nhwcToNchw(current), image: image))
+      }
+    }
+    let firstStep = Date()
+    latents = try loop.run(
+      latents: latents, scheduler: &scheduler, startIndex: start, conditioning: conditioning,
+      generator: &generator, progress: progress)
+    return (latents, firstStep)
   }
 
   /// The output size a generation with `parameters` will have (width, height).
@@ -293,7 +317,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
   }
 
   /// VAE-decodes NHWC latents into an 8-bit image (diffusers' `VaeImageProcessor.postprocess`).
-  public func decode(_ latents: Tensor) throws -> Image {
+  func decodeNHWC(_ latents: Tensor) throws -> Image {
     let scaled = Ops.divide(latents, vae.config.scalingFactor)  // `latents / scaling_factor`
     let decoded = try vae.decode(scaled)
     let processor = VaeImageProcessor(vaeScaleFactor: vaeScaleFactor)

@@ -1,4 +1,5 @@
 import TensorCore
+import TorchRandom
 
 /// Denoising diffusion implicit models, deterministic (eta = 0).
 ///
@@ -64,12 +65,7 @@ public struct DDIMScheduler: Scheduler {
   public mutating func step(
     modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator
   ) throws -> Tensor {
-    try checkStepIndex(stepIndex)
-    try TensorMath.checkShapes("DDIMScheduler.step", sample, modelOutput)
-    if let expected = nextStep, expected != stepIndex {
-      throw SchedulerError.stepOutOfOrder(scheduler: Self.className, expected: expected, got: stepIndex)
-    }
-    nextStep = stepIndex + 1
+    try beginStep(stepIndex, sample: sample, modelOutput: modelOutput, nextStep: &nextStep)
 
     let timestep = integerTimesteps[stepIndex]
     let prevTimestep = timestep - numTrainTimesteps / numInferenceSteps

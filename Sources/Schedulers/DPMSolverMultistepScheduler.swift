@@ -1,5 +1,6 @@
 import Foundation
 import TensorCore
+import TorchRandom
 
 /// DPM-Solver++ multistep (orders 1–3), the "DPM++ 2M" / "DPM++ 2M Karras" samplers.
 ///
@@ -159,12 +160,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
   public mutating func step(
     modelOutput: Tensor, stepIndex i: Int, sample: Tensor, generator: inout TorchGenerator
   ) throws -> Tensor {
-    try checkStepIndex(i)
-    try TensorMath.checkShapes("DPMSolverMultistepScheduler.step", sample, modelOutput)
-    if let expected = nextStep, expected != i {
-      throw SchedulerError.stepOutOfOrder(scheduler: Self.className, expected: expected, got: i)
-    }
-    nextStep = i + 1
+    try beginStep(i, sample: sample, modelOutput: modelOutput, nextStep: &nextStep)
 
     let count = timesteps.count
     let useLowerOrderFinal =

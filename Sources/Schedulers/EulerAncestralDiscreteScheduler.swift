@@ -1,4 +1,5 @@
 import TensorCore
+import TorchRandom
 
 /// Ancestral Euler sampling (k-diffusion "Euler a"): an Euler step to a lower sigma followed by
 /// fresh noise from the generator, every step.
@@ -59,12 +60,7 @@ public struct EulerAncestralDiscreteScheduler: Scheduler {
   public mutating func step(
     modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator
   ) throws -> Tensor {
-    try checkStepIndex(stepIndex)
-    try TensorMath.checkShapes("EulerAncestralDiscreteScheduler.step", sample, modelOutput)
-    if let expected = nextStep, expected != stepIndex {
-      throw SchedulerError.stepOutOfOrder(scheduler: Self.className, expected: expected, got: stepIndex)
-    }
-    nextStep = stepIndex + 1
+    try beginStep(stepIndex, sample: sample, modelOutput: modelOutput, nextStep: &nextStep)
 
     let sigma = sigmas[stepIndex]
     let sigmaFrom = sigma

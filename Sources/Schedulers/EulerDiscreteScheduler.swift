@@ -1,5 +1,6 @@
 import Foundation
 import TensorCore
+import TorchRandom
 
 /// Euler's method on the probability-flow ODE in sigma space (k-diffusion "Euler").
 ///
@@ -90,12 +91,7 @@ public struct EulerDiscreteScheduler: Scheduler {
   public mutating func step(
     modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator
   ) throws -> Tensor {
-    try checkStepIndex(stepIndex)
-    try TensorMath.checkShapes("EulerDiscreteScheduler.step", sample, modelOutput)
-    if let expected = nextStep, expected != stepIndex {
-      throw SchedulerError.stepOutOfOrder(scheduler: Self.className, expected: expected, got: stepIndex)
-    }
-    nextStep = stepIndex + 1
+    try beginStep(stepIndex, sample: sample, modelOutput: modelOutput, nextStep: &nextStep)
 
     let sigma = sigmas[stepIndex]
     let sigmaHat = sigma * (0 + 1)  // gamma = 0 (s_churn = 0)

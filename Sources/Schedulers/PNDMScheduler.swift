@@ -1,4 +1,5 @@
 import TensorCore
+import TorchRandom
 
 /// Pseudo numerical methods for diffusion models: PLMS (linear multistep), optionally after the
 /// Runge-Kutta (PRK) warm-up. The scheduler of the SD1.5 folder (`skip_prk_steps: true`).
@@ -96,12 +97,7 @@ public struct PNDMScheduler: Scheduler {
   public mutating func step(
     modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator
   ) throws -> Tensor {
-    try checkStepIndex(stepIndex)
-    try TensorMath.checkShapes("PNDMScheduler.step", sample, modelOutput)
-    if let expected = nextStep, expected != stepIndex {
-      throw SchedulerError.stepOutOfOrder(scheduler: Self.className, expected: expected, got: stepIndex)
-    }
-    nextStep = stepIndex + 1
+    try beginStep(stepIndex, sample: sample, modelOutput: modelOutput, nextStep: &nextStep)
     let timestep = integerTimesteps[stepIndex]
     if counter < prkCount && !skipPRK {
       return stepPRK(modelOutput, timestep, sample)

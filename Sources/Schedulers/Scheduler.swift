@@ -1,4 +1,5 @@
 import TensorCore
+import TorchRandom
 
 /// A noise scheduler (sampler) driven by one denoising loop for all samplers.
 ///
@@ -26,6 +27,8 @@ import TensorCore
 /// any layout works as long as model output and sample share it. The one layout-aware operation is
 /// the ancestral noise draw, which follows `noiseLayout`.
 public protocol Scheduler: Sendable {
+  /// The diffusers class this scheduler reproduces (`DDIMScheduler`, …), named in errors.
+  static var className: String { get }
   /// diffusers' `scheduler.timesteps` as float32 (integral values except Euler's).
   var timesteps: [Float] { get }
   /// diffusers' `init_noise_sigma`: text-to-image multiplies the initial noise by it.
@@ -62,21 +65,24 @@ extension Scheduler {
     return tStart * order
   }
 
+  /// The checks every `step` begins with, in this order: `index` addresses `timesteps`, the
+  /// sample and the model output have one shape, and steps come in order (`nextStep`, nil before
+  /// the first step, is then advanced).
+  func beginStep(_ index: Int, sample: Tensor, modelOutput: Tensor, nextStep: inout Int?) throws {
+    try checkStepIndex(index)
+    try TensorMath.checkShapes("\(Self.className).step", sample, modelOutput)
+    if let expected = nextStep, expected != index {
+      throw SchedulerError.stepOutOfOrder(scheduler: Self.className, expected: expected, got: index)
+    }
+    nextStep = index + 1
+  }
+
   /// Throws unless `index` addresses `timesteps`.
   func checkStepIndex(_ index: Int) throws {
     guard index >= 0 && index < timesteps.count else {
       throw SchedulerError.stepIndexOutOfRange(index: index, count: timesteps.count)
     }
   }
-}
-
-/// Memory layout of 4-D latents, for the one place a scheduler needs it: drawing noise in torch's
-/// element order.
-public enum LatentLayout: String, Sendable, CaseIterable {
-  /// `[N, C, H, W]`, torch's layout.
-  case nchw
-  /// `[N, H, W, C]`, channels last.
-  case nhwc
 }
 
 /// How each scheduler class names and validates its options.

@@ -1,3 +1,4 @@
+import TorchRandom
 /// The samplers the engine offers, by CLI name.
 ///
 /// matches: the usual diffusers recipes for swapping a pipeline's scheduler,

@@ -1,10 +1,11 @@
 import CDNNL
+import CKernels
 
 /// One set of keys and values a query attends to, with the weight of its contribution.
 ///
 /// Several sources over the same queries give decoupled attention:
 /// `out = Σ_s scale_s · softmax(Q K_sᵀ / √d) V_s` (each source has its own softmax).
-public struct AttentionSource: @unchecked Sendable {
+public struct AttentionSource: Sendable {
   /// `[B or 1, Lk, heads·headDim]` Float32.
   public var key: Tensor
   /// `[B or 1, Lk, heads·headDim]` Float32.
@@ -73,7 +74,7 @@ public enum Attention {
       }
     }
     if active.isEmpty { return Tensor.zeros([batch, lq, channels]) }
-    var out = Tensor(uninitializedShape: [batch, lq, channels])
+    let out = Tensor(uninitializedShape: [batch, lq, channels])
     let q = query.asFloat32()
     let keys = active.map { $0.key.asFloat32() }
     let values = active.map { $0.value.asFloat32() }
@@ -179,48 +180,10 @@ public enum Attention {
     for i in 0..<count { row[i] *= factor }
   }
 
-  /// In-place softmax of `row[0..<count]` times `scale`; `row[count..<total]` is set to 0.
+  /// In-place softmax of `row[0..<count]` times `scale`; `row[count..<total]` is set to 0
+  /// (the C kernel: Sleef's exp, ATen's order).
   @inline(__always)
   static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, total: Int, scale: Float) {
-    typealias V = SIMD16<Float>
-    var i = 0
-    var vmax = V(repeating: -.infinity)
-    while i + 16 <= count {
-      vmax = VectorMath.max(vmax, UnsafeRawPointer(row + i).loadUnaligned(as: V.self))
-      i += 16
-    }
-    var m = VectorMath.horizontalMax(vmax)
-    while i < count {
-      m = max(m, row[i])
-      i += 1
-    }
-    i = 0
-    var vsum = V(repeating: 0)
-    let vm = V(repeating: m)
-    while i + 16 <= count {
-      let e = VectorMath.exp(UnsafeRawPointer(row + i).loadUnaligned(as: V.self) - vm)
-      UnsafeMutableRawPointer(row + i).storeBytes(of: e, as: V.self)
-      vsum += e
-      i += 16
-    }
-    var sum = vsum.sum()
-    while i < count {
-      let e = VectorMath.exp(row[i] - m)
-      row[i] = e
-      sum += e
-      i += 1
-    }
-    let inv = V(repeating: scale / sum)  // λ·mask folded into the probabilities
-    i = 0
-    while i + 16 <= count {
-      let p = UnsafeMutableRawPointer(row + i)
-      p.storeBytes(of: p.loadUnaligned(as: V.self) * inv, as: V.self)
-      i += 16
-    }
-    while i < count {
-      row[i] *= inv[0]
-      i += 1
-    }
-    if count < total { (row + count).update(repeating: 0, count: total - count) }
+    ipa_softmax_row(row, count, total, scale)
   }
 }

@@ -9,6 +9,7 @@ import CDNNL
 ///   strided output (`V` packed by `packValue`).
 /// Primitives run single-threaded inside TensorCore's parallel loop (one head/block per thread),
 /// each thread with its own scratchpad and stream.
+/// `@unchecked Sendable`: immutable after init except oneDNN handles, which are thread-safe to execute.
 final class AttentionPlan: @unchecked Sendable {
   let rows: Int
   let keys: Int
@@ -126,6 +127,7 @@ final class AttentionPlan: @unchecked Sendable {
 }
 
 /// A cached oneDNN reorder (layout conversion) primitive.
+/// `@unchecked Sendable`: wraps a oneDNN primitive (an opaque C handle, safe to execute concurrently).
 final class DNNLReorder: @unchecked Sendable {
   let descriptor: dnnl_primitive_desc_t
   let primitive: dnnl_primitive_t

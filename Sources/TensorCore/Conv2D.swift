@@ -20,6 +20,7 @@ public struct Padding2D: Hashable, Sendable {
 /// which oneDNN picks a reference kernel is refused with `DNNLError.referenceImplementation`.
 ///
 /// matches: `torch.nn.functional.conv2d` with `groups=1`, `dilation=1`.
+/// `@unchecked Sendable`: per-shape primitive caches are guarded by `KernelLock`; weights are immutable.
 public final class Conv2DKernel: @unchecked Sendable {
   public let outChannels: Int
   public let inChannels: Int

@@ -93,6 +93,7 @@ enum DNNL {
 }
 
 /// An executable oneDNN primitive together with the descriptor it was created from.
+/// `@unchecked Sendable`: an opaque oneDNN handle, safe to execute concurrently.
 final class DNNLPrimitive: @unchecked Sendable {
   let descriptor: dnnl_primitive_desc_t
   let primitive: dnnl_primitive_t

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Element type of a tensor's storage.
 ///
 /// Compute is Float32; Float16 and BFloat16 are storage types (checkpoints ship fp16) that are
@@ -19,7 +21,8 @@ public enum DType: String, Sendable, CaseIterable, CustomStringConvertible {
   public var description: String { rawValue }
 }
 
-/// Bulk conversions between the storage types, vectorised (F16C / AVX2 with x86-64-v3).
+/// Bulk conversions between the storage types: the C kernels (F16C / AVX2 when the CPU has them,
+/// chosen at run time), spread over threads for large arrays.
 public enum Convert {
   /// Widens `count` IEEE half values to Float32.
   public static func halfToFloat(
@@ -28,16 +31,7 @@ public enum Convert {
     // Blocks of 64 Ki values on all threads: loading a checkpoint converts gigabytes, and the page
     // faults of the fresh destination are as costly as the conversion itself.
     Parallel.forBlocks(count, blockSize: 65_536, costPerElement: 6) { block in
-      var i = block.lowerBound
-      while i + 16 <= block.upperBound {
-        let v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float16>.self)
-        UnsafeMutableRawPointer(dst + i).storeBytes(of: SIMD16<Float>(v), as: SIMD16<Float>.self)
-        i += 16
-      }
-      while i < block.upperBound {
-        dst[i] = Float(Float16(bitPattern: src[i]))
-        i += 1
-      }
+      ipa_half_to_float(src + block.lowerBound, dst + block.lowerBound, block.count)
     }
   }
 
@@ -45,59 +39,22 @@ public enum Convert {
   public static func floatToHalf(
     _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int
   ) {
-    var i = 0
-    while i + 16 <= count {
-      let v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
-      UnsafeMutableRawPointer(dst + i).storeBytes(of: SIMD16<Float16>(v), as: SIMD16<Float16>.self)
-      i += 16
-    }
-    while i < count {
-      dst[i] = Float16(src[i]).bitPattern
-      i += 1
-    }
+    ipa_float_to_half(src, dst, count)
   }
 
   /// Widens bfloat16 (the upper 16 bits of a Float32) to Float32. Exact.
   public static func bfloat16ToFloat(
     _ src: UnsafePointer<UInt16>, _ dst: UnsafeMutablePointer<Float>, count: Int
   ) {
-    let out = UnsafeMutableRawPointer(dst).assumingMemoryBound(to: UInt32.self)
-    var i = 0
-    while i + 16 <= count {
-      let v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt16>.self)
-      UnsafeMutableRawPointer(out + i).storeBytes(
-        of: SIMD16<UInt32>(truncatingIfNeeded: v) &<< 16, as: SIMD16<UInt32>.self)
-      i += 16
-    }
-    while i < count {
-      out[i] = UInt32(src[i]) << 16
-      i += 1
-    }
+    ipa_bfloat16_to_float(src, dst, count)
   }
 
   /// Narrows Float32 to bfloat16 with round-to-nearest-even; NaN stays NaN (as torch).
   public static func floatToBFloat16(
     _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int
   ) {
-    let one = SIMD16<UInt32>(repeating: 1)
-    let half = SIMD16<UInt32>(repeating: 0x7FFF)
-    let magnitude = SIMD16<UInt32>(repeating: 0x7FFF_FFFF)
-    let infinity = SIMD16<UInt32>(repeating: 0x7F80_0000)
     Parallel.forBlocks(count, blockSize: 65_536, costPerElement: 6) { block in
-      var i = block.lowerBound
-      while i + 16 <= block.upperBound {
-        let bits = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt32>.self)
-        let rounded = (bits &+ (((bits &>> 16) & one) &+ half)) &>> 16
-        let quietNaN = (bits &>> 16) | SIMD16(repeating: 0x40)
-        let out = rounded.replacing(with: quietNaN, where: (bits & magnitude) .> infinity)
-        UnsafeMutableRawPointer(dst + i).storeBytes(
-          of: SIMD16<UInt16>(truncatingIfNeeded: out), as: SIMD16<UInt16>.self)
-        i += 16
-      }
-      while i < block.upperBound {
-        dst[i] = bfloat16Bits(src[i])
-        i += 1
-      }
+      ipa_float_to_bfloat16(src + block.lowerBound, dst + block.lowerBound, block.count)
     }
   }
 

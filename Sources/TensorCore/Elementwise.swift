@@ -1,4 +1,8 @@
+import CKernels
+
 /// Elementwise and data-movement kernels on Float32 tensors, vectorised and spread over threads.
+/// The arithmetic kernels are the C ones of `CKernels` (AVX2/FMA when the CPU has them, chosen at
+/// run time); `map` applies any Swift closure, for small or one-off work.
 public enum Ops {
   typealias V = SIMD16<Float>
 
@@ -6,7 +10,7 @@ public enum Ops {
   @inline(__always)
   public static func map(_ x: Tensor, _ f: (SIMD16<Float>) -> SIMD16<Float>) -> Tensor {
     let input = x.asFloat32()
-    var out = Tensor(uninitializedShape: x.shape)
+    let out = Tensor(uninitializedShape: x.shape)
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
     let n = x.count
@@ -28,60 +32,64 @@ public enum Ops {
     return out
   }
 
-  /// Combines two tensors of equal shape lane-wise.
+  /// Runs a C kernel over `x` into a new Float32 tensor of its shape, in blocks on all threads.
   @inline(__always)
-  static func zip(_ a: Tensor, _ b: Tensor, _ name: String, _ f: (V, V) -> V) throws -> Tensor {
+  static func kernel(
+    _ x: Tensor, costPerElement: Int = 8,
+    _ body: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void
+  ) -> Tensor {
+    let input = x.asFloat32()
+    let out = Tensor(uninitializedShape: x.shape)
+    let src = input.floatPointer
+    let dst = out.mutableFloatPointer
+    Parallel.forBlocks(x.count, blockSize: 4096, costPerElement: costPerElement) { block in
+      body(src + block.lowerBound, dst + block.lowerBound, block.count)
+    }
+    return out
+  }
+
+  /// Combines two tensors of equal shape element-wise with a C kernel.
+  static func binary(_ a: Tensor, _ b: Tensor, _ name: String, _ op: ipa_binary) throws -> Tensor {
     guard a.shape == b.shape else {
       throw TensorError.shapeMismatch(operation: name, expected: a.shape, actual: b.shape)
     }
     let x = a.asFloat32()
     let y = b.asFloat32()
-    var out = Tensor(uninitializedShape: a.shape)
-    let p = x.floatPointer
-    let q = y.floatPointer
-    let dst = out.mutableFloatPointer
-    let n = a.count
-    Parallel.forBlocks(n, blockSize: 4096, costPerElement: 12) { block in
-      var i = block.lowerBound
-      while i + 16 <= block.upperBound {
-        let r = f(
-          UnsafeRawPointer(p + i).loadUnaligned(as: V.self),
-          UnsafeRawPointer(q + i).loadUnaligned(as: V.self))
-        UnsafeMutableRawPointer(dst + i).storeBytes(of: r, as: V.self)
-        i += 16
-      }
-      while i < block.upperBound {
-        dst[i] = f(V(repeating: p[i]), V(repeating: q[i]))[0]
-        i += 1
-      }
+    let out = Tensor(uninitializedShape: a.shape)
+    let (p, q, dst) = (x.floatPointer, y.floatPointer, out.mutableFloatPointer)
+    Parallel.forBlocks(a.count, blockSize: 4096, costPerElement: 12) { block in
+      let i = block.lowerBound
+      ipa_binary_map(op, p + i, q + i, dst + i, block.count)
     }
     return out
   }
 
   /// `a + b` (same shape).
-  public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try zip(a, b, "add") { $0 + $1 } }
+  public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, "add", IPA_ADD) }
   /// `a − b` (same shape).
-  public static func sub(_ a: Tensor, _ b: Tensor) throws -> Tensor { try zip(a, b, "sub") { $0 - $1 } }
+  public static func sub(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, "sub", IPA_SUB) }
   /// `a · b` (same shape).
-  public static func mul(_ a: Tensor, _ b: Tensor) throws -> Tensor { try zip(a, b, "mul") { $0 * $1 } }
+  public static func mul(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, "mul", IPA_MUL) }
   /// `x · s`.
-  public static func scale(_ x: Tensor, _ s: Float) -> Tensor { map(x) { $0 * V(repeating: s) } }
+  public static func scale(_ x: Tensor, _ s: Float) -> Tensor { kernel(x) { ipa_scale($0, s, $1, $2) } }
   /// `x / s` (a true division, as torch computes `tensor / scalar`).
-  public static func divide(_ x: Tensor, _ s: Float) -> Tensor { map(x) { $0 / V(repeating: s) } }
+  public static func divide(_ x: Tensor, _ s: Float) -> Tensor { kernel(x) { ipa_divide($0, s, $1, $2) } }
   /// `x · s + t` (one rounding for the product, as `torch.addcmul`-free code computes `x*s + t`).
   public static func affine(_ x: Tensor, scale s: Float, shift t: Float) -> Tensor {
-    map(x) { $0 * V(repeating: s) + V(repeating: t) }
+    kernel(x) { ipa_affine($0, s, t, $1, $2) }
   }
 
+  /// e^x (Sleef `expf_u10`, as `torch.exp`).
+  public static func exp(_ x: Tensor) -> Tensor { kernel(x) { ipa_unary_map(IPA_EXP, $0, $1, $2) } }
   /// SiLU `x·σ(x)`. matches: `torch.nn.functional.silu`.
-  public static func silu(_ x: Tensor) -> Tensor { map(x, VectorMath.silu) }
+  public static func silu(_ x: Tensor) -> Tensor { kernel(x) { ipa_unary_map(IPA_SILU, $0, $1, $2) } }
   /// Exact GELU. matches: `torch.nn.functional.gelu(approximate="none")`.
-  public static func gelu(_ x: Tensor) -> Tensor { map(x, VectorMath.gelu) }
+  public static func gelu(_ x: Tensor) -> Tensor { kernel(x) { ipa_unary_map(IPA_GELU, $0, $1, $2) } }
   /// QuickGELU. matches: transformers `QuickGELUActivation`.
-  public static func quickGelu(_ x: Tensor) -> Tensor { map(x, VectorMath.quickGelu) }
+  public static func quickGelu(_ x: Tensor) -> Tensor { kernel(x) { ipa_unary_map(IPA_QUICK_GELU, $0, $1, $2) } }
   /// Clamps every element into `[lo, hi]`.
   public static func clamp(_ x: Tensor, _ lo: Float, _ hi: Float) -> Tensor {
-    map(x) { VectorMath.min(VectorMath.max($0, V(repeating: lo)), V(repeating: hi)) }
+    kernel(x) { ipa_clamp($0, lo, hi, $1, $2) }
   }
 
   /// GEGLU: splits the last dimension `[…, 2D]` into `hidden, gate` and returns `hidden·gelu(gate)`.
@@ -93,26 +101,14 @@ public enum Ops {
     let input = x.asFloat32()
     var shape = x.shape
     shape[shape.count - 1] = d
-    var out = Tensor(uninitializedShape: shape)
+    let out = Tensor(uninitializedShape: shape)
     let rows = x.count / twoD
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
     Parallel.forRanges(rows, costPerItem: twoD * 8) { range in
       for r in range {
         let h = src + r * twoD
-        let g = h + d
-        let o = dst + r * d
-        var i = 0
-        while i + 16 <= d {
-          let y = UnsafeRawPointer(h + i).loadUnaligned(as: V.self)
-            * VectorMath.gelu(UnsafeRawPointer(g + i).loadUnaligned(as: V.self))
-          UnsafeMutableRawPointer(o + i).storeBytes(of: y, as: V.self)
-          i += 16
-        }
-        while i < d {
-          o[i] = h[i] * VectorMath.gelu(V(repeating: g[i]))[0]
-          i += 1
-        }
+        ipa_geglu(h, h + d, dst + r * d, d)
       }
     }
     return out
@@ -128,7 +124,7 @@ public enum Ops {
     }
     let input = x.asFloat32()
     let vec = v.asFloat32()
-    var out = Tensor(uninitializedShape: x.shape)
+    let out = Tensor(uninitializedShape: x.shape)
     let positions = x.count / (n * c)
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
@@ -166,7 +162,7 @@ public enum Ops {
     shape[shape.count - 1] = ca + cb
     let x = a.asFloat32()
     let y = b.asFloat32()
-    var out = Tensor(uninitializedShape: shape)
+    let out = Tensor(uninitializedShape: shape)
     let rows = ca + cb == 0 ? 0 : out.count / (ca + cb)
     let dst = out.mutableFloatPointer
     Parallel.forRanges(rows, costPerItem: (ca + cb) * 8) { range in
@@ -187,7 +183,7 @@ public enum Ops {
     }
     var shape = first.shape
     shape[0] = parts.reduce(0) { $0 + $1.shape[0] }
-    var out = Tensor(uninitializedShape: shape)
+    let out = Tensor(uninitializedShape: shape)
     var dst = out.mutableFloatPointer
     for p in parts {
       let f = p.asFloat32()
@@ -203,7 +199,7 @@ public enum Ops {
     guard x.rank == 4 else { throw TensorError.invalidArgument("upsample expects NHWC, got \(x.shape)") }
     let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let input = x.asFloat32()
-    var out = Tensor(uninitializedShape: [n, 2 * h, 2 * w, c])
+    let out = Tensor(uninitializedShape: [n, 2 * h, 2 * w, c])
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
     Parallel.forRanges(n * h, costPerItem: w * c * 16) { range in
@@ -226,7 +222,7 @@ public enum Ops {
       throw TensorError.invalidArgument("broadcastChannels expects [N, H, W, 1], got \(x.shape)")
     }
     let input = x.asFloat32()
-    var out = Tensor(uninitializedShape: [x.shape[0], x.shape[1], x.shape[2], channels])
+    let out = Tensor(uninitializedShape: [x.shape[0], x.shape[1], x.shape[2], channels])
     let d = out.mutableFloatPointer
     let s = input.floatPointer
     for p in 0..<x.count { (d + p * channels).update(repeating: s[p], count: channels) }
@@ -241,7 +237,7 @@ public enum Ops {
     }
     let (n, h, w, c) = (x.shape[0], x.shape[1] / factor, x.shape[2] / factor, x.shape[3])
     let input = x.asFloat32()
-    var out = Tensor(uninitializedShape: [n, h, w, c])
+    let out = Tensor(uninitializedShape: [n, h, w, c])
     let d = out.mutableFloatPointer
     let s = input.floatPointer
     for b in 0..<n {
@@ -273,7 +269,7 @@ public enum Ops {
     let rows = (0..<height).map { index($0, h, height) }
     let cols = (0..<width).map { index($0, w, width) }
     let input = x.asFloat32()
-    var out = Tensor(uninitializedShape: [n, height, width, c])
+    let out = Tensor(uninitializedShape: [n, height, width, c])
     let d = out.mutableFloatPointer
     let s = input.floatPointer
     for b in 0..<n {
@@ -291,7 +287,7 @@ public enum Ops {
     guard x.rank == 4 else { throw TensorError.invalidArgument("expected a 4-D tensor, got \(x.shape)") }
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let input = x.asFloat32()
-    var out = Tensor(uninitializedShape: [n, h, w, c])
+    let out = Tensor(uninitializedShape: [n, h, w, c])
     let s = input.floatPointer
     let d = out.mutableFloatPointer
     for b in 0..<n {
@@ -307,7 +303,7 @@ public enum Ops {
     guard x.rank == 4 else { throw TensorError.invalidArgument("expected a 4-D tensor, got \(x.shape)") }
     let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let input = x.asFloat32()
-    var out = Tensor(uninitializedShape: [n, c, h, w])
+    let out = Tensor(uninitializedShape: [n, c, h, w])
     let s = input.floatPointer
     let d = out.mutableFloatPointer
     for b in 0..<n {
@@ -323,7 +319,7 @@ public enum Ops {
     guard table.rank == 2 else { throw TensorError.invalidArgument("embedding table must be 2-D") }
     let (vocab, c) = (table.shape[0], table.shape[1])
     let t = table.asFloat32()
-    var out = Tensor(uninitializedShape: [ids.count, c])
+    let out = Tensor(uninitializedShape: [ids.count, c])
     let d = out.mutableFloatPointer
     for (i, id) in ids.enumerated() {
       guard id >= 0, id < vocab else {

@@ -16,6 +16,7 @@ public enum FusedActivation: Sendable, Hashable {
 /// **once** and cached. Reference kernels are refused (`DNNLError.referenceImplementation`).
 ///
 /// matches: `torch.nn.Linear` (optionally followed by GELU/SiLU and a residual add).
+/// `@unchecked Sendable`: per-shape primitive caches are guarded by `KernelLock`; weights are immutable.
 public final class LinearKernel: @unchecked Sendable {
   public let inFeatures: Int
   public let outFeatures: Int

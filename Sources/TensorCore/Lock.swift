@@ -5,6 +5,7 @@ import Darwin
 #endif
 
 /// A minimal mutex guarding the per-shape primitive caches of kernels.
+/// `@unchecked Sendable`: a pthread mutex wrapper (the lock itself).
 final class KernelLock: @unchecked Sendable {
   private var mutex = pthread_mutex_t()
 

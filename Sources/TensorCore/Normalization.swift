@@ -1,3 +1,5 @@
+import CKernels
+
 /// Group and layer normalisation over NHWC / token-major activations, vectorised Swift.
 ///
 /// oneDNN 2.6 has no group normalisation, so both are hand-written. Statistics are computed in
@@ -31,7 +33,7 @@ public enum Normalization {
     let beta = bias?.asFloat32()
     let pixels = x.count / (n * c)
     let perGroup = c / groups
-    var out = Tensor(uninitializedShape: x.shape)
+    let out = Tensor(uninitializedShape: x.shape)
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
 
@@ -87,7 +89,7 @@ public enum Normalization {
     let gamma = weight?.asFloat32()
     let beta = bias?.asFloat32()
     let rows = c == 0 ? 0 : x.count / c
-    var out = Tensor(uninitializedShape: x.shape)
+    let out = Tensor(uninitializedShape: x.shape)
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
     let g = gamma?.floatPointer
@@ -138,39 +140,8 @@ public enum Normalization {
               // Accumulate blocks of 256 pixels in Float, then flush to Double.
               let end = min(hi, p + 256)
               acc.update(repeating: 0, count: c)
-              while p < end {
-                let row = base + p * c
-                var ch = 0
-                if let centrePointer {
-                  while ch + 16 <= c {
-                    let d = UnsafeRawPointer(row + ch).loadUnaligned(as: SIMD16<Float>.self)
-                      - UnsafeRawPointer(centrePointer + ch).loadUnaligned(as: SIMD16<Float>.self)
-                    let a = UnsafeMutableRawPointer(acc + ch)
-                    a.storeBytes(
-                      of: a.loadUnaligned(as: SIMD16<Float>.self).addingProduct(d, d), as: SIMD16<Float>.self)
-                    ch += 16
-                  }
-                  while ch < c {
-                    let d = row[ch] - centrePointer[ch]
-                    acc[ch] += d * d
-                    ch += 1
-                  }
-                } else {
-                  while ch + 16 <= c {
-                    let a = UnsafeMutableRawPointer(acc + ch)
-                    a.storeBytes(
-                      of: a.loadUnaligned(as: SIMD16<Float>.self)
-                        + UnsafeRawPointer(row + ch).loadUnaligned(as: SIMD16<Float>.self),
-                      as: SIMD16<Float>.self)
-                    ch += 16
-                  }
-                  while ch < c {
-                    acc[ch] += row[ch]
-                    ch += 1
-                  }
-                }
-                p += 1
-              }
+              ipa_accumulate_rows(base + p * c, end - p, c, centrePointer, acc)
+              p = end
               let out = partPointer + t * c
               for ch in 0..<c { out[ch] += Double(acc[ch]) }
             }
@@ -195,25 +166,8 @@ public enum Normalization {
         let scp = sc.baseAddress!
         let shp = sh.baseAddress!
         Parallel.forRanges(pixels, costPerItem: c * 8) { range in
-          for p in range {
-            let row = src + p * c
-            let o = dst + p * c
-            var ch = 0
-            while ch + 16 <= c {
-              let x = UnsafeRawPointer(row + ch).loadUnaligned(as: SIMD16<Float>.self)
-              var y = UnsafeRawPointer(shp + ch).loadUnaligned(as: SIMD16<Float>.self)
-                .addingProduct(x, UnsafeRawPointer(scp + ch).loadUnaligned(as: SIMD16<Float>.self))
-              if silu { y = VectorMath.silu(y) }
-              UnsafeMutableRawPointer(o + ch).storeBytes(of: y, as: SIMD16<Float>.self)
-              ch += 16
-            }
-            while ch < c {
-              var y = shp[ch].addingProduct(row[ch], scp[ch])
-              if silu { y = VectorMath.silu(SIMD16(repeating: y))[0] }
-              o[ch] = y
-              ch += 1
-            }
-          }
+          ipa_affine_channels(
+            src + range.lowerBound * c, dst + range.lowerBound * c, range.count, c, scp, shp, silu ? 1 : 0)
         }
       }
     }

@@ -32,7 +32,7 @@ public enum Runtime {
   /// is emptied and, with glibc, `malloc_trim` releases free heap pages (glibc keeps freed blocks
   /// below its mmap threshold, which grows to 32 MB once such blocks are freed, so dropping a
   /// model leaves its weights' pages resident otherwise). Call it between phases that use
-  /// different models; the pipelines do when `releaseModelsAfterUse` is set.
+  /// different models; the pipelines do under `MemoryPolicy.releaseAfterUse`.
   public static func returnFreedMemory() {
     StoragePool.shared.drain()
     #if os(Linux)

@@ -24,6 +24,7 @@ public enum TensorError: Error, CustomStringConvertible, Equatable {
 /// weights keep the layout of their checkpoint until a layer packs them for its kernel.
 /// `Tensor` is a value type over reference-counted storage: copies share bytes until one of them
 /// is mutated through a `withUnsafeMutable…` accessor, which copies first (copy-on-write).
+/// `@unchecked Sendable`: a value over `TensorStorage` (copy on write).
 public struct Tensor: @unchecked Sendable, CustomStringConvertible {
   public private(set) var shape: [Int]
   public let dtype: DType

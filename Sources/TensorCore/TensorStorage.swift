@@ -11,6 +11,7 @@ import Darwin
 /// Large heap blocks are recycled through `StoragePool`: a denoising step allocates the same
 /// activation sizes at every step, and reusing freed blocks avoids the page faults (and the
 /// kernel's page clearing) of fresh allocations.
+/// `@unchecked Sendable`: raw memory; tensors are values (copy on write), a storage is written only before it is shared.
 public final class TensorStorage: @unchecked Sendable {
   /// Alignment of heap allocations: one AVX-512 register / cache line.
   public static let alignment = 64
@@ -75,6 +76,7 @@ public final class TensorStorage: @unchecked Sendable {
 }
 
 /// Recycles large freed tensor blocks by size class (bounded; least recently freed evicted first).
+/// `@unchecked Sendable`: its free lists are guarded by its lock.
 final class StoragePool: @unchecked Sendable {
   static let shared = StoragePool()
   /// Blocks below this size go straight back to malloc.

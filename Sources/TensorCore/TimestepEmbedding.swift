@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Sinusoidal timestep embedding.
@@ -15,7 +16,7 @@ public enum TimestepEmbedding {
     let logPeriod = Float(-Foundation.log(Double(maxPeriod)))
     for i in 0..<half {
       let exponent = logPeriod * Float(i) / (Float(half) - downscaleFreqShift)
-      freqs[i] = VectorMath.exp(exponent)  // Sleef expf_u10, as torch.exp
+      freqs[i] = ipa_exp1(exponent)  // Sleef expf_u10, as torch.exp
     }
     var out = Tensor.zeros([timesteps.count, dimension])
     out.withUnsafeMutableFloats { d in

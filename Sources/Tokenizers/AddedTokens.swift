@@ -5,7 +5,7 @@
 /// vocabulary keeps its id, a new one gets the next id past the vocabulary; non-normalised tokens
 /// are cut out of the raw text first, normalised ones out of each normalised remainder (their own
 /// text normalised the same way); at each position the longest token wins, leftmost first.
-struct AddedTokens {
+struct AddedTokens: Sendable {
   struct Entry {
     var scalars: [Unicode.Scalar]
     var id: Int

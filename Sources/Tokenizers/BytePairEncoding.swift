@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The GPT-2/CLIP byte ↔ printable-character table: printable Latin-1 bytes (`!`…`~`, `¡`…`¬`,
 /// `®`…`ÿ`) stand for themselves, the other 68 bytes for U+0100, U+0101, … in byte order.
@@ -42,7 +43,7 @@ enum ByteLevel {
 /// characters (the last one with `</w>`); a symbol missing from the vocabulary becomes one unk id
 /// each; then the adjacent pair with the lowest merge rank (leftmost on ties) is merged until none
 /// is left. Results are cached per word (up to 10 000 words, like the reference).
-final class BytePairModel: @unchecked Sendable {
+final class BytePairModel: Sendable {
   struct Merge {
     var rank: Int32
     var id: Int32
@@ -53,8 +54,7 @@ final class BytePairModel: @unchecked Sendable {
   private let merges: [UInt64: Merge]
   private let byteIds: [Int32]  // per byte: id of its symbol, -1 when absent
   private let byteEndIds: [Int32]  // per byte: id of its symbol + "</w>", -1 when absent
-  private var cache: [[UInt8]: [Int32]] = [:]
-  private let lock = NSLock()
+  private let cache = Mutex<[[UInt8]: [Int32]]>([:])
   static let cacheCapacity = 10_000
   static let endOfWord = "</w>"
 
@@ -92,17 +92,13 @@ final class BytePairModel: @unchecked Sendable {
 
   /// Appends the ids of one word (its UTF-8 bytes) to `output`.
   func encodeWord(_ bytes: [UInt8], into output: inout [Int]) {
-    lock.lock()
-    let cached = cache[bytes]
-    lock.unlock()
+    let cached = cache.withLock { $0[bytes] }
     if let cached {
       output.append(contentsOf: cached.lazy.map { Int($0) })
       return
     }
     let ids = merge(bytes)
-    lock.lock()
-    if cache.count < Self.cacheCapacity { cache[bytes] = ids }
-    lock.unlock()
+    cache.withLock { if $0.count < Self.cacheCapacity { $0[bytes] = ids } }
     output.append(contentsOf: ids.lazy.map { Int($0) })
   }
 

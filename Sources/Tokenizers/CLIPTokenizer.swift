@@ -12,7 +12,7 @@ import Foundation
 ///
 /// Known limitations: see `TextNormalization` (pinned Unicode versions, an underscored NFC API) and
 /// `CLIPTokenizerConfig` (ignored config keys); `tokenizer.json` is not read.
-public final class CLIPTokenizer: @unchecked Sendable {
+public final class CLIPTokenizer: Sendable {
   /// Id of the beginning-of-text token (`<|startoftext|>`, 49406 for SD1.5).
   public let bosTokenId: Int
   /// Id of the end-of-text token (`<|endoftext|>`, 49407 for SD1.5).

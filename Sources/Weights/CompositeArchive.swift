@@ -5,6 +5,7 @@ import TensorCore
 /// two parts.
 ///
 /// matches: the sharded-checkpoint convention of transformers/diffusers (`weight_map`).
+/// `@unchecked Sendable`: immutable after init (its member archives are read-only).
 public final class CompositeArchive: TensorArchive, @unchecked Sendable {
   public let parts: [any TensorArchive]
   private let owner: [String: Int]
@@ -38,6 +39,7 @@ public final class CompositeArchive: TensorArchive, @unchecked Sendable {
 /// checkpoint that uses another naming (legacy diffusers attention names, LDM single files).
 /// Tensors may also be reshaped when the two layouts store the same numbers with different
 /// shapes (a 1×1 convolution kernel `[o, i, 1, 1]` read as a linear weight `[o, i]`).
+/// `@unchecked Sendable`: immutable after init.
 public final class RenamedArchive: TensorArchive, @unchecked Sendable {
   public let base: any TensorArchive
   /// new key → (original key, optional new shape)

@@ -12,6 +12,7 @@
 /// instead of hanging. Limitation: if another process truncates the file while it is mapped,
 /// touching the vanished pages raises SIGBUS (inherent to mmap); replace files by rename instead,
 /// as `SafeTensorsWriter` does.
+/// `@unchecked Sendable`: a read-only mapping, unmapped only in deinit.
 public final class MemoryMappedFile: @unchecked Sendable {
   /// The path the file was opened with.
   public let path: String

@@ -204,20 +204,16 @@ struct ModelBench {
   /// Median wall time of `body` after one warm-up, and the FLOPs of one run. The warm-up call
   /// (which converts and packs the weights) is timed for the `IPADAPTER_BENCH_RSS` prints.
   func time(_ body: () throws -> Void) rethrows -> (Double, Double) {
-    let first = DispatchTime.now().uptimeNanoseconds
-    try body()
-    Memory.debug("first call \(Double(DispatchTime.now().uptimeNanoseconds - first) / 1e9) s")
+    let first = try Bench.seconds(body)
+    Memory.debug("first call \(first) s")
     var times: [Double] = []
     var flops = 0
     for _ in 0..<max(1, repeats) {
       FlopCounter.reset()
-      let start = DispatchTime.now().uptimeNanoseconds
-      try body()
-      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+      times.append(try Bench.seconds(body))
       flops = FlopCounter.count
     }
-    times.sort()
-    return (times[times.count / 2], Double(flops))
+    return (Bench.median(of: times), Double(flops))
   }
 
   func run(_ name: String) throws -> Result {
@@ -274,9 +270,7 @@ struct ModelBench {
     var base: [Double] = []
     var ip: [Double] = []
     func seconds(_ conditioning: CrossAttentionConditioning) throws -> Double {
-      let start = DispatchTime.now().uptimeNanoseconds
-      _ = try model(sample, timestep: 500, conditioning: conditioning)
-      return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      try Bench.seconds { _ = try model(sample, timestep: 500, conditioning: conditioning) }
     }
     for _ in 0..<max(3, repeats) {
       base.append(try seconds(plain))
@@ -317,7 +311,6 @@ struct ModelBench {
       schedulerConfig: try SchedulerConfig(
         contentsOf: BundledConfigs.stableDiffusion15.appendingPathComponent("scheduler/scheduler_config.json")),
       precision: precision)
-    pipeline.releaseModelsAfterUse = true
     let a = try adapter(tokens: 16, unet: model)
     let loaded = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     let image = Image(width: 512, height: 512, format: .rgb, fill: 128)
@@ -339,6 +332,7 @@ struct ModelBench {
     Memory.debug("after encoders: peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())")
     let result = try pipeline.generate(
       p, imagePrompts: [ImagePrompt(adapter: a, embeds: embeds, scale: 0.6)],
+      options: GenerationOptions(memory: .releaseAfterUse),
       progress: { step in
         Memory.debug("step \(step.step): peak \(Memory.peakRSSMegabytes()) MB, \(Memory.currentRSS())")
         return true

@@ -97,17 +97,23 @@ struct BenchOpsCommand: ParsableCommand {
 
 /// Timing helpers of the benchmark.
 enum Bench {
+  /// Wall time of one run of `body`, in seconds.
+  static func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+  }
+
+  /// The median of `times` (sorted copy; the upper middle for an even count).
+  static func median(of times: [Double]) -> Double {
+    let sorted = times.sorted()
+    return sorted[sorted.count / 2]
+  }
+
   /// Runs `body` once to warm up, then `repeats` times; returns the median wall time in seconds.
   static func median(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
     try body()
-    var times: [Double] = []
-    for _ in 0..<max(1, repeats) {
-      let start = DispatchTime.now().uptimeNanoseconds
-      try body()
-      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-    }
-    times.sort()
-    return times[times.count / 2]
+    return median(of: try (0..<max(1, repeats)).map { _ in try seconds(body) })
   }
 }
 

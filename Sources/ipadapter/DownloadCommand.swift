@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import Hub
 
 /// `ipadapter download REF…`: fetches hub repos or files into the Hugging Face cache and prints their local paths.
@@ -64,32 +65,36 @@ struct DownloadCommand: ParsableCommand {
   }
 }
 
-/// A one-line download progress bar on standard error: file n/N, name, bytes, speed.
-final class DownloadProgressBar: @unchecked Sendable {
-  private let lock = NSLock()
+/// A one-line download progress bar on standard error: file n/N, name, bytes, speed. Called from
+/// the download tasks; its state is behind a mutex.
+final class DownloadProgressBar: Sendable {
+  private struct State {
+    var current: String?
+    var started = Date()
+    var lastDraw = Date.distantPast
+    var lastLine: String?
+  }
+
+  private let state = Mutex(State())
   private let width = 24
   private let isTerminal = isatty(2) != 0
-  private var current: String?
-  private var started = Date()
-  private var lastDraw = Date.distantPast
-  private var lastLine: String?
 
   func update(_ p: HubProgress) {
-    lock.withLock {
+    state.withLock { st in
       let key = "\(p.repoID)/\(p.file)"
-      if key != current {
-        if current != nil { endLine() }
-        current = key
-        started = Date()
+      if key != st.current {
+        if st.current != nil { endLine(&st) }
+        st.current = key
+        st.started = Date()
       }
       let done = p.totalBytes.map { p.completedBytes >= $0 } ?? false
       let now = Date()
-      guard done || now.timeIntervalSince(lastDraw) >= 0.1 else { return }
-      lastDraw = now
+      guard done || now.timeIntervalSince(st.lastDraw) >= 0.1 else { return }
+      st.lastDraw = now
       let fraction = p.totalBytes.map { $0 > 0 ? Double(p.completedBytes) / Double($0) : 1 } ?? 0
       let filled = Int(Double(width) * min(1, fraction))
       let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-      let seconds = max(now.timeIntervalSince(started), 1e-3)
+      let seconds = max(now.timeIntervalSince(st.started), 1e-3)
       let speed = HubCache.formatSize(Int64(Double(p.completedBytes) / seconds))
       let total = p.totalBytes.map { "/" + HubCache.formatSize($0) } ?? ""
       let line =
@@ -97,24 +102,24 @@ final class DownloadProgressBar: @unchecked Sendable {
       if isTerminal {
         FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8))
       }
-      lastLine = line
+      st.lastLine = line
     }
   }
 
   /// Ends the current file's line (called between references).
   func finish() {
-    lock.withLock {
-      if current != nil { endLine() }
-      current = nil
+    state.withLock { st in
+      if st.current != nil { endLine(&st) }
+      st.current = nil
     }
   }
 
-  private func endLine() {
+  private func endLine(_ st: inout State) {
     if isTerminal {
       FileHandle.standardError.write(Data("\n".utf8))
-    } else if let lastLine {
+    } else if let lastLine = st.lastLine {
       FileHandle.standardError.write(Data("\(lastLine)\n".utf8))
     }
-    lastLine = nil
+    st.lastLine = nil
   }
 }

@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import IPAdapter
 import Imaging
-import NN
-import TensorCore
+import Hub
+import Pipelines
 
 /// `ipadapter embed`: image prompts → projected IP-Adapter tokens, saved for later generations.
 struct EmbedCommand: ParsableCommand {
@@ -41,20 +41,20 @@ struct EmbedCommand: ParsableCommand {
         throw CLIError.invalid("--ip-image", "file not found: \(f)")
       }
       try OutputPath.checkWritable(output, option: "--output")
-      var options = ImagePromptOptions()
-      options.ipAdapter = [ipAdapter]
-      options.imageEncoder = imageEncoder.map { [$0] } ?? []
-      try options.resolveHubReferences(quiet: false)
-      let prepare = PrepareOptions(allowNonFiniteWeights: limits.allowNan)
-      let adapter = try IPAdapter(path: options.ipAdapter[0], unet: nil, prepare: prepare)
-      let folder = try options.encoderFolder(for: 0)
-      let encoder = try ImagePromptEncoder(
-        folder: folder, processorConfig: preprocessorConfig.map { URL(fileURLWithPath: $0) }, prepare: prepare)
-      let images = try ipImage.map { try Image(contentsOfFile: $0, limits: limits.limits) }
-      var features = ImageFeatureOptions()
-      features.maxPixels = limits.maxPixels
-      let embeds = try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: images, options: features)
-      try EmbedsFile.write(embeds, adapter: adapter, to: output)
+      var spec = ImagePromptSpec(
+        adapter: try HubReference.parse(ipAdapter),
+        images: try ipImage.map { try Image(contentsOfFile: $0, limits: limits.limits) })
+      spec.imageEncoder = try imageEncoder.map { try HubReference.parse($0) }
+      var builder = ImagePromptBuilder()
+      builder.maxPixels = limits.maxPixels
+      builder.allowNonFiniteWeights = limits.allowNan
+      let bar = DownloadProgressBar()
+      builder.downloadProgress = { @Sendable p in bar.update(p) }
+      let config = preprocessorConfig.map { URL(fileURLWithPath: $0) }
+      let (fixedBuilder, fixedSpec) = (builder, spec)
+      let (adapter, embeds) = try HubClient.runBlocking { try await fixedBuilder.encode(fixedSpec, processorConfig: config) }
+      bar.finish()
+      try ImagePromptEmbedsFile.write(embeds, adapter: adapter, to: output)
     } catch let error as ExitCode {
       throw error
     } catch {

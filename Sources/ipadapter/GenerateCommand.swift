@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Hub
 import Imaging
 import Pipelines
 import Schedulers
@@ -7,7 +8,7 @@ import TensorCore
 import Weights
 
 /// `ipadapter generate`: text (and image) prompted generation from a diffusers pipeline folder.
-struct GenerateCommand: ParsableCommand {
+struct GenerateCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "generate",
     abstract: "Generate an image with Stable Diffusion from a text prompt.")
@@ -78,9 +79,9 @@ struct GenerateCommand: ParsableCommand {
   @Flag(help: "Do not show the progress bar.")
   var quiet = false
 
-  func run() throws {
+  func run() async throws {
     do {
-      try execute()
+      try await execute()
     } catch let error as ExitCode {
       throw error
     } catch {
@@ -89,7 +90,7 @@ struct GenerateCommand: ParsableCommand {
     }
   }
 
-  func execute() throws {
+  func execute() async throws {
     if let threads {
       guard threads >= 1 else { throw CLIError.invalid("--threads", "\(threads) must be at least 1") }
       Runtime.setThreadCount(threads)
@@ -123,23 +124,28 @@ struct GenerateCommand: ParsableCommand {
       FileHandle.standardError.write(Data("\(warning)\n".utf8))
     }
 
-    let modelPath = try ModelResolution.model(model, quiet: quiet)
-    var imagePrompts = self.imagePrompts
-    try imagePrompts.resolveHubReferences(quiet: quiet)
-    var controlNets = self.controlNets
-    try controlNets.resolveHubReferences(quiet: quiet)
-    let vaePath = try vae.map { try ModelResolution.file($0, option: "--vae", quiet: quiet) }
-    let pipeline = try StableDiffusionPipeline.load(
-      try ModelSource.resolve(URL(fileURLWithPath: modelPath)), vae: vaePath.map { URL(fileURLWithPath: $0) },
-      configs: modelConfig.map { URL(fileURLWithPath: $0) } ?? BundledConfigs.stableDiffusion15, precision: precisionValue,
-      allowNonFiniteWeights: limits.allowNan)
-    pipeline.releaseModelsAfterUse = true
-    let prompts = try imagePrompts.imagePrompts(for: pipeline, parameters: parameters, limits: limits)
-    let units = try controlNets.units(limits: limits)
+    let downloads = quiet ? nil : DownloadProgressBar()
+    var load = PipelineLoadOptions(precision: precisionValue)
+    load.vae = try vae.map { try HubReference.parse($0) }
+    if let modelConfig { load.singleFileConfigs = URL(fileURLWithPath: modelConfig) }
+    load.allowNonFiniteWeights = limits.allowNan
+    if let downloads { load.downloadProgress = { @Sendable p in downloads.update(p) } }
+    var request = GenerationRequest(parameters: parameters)
+    request.imagePrompts = try imagePrompts.specs(limits: limits)
+    request.controlNets = try controlNets.specs(limits: limits)
+    request.options.memory = .releaseAfterUse
+    request.builder.maxPixels = limits.maxPixels
+    request.builder.allowNonFiniteWeights = limits.allowNan
+    request.builder.downloadProgress = load.downloadProgress
+
+    let pipeline = try await StableDiffusionPipeline.load(try ModelSource.parse(model), options: load)
+    downloads?.finish()
     let bar = quiet ? nil : ProgressBar()
-    let result = try pipeline.generate(
-      parameters, imagePrompts: prompts, controlNets: units, progress: { bar?.update($0); return true })
+    let result = try await pipeline.generate(request) { event in
+      if case .step(let step) = event { bar?.update(step) }
+    }
     bar?.finish()
+    for warning in result.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
     try result.image.writePNG(to: output, text: [PNGTextChunk(key: "parameters", value: result.parametersText)])
     if let saveLatents { try LatentsFile.write(result.latents, to: saveLatents) }
     if seed == nil { FileHandle.standardError.write(Data("seed: \(parameters.seed)\n".utf8)) }

@@ -2,7 +2,7 @@ import ArgumentParser
 
 /// The `ipadapter` command-line tool.
 @main
-struct IPAdapterCLI: ParsableCommand {
+struct IPAdapterCLI: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "ipadapter",
     abstract: "Stable Diffusion with image prompts (IP-Adapter) on the CPU.",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Hub
 import Imaging
 import NN
 import Models
@@ -87,14 +88,6 @@ struct ControlNetOptions: ParsableArguments {
   @Flag(help: "ControlNet guess mode: it sees only the conditional half, residuals scaled 0.1→1 by depth.")
   var guessMode = false
 
-  /// Replaces hub references in `--controlnet` by local folders (config + weights fetched).
-  mutating func resolveHubReferences(quiet: Bool) throws {
-    for (i, c) in controlnet.enumerated() where ModelResolution.isHub(c) {
-      controlnet[i] = try ModelResolution.folder(
-        c, files: ModelResolution.controlNetFiles, option: "--controlnet", quiet: quiet)
-    }
-  }
-
   func validate() throws {
     if controlnet.isEmpty {
       if !controlImage.isEmpty { throw CLIError.invalid("--control-image", "needs --controlnet") }
@@ -106,7 +99,7 @@ struct ControlNetOptions: ParsableArguments {
     for f in controlImage where !FileManager.default.fileExists(atPath: f) {
       throw CLIError.invalid("--control-image", "file not found: \(f)")
     }
-    for d in controlnet where !ModelResolution.isHub(d) && !FileManager.default.fileExists(atPath: d) {
+    for d in controlnet where !((try? HubReference.parse(d))?.isRemote ?? false) && !FileManager.default.fileExists(atPath: d) {
       throw CLIError.invalid("--controlnet", "folder not found: \(d)")
     }
     _ = try ImagePromptOptions.perAdapter(controlScale, count: controlnet.count, option: "--control-scale")
@@ -122,20 +115,20 @@ struct ControlNetOptions: ParsableArguments {
     }
   }
 
-  func units(limits: LimitOptions = LimitOptions()) throws -> [ControlNetUnit] {
+  /// The library's description of the ControlNets (control images read).
+  func specs(limits: LimitOptions = LimitOptions()) throws -> [ControlNetSpec] {
     try validate()
     let scales = try ImagePromptOptions.perAdapter(controlScale, count: controlnet.count, option: "--control-scale")
     let preprocess = try ImagePromptOptions.perAdapter(controlPreprocess, count: controlnet.count, option: "--control-preprocess")
-    return try controlnet.enumerated().map { i, folder in
-      let model = try ModelLoader.controlNet(
-        URL(fileURLWithPath: folder), prepare: PrepareOptions(allowNonFiniteWeights: limits.allowNan))
-      var image = try Image(contentsOfFile: controlImage[i], limits: limits.limits)
-      if preprocess[i] == "canny" {
-        image = try Canny.controlImage(from: image, low: cannyLow, high: cannyHigh)
-      }
-      return ControlNetUnit(
-        model: model, name: URL(fileURLWithPath: folder).lastPathComponent, image: image, scale: scales[i] ?? 1,
-        guessMode: guessMode, start: controlStart, end: controlEnd)
+    return try controlnet.enumerated().map { i, model in
+      var spec = ControlNetSpec(
+        model: try HubReference.parse(model), image: try Image(contentsOfFile: controlImage[i], limits: limits.limits),
+        scale: scales[i] ?? 1)
+      if preprocess[i] == "canny" { spec.preprocess = .canny(low: cannyLow, high: cannyHigh) }
+      spec.guessMode = guessMode
+      spec.start = controlStart
+      spec.end = controlEnd
+      return spec
     }
   }
 }

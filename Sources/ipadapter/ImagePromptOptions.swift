@@ -4,8 +4,7 @@ import IPAdapter
 import Imaging
 import NN
 import Pipelines
-import TensorCore
-import Weights
+import Hub
 
 /// The image-prompt flags shared by `generate` and `embed`.
 ///
@@ -68,19 +67,6 @@ struct ImagePromptOptions: ParsableArguments {
   @Option(help: "Unconditional image convention: zeros (diffusers and the original code), black (ComfyUI), noise (ComfyUI's IPAdapter Noise, fade); one for all or one per adapter.")
   var ipUncond: [String] = []
 
-  /// Replaces hub references (adapters, encoders) by local paths, downloading what is missing;
-  /// for a hub adapter without `--image-encoder`, its `image_encoder/` sibling is fetched too.
-  mutating func resolveHubReferences(quiet: Bool) throws {
-    for (i, a) in ipAdapter.enumerated() where ModelResolution.isHub(a) {
-      ipAdapter[i] = try ModelResolution.file(a, option: "--ip-adapter", quiet: quiet)
-      if imageEncoder.isEmpty { try ModelResolution.siblingImageEncoder(ofAdapter: a, quiet: quiet) }
-    }
-    for (i, e) in imageEncoder.enumerated() where ModelResolution.isHub(e) {
-      imageEncoder[i] = try ModelResolution.folder(
-        e, files: ModelResolution.encoderFiles, option: "--image-encoder", quiet: quiet)
-    }
-  }
-
   /// `N=FILE` → (N−1, FILE); a bare FILE → (0, FILE).
   static func assignment(_ value: String, option: String, adapters: Int) throws -> (Int, String) {
     if let eq = value.firstIndex(of: "="), let n = Int(value[..<eq]) {
@@ -134,142 +120,52 @@ struct ImagePromptOptions: ParsableArguments {
     }
   }
 
-  /// The encoder folder for adapter `i`: the flag, else `image_encoder/` next to the adapter file.
-  func encoderFolder(for i: Int) throws -> URL {
-    if let given = try Self.perAdapter(imageEncoder, count: ipAdapter.count, option: "--image-encoder")[i] {
-      return URL(fileURLWithPath: given)
-    }
-    let beside = URL(fileURLWithPath: ipAdapter[i]).deletingLastPathComponent().appendingPathComponent("image_encoder")
-    guard FileManager.default.fileExists(atPath: beside.path) else {
-      throw IPAdapterError.missingImageEncoder(path: ipAdapter[i], tried: beside.path)
-    }
-    return beside
-  }
-
-  /// Loads adapters, encoders (shared per folder), images or embeddings → image prompts.
-  func imagePrompts(
-    for pipeline: StableDiffusionPipeline, parameters: GenerationParameters, limits: LimitOptions = LimitOptions()
-  ) throws -> [ImagePrompt] {
+  /// The library's description of the image prompts (images read, controls parsed).
+  func specs(limits: LimitOptions = LimitOptions()) throws -> [ImagePromptSpec] {
     try validate(requireImages: true)
     guard !ipAdapter.isEmpty else { return [] }
     let scales = try Self.perAdapter(ipScale, count: ipAdapter.count, option: "--ip-scale")
-    var images = Array(repeating: [Image](), count: ipAdapter.count)
+    let encoders = try Self.perAdapter(imageEncoder, count: ipAdapter.count, option: "--image-encoder")
+    let controls = try perAdapterControls(limits: limits.limits)
+    var specs = try ipAdapter.enumerated().map { i, text in
+      var spec = ImagePromptSpec(adapter: try HubReference.parse(text), scale: scales[i] ?? 1.0)
+      spec.imageEncoder = try encoders[i].map { try HubReference.parse($0) }
+      let c = controls[i]
+      spec.layerScales = c.layerScales
+      spec.window = c.window
+      spec.embedsScaling = c.scaling
+      spec.combine = c.features.combine
+      spec.negative = c.features.negative
+      spec.imageWeights = c.imageWeights
+      spec.masks = try c.maskFiles.map { try Image(contentsOfFile: $0, limits: limits.limits) }
+      return spec
+    }
     for v in ipImage {
       let (i, file) = try Self.assignment(v, option: "--ip-image", adapters: ipAdapter.count)
-      images[i].append(try Image(contentsOfFile: file, limits: limits.limits))
+      specs[i].images.append(try Image(contentsOfFile: file, limits: limits.limits))
     }
-    var embedFiles = Array(repeating: String?.none, count: ipAdapter.count)
     for v in ipEmbeds {
       let (i, file) = try Self.assignment(v, option: "--ip-embeds", adapters: ipAdapter.count)
-      embedFiles[i] = file
+      specs[i].embedsFile = URL(fileURLWithPath: file)
     }
-    var encoders: [String: ImagePromptEncoder] = [:]
-    var prompts: [ImagePrompt] = []
-    let controls = try perAdapterControls(limits: limits.limits)
-    let prepare = PrepareOptions(allowNonFiniteWeights: limits.allowNan)
-    for (i, path) in ipAdapter.enumerated() {
-      let adapter = try IPAdapter(path: path, unet: pipeline.unet, prepare: prepare)
-      let c = controls[i]
-      var features = c.features
-      features.maxPixels = limits.maxPixels
-      if let w = c.imageWeights {
-        guard w.count == images[i].count else {
-          throw CLIError.invalid("--ip-image-weight", "adapter \(i + 1) has \(images[i].count) image(s) but \(w.count) weight(s)")
-        }
-        features.weights = w
+    for (i, spec) in specs.enumerated() {
+      if let w = spec.imageWeights, w.count != spec.images.count {
+        throw CLIError.invalid("--ip-image-weight", "adapter \(i + 1) has \(spec.images.count) image(s) but \(w.count) weight(s)")
       }
-      let embeds: ImagePromptEmbeds
-      if let file = embedFiles[i] {
-        embeds = try EmbedsFile.read(file, adapter: adapter)
-      } else {
-        let folder = try encoderFolder(for: i)
-        let encoder = try encoders[folder.path]
-          ?? ImagePromptEncoder(folder: folder, processorConfig: pipeline.featureExtractorConfig, prepare: prepare)
-        encoders[folder.path] = encoder
-        embeds = try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: images[i], options: features)
-      }
-      var prompt = ImagePrompt(adapter: adapter, embeds: embeds, scale: scales[i] ?? 1.0)
-      prompt.layerScales = c.layerScales(scales[i] ?? 1.0)
-      prompt.window = c.window
-      prompt.embedsScaling = c.scaling
-      if !c.maskFiles.isEmpty {
-        guard c.maskFiles.count == embeds.imageCount else {
-          throw CLIError.invalid("--ip-mask", "adapter \(i + 1) has \(embeds.imageCount) image(s) after combining but \(c.maskFiles.count) mask(s)")
-        }
-        let (w, h) = try pipeline.outputSize(for: parameters)
-        let masks = try IPAdapterMasks.preprocess(
-          try c.maskFiles.map { try Image(contentsOfFile: $0, limits: limits.limits) }, height: h, width: w,
-          maxPixels: limits.maxPixels)
-        for warning in masks.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
-        prompt.masks = masks.masks
-      }
-      prompts.append(prompt)
     }
-    if !encoders.isEmpty {
-      encoders = [:]  // the image encoders are done: give their memory back before the UNet loads
-      Runtime.returnFreedMemory()
-    }
-    return prompts
-  }
-}
-
-/// Precomputed image-prompt embeddings on disk: F32 safetensors with `image_prompt_embeds` and
-/// `uncond_image_prompt_embeds`, both `[1, N·T, C]` (the projected tokens).
-enum EmbedsFile {
-  static let conditionalKey = "image_prompt_embeds"
-  static let unconditionalKey = "uncond_image_prompt_embeds"
-
-  static func write(_ embeds: ImagePromptEmbeds, adapter: IPAdapter, to path: String) throws {
-    try SafeTensorsWriter.write(
-      [conditionalKey: embeds.conditional.asFloat32(), unconditionalKey: embeds.unconditional.asFloat32()],
-      metadata: ["ip_adapter": URL(fileURLWithPath: adapter.path).lastPathComponent, "variant": "\(adapter.variant)"],
-      to: path)
+    return specs
   }
 
-  static func read(_ path: String, adapter: IPAdapter) throws -> ImagePromptEmbeds {
-    let file = try SafeTensorsFile(path: path)
-    if file.info(conditionalKey) == nil, file.keys.count == 1, let info = file.info(file.keys[0]),
-      (info.shape.count == 3 || info.shape.count == 4), info.shape.first == 2
-    {
-      return try diffusersLayout(try file.tensor(file.keys[0]).toFloat32(), path: path, adapter: adapter)
+  /// The flag a library parameter name (`imagePrompts[i].field`) stands for.
+  static func flag(forParameter name: String) -> String? {
+    guard let dot = name.lastIndex(of: ".") else { return "--ip-adapter" }
+    switch name[name.index(after: dot)...] {
+    case "images": return "--ip-image"
+    case "embedsFile": return "--ip-embeds"
+    case "imageWeights": return "--ip-image-weight"
+    case "masks": return "--ip-mask"
+    default: return nil
     }
-    for key in [conditionalKey, unconditionalKey] where file.info(key) == nil {
-      throw IPAdapterError.badEmbeds(
-        path: path,
-        reason: "no tensor '\(key)' (write the file with 'ipadapter embed', or store one diffusers ip_adapter_image_embeds tensor [2, N, …])")
-    }
-    let cond = try file.tensor(conditionalKey).toFloat32()
-    let uncond = try file.tensor(unconditionalKey).toFloat32()
-    let c = adapter.variant.crossDim
-    guard cond.rank == 3, cond.shape[0] == 1, cond.shape[1] > 0, cond.shape[2] == c, uncond.shape == cond.shape else {
-      throw IPAdapterError.badEmbeds(
-        path: path, reason: "embeddings must be [1, tokens, \(c)] for \(URL(fileURLWithPath: adapter.path).lastPathComponent), got \(cond.shape) and \(uncond.shape)")
-    }
-    if let t = adapter.projection.tokensPerImage, cond.shape[1] % t != 0 {
-      throw IPAdapterError.badEmbeds(path: path, reason: "\(cond.shape[1]) tokens is not a multiple of the adapter's \(t) tokens per image")
-    }
-    return ImagePromptEmbeds(
-      conditional: cond, unconditional: uncond, imageCount: adapter.projection.tokensPerImage.map { cond.shape[1] / $0 } ?? 1)
-  }
-
-  /// diffusers' `ip_adapter_image_embeds` entry: CLIP features `[2, N, D]` (global adapters) or
-  /// `[2, N, S, D]` (hidden states), negative half first — projected here like diffusers' UNet does.
-  static func diffusersLayout(_ t: Tensor, path: String, adapter: IPAdapter) throws -> ImagePromptEmbeds {
-    let n = t.shape[1]
-    let perHalf = Array(t.shape.dropFirst())
-    guard perHalf.allSatisfy({ $0 > 0 }) else {
-      throw IPAdapterError.badEmbeds(path: path, reason: "diffusers embeds \(t.shape) have an empty dimension")
-    }
-    let wantsEmbeds = adapter.variant.usesImageEmbeds
-    guard (wantsEmbeds && perHalf.count == 2) || (!wantsEmbeds && perHalf.count == 3), perHalf.last == adapter.variant.inputWidth else {
-      throw IPAdapterError.badEmbeds(
-        path: path,
-        reason: "diffusers embeds \(t.shape) do not fit \(URL(fileURLWithPath: adapter.path).lastPathComponent), which takes \(wantsEmbeds ? "[2, N, \(adapter.variant.inputWidth)]" : "[2, N, tokens, \(adapter.variant.inputWidth)]")")
-    }
-    let negative = t.slice(rows: 0..<1).reshaped(perHalf)
-    let positive = t.slice(rows: 1..<2).reshaped(perHalf)
-    return ImagePromptEmbeds(
-      conditional: try adapter.tokens(positive), unconditional: try adapter.tokens(negative), imageCount: n)
   }
 }
 
@@ -284,14 +180,12 @@ struct AdapterControls {
   var scaling = IPAdapterEmbedsScaling.vOnly
   var maskFiles: [String] = []
 
-  func layerScales(_ scale: Float) -> IPAdapterLayerScales {
+  /// The layer-scale choice (its strength is the adapter's scale, applied by the library).
+  var layerScales: IPAdapterLayerScales? {
     if let blockScales { return .blocks(blockScales) }
-    if let preset { return .preset(preset, scale: scale) }
-    if var w = weightType {
-      w.weight = Double(scale)
-      return .comfy(w)
-    }
-    return .uniform(scale)
+    if let preset { return .preset(preset, scale: 1) }
+    if let weightType { return .comfy(weightType) }
+    return nil
   }
 }
 
@@ -327,7 +221,7 @@ extension ImagePromptOptions {
       case "black": out[i].features.negative = .comfyUI
       case "noise":
         let noise = try IPAdapterNoise(kind: .fade)
-        out[i].features.negative = .image(noise.image(generator: { TorchNoiseSource(seed: $0) }))
+        out[i].features.negative = .image(noise.image())
       case let other?:
         throw CLIError.invalid("--ip-uncond", "'\(other)' is not zeros, black or noise")
       }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import IPAdapter
 import Imaging
 import NN
 import Pipelines
@@ -28,6 +29,9 @@ struct LimitOptions: ParsableArguments {
     case PipelineError.nonFiniteLatents: return "--allow-nan lets the run finish anyway"
     case PipelineError.invalidArgument(name: "width × height", _): return "--max-pixels raises the limit"
     case let e as WeightLoadingError where !e.nonFinite.isEmpty: return "--allow-nan loads such files anyway"
+    case IPAdapterError.missingImageEncoder: return "--image-encoder DIR"
+    case PipelineError.invalidArgument(let name, _) where name.hasPrefix("imagePrompts["):
+      return ImagePromptOptions.flag(forParameter: name).map { "see \($0)" }
     default: return nil
     }
   }

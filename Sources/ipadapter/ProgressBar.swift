@@ -2,7 +2,7 @@ import Foundation
 import Pipelines
 
 /// A one-line progress bar on standard error: steps, seconds per step and time left.
-final class ProgressBar {
+final class ProgressBar: Sendable {
   private let width = 30
   private let isTerminal = isatty(2) != 0
 

@@ -6,12 +6,6 @@ import Weights
 
 /// The `ipadapter generate` / `embed` contract: exact flag names, outputs, exit codes, one-line errors.
 @Suite struct GenerateCommandTests {
-  func closeFraction(_ a: Image, _ b: Image) -> Double {
-    guard a.pixels.count == b.pixels.count else { return 0 }
-    var close = 0
-    for i in 0..<a.pixels.count where abs(Int(a.pixels[i]) - Int(b.pixels[i])) <= 1 { close += 1 }
-    return Double(close) / Double(a.pixels.count)
-  }
 
   @Test func generateWritesTheDiffusersImageWithParameters() throws {
     let out = CLI.temporaryPath("out.png")
@@ -27,7 +21,7 @@ import Weights
     #expect(r.status == 0, "\(r.stderr)")
     let decoded = try ImageCodec.decode(contentsOfFile: out)
     let golden = try Image(contentsOfFile: Fixtures.url("goldens/sd15-e2e/euler-a.png").path)
-    #expect(closeFraction(decoded.image, golden) >= 0.99)
+    #expect(Compare.closeFraction(decoded.image, golden) >= 0.99)
     #expect(decoded.text(forKey: "parameters")?.contains("Sampler: Euler a, CFG scale: 7.5, Seed: 0") == true)
     let saved = try SafeTensorsFile(path: latents)
     #expect(saved.info("latents")?.storedType == "F32")
@@ -44,7 +38,7 @@ import Weights
     ])
     #expect(r.status == 0, "\(r.stderr)")
     let golden = try Image(contentsOfFile: Fixtures.url("goldens/ip-adapter-e2e/ip-adapter-plus_sd15.png").path)
-    #expect(closeFraction(try Image(contentsOfFile: out), golden) >= 0.99)
+    #expect(Compare.closeFraction(try Image(contentsOfFile: out), golden) >= 0.99)
   }
 
   @Test func embedThenGenerateFromEmbedsGivesTheSameImage() throws {
@@ -77,7 +71,7 @@ import Weights
     ])
     #expect(r.status == 0, "\(r.stderr)")
     let golden = try Image(contentsOfFile: Fixtures.url("goldens/ip-adapter-e2e/global-and-plus.png").path)
-    #expect(closeFraction(try Image(contentsOfFile: out), golden) >= 0.99)
+    #expect(Compare.closeFraction(try Image(contentsOfFile: out), golden) >= 0.99)
   }
 
   /// Each bad input: non-zero exit, exactly one line on stderr starting with `error:`, no output file.

@@ -8,12 +8,6 @@ import TestSupport
   static let images = Fixtures.url("images").path
   static let goldens = Fixtures.url("goldens/pipelines")
 
-  func closeFraction(_ a: Image, _ b: Image) -> Double {
-    guard a.pixels.count == b.pixels.count else { return 0 }
-    var close = 0
-    for i in 0..<a.pixels.count where abs(Int(a.pixels[i]) - Int(b.pixels[i])) <= 1 { close += 1 }
-    return Double(close) / Double(a.pixels.count)
-  }
 
   func generate(_ extra: [String], golden: String, model: String = CLI.model) throws {
     let out = CLI.temporaryPath("\(golden).png")
@@ -23,7 +17,7 @@ import TestSupport
        "--quiet", "--output", out] + extra)
     #expect(r.status == 0, "\(r.stderr)")
     let reference = try Image(contentsOfFile: Self.goldens.appendingPathComponent("\(golden).png").path)
-    #expect(closeFraction(try Image(contentsOfFile: out), reference) >= 0.99)
+    #expect(Compare.closeFraction(try Image(contentsOfFile: out), reference) >= 0.99)
   }
 
   @Test func imageToImageMatchesDiffusers() throws {

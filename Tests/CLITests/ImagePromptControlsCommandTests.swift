@@ -10,12 +10,6 @@ import TestSupport
   static let plus = "\(CLI.adapters)/ip-adapter-plus_sd15.safetensors"
   static let images = Fixtures.url("images").path
 
-  func closeFraction(_ a: Image, _ b: Image) -> Double {
-    guard a.pixels.count == b.pixels.count else { return 0 }
-    var close = 0
-    for i in 0..<a.pixels.count where abs(Int(a.pixels[i]) - Int(b.pixels[i])) <= 1 { close += 1 }
-    return Double(close) / Double(a.pixels.count)
-  }
 
   func generate(_ extra: [String], golden: String? = nil) throws -> CLI.Result {
     let out = CLI.temporaryPath("controls.png")
@@ -26,7 +20,7 @@ import TestSupport
     #expect(r.status == 0, "\(r.stderr)")
     if let golden, r.status == 0 {
       let reference = try Image(contentsOfFile: Self.goldens.appendingPathComponent("\(golden).png").path)
-      #expect(closeFraction(try Image(contentsOfFile: out), reference) >= 0.99)
+      #expect(Compare.closeFraction(try Image(contentsOfFile: out), reference) >= 0.99)
     }
     return r
   }

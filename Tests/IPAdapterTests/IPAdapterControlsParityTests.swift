@@ -32,7 +32,7 @@ import Weights
     let latents = try SafeTensorsFile(path: Self.goldens.appendingPathComponent("\(golden).safetensors").path).tensor("latents")
     #expect(Compare.relativeError(result.latents, latents) <= 1e-4)
     let png = try Image(contentsOfFile: Self.goldens.appendingPathComponent("\(golden).png").path)
-    #expect(IPFixtures.closeFraction(result.image, png) >= 0.99)
+    #expect(Compare.closeFraction(result.image, png) >= 0.99)
   }
 
   @Test func blockScalesDictionaryMatchesDiffusers() throws {

@@ -34,13 +34,6 @@ enum IPFixtures {
     return p
   }
 
-  /// Fraction of 8-bit values that differ by at most 1.
-  static func closeFraction(_ a: Image, _ b: Image) -> Double {
-    guard a.width == b.width, a.height == b.height, a.channels == b.channels else { return 0 }
-    var close = 0
-    for i in 0..<a.pixels.count where abs(Int(a.pixels[i]) - Int(b.pixels[i])) <= 1 { close += 1 }
-    return Double(close) / Double(a.pixels.count)
-  }
 }
 
 /// Parity with diffusers for every SD1.5 variant (`tools/reference/gen_ip_adapter.py`).
@@ -93,7 +86,7 @@ enum IPFixtures {
     let latents = try SafeTensorsFile(path: dir.appendingPathComponent("\(golden).safetensors").path).tensor("latents")
     #expect(Compare.relativeError(result.latents, latents) <= 1e-4)
     let png = try Image(contentsOfFile: dir.appendingPathComponent("\(golden).png").path)
-    #expect(IPFixtures.closeFraction(result.image, png) >= 0.99)
+    #expect(Compare.closeFraction(result.image, png) >= 0.99)
   }
 
   @Test(arguments: ["ip-adapter_sd15", "ip-adapter-plus_sd15", "ip-adapter-full-face_sd15"])

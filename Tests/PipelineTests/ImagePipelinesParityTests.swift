@@ -104,7 +104,7 @@ import Weights
     #expect(Compare.relativeError(result.latents, expected) <= 1e-4)
     let png = try Image(contentsOfFile: Self.goldens.appendingPathComponent("\(name).png").path)
     #expect(result.image.width == png.width && result.image.height == png.height)
-    #expect(TextToImageParityTests.closeFraction(result.image, png) >= 0.99)
+    #expect(Compare.closeFraction(result.image, png) >= 0.99)
   }
 
   @Test(arguments: [

@@ -17,13 +17,6 @@ import Weights
 
   static func load() throws -> StableDiffusionPipeline { try StableDiffusionPipeline(folder: pipeline) }
 
-  /// Fraction of 8-bit values that differ by at most 1.
-  static func closeFraction(_ a: Image, _ b: Image) -> Double {
-    guard a.width == b.width, a.height == b.height, a.channels == b.channels else { return 0 }
-    var close = 0
-    for i in 0..<a.pixels.count where abs(Int(a.pixels[i]) - Int(b.pixels[i])) <= 1 { close += 1 }
-    return Double(close) / Double(a.pixels.count)
-  }
 
   @Test(arguments: ["pndm", "ddim", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras"])
   func matchesDiffusers(scheduler: String) throws {
@@ -38,7 +31,7 @@ import Weights
     let reference = try SafeTensorsFile(path: Self.goldens.appendingPathComponent("\(scheduler).safetensors").path)
     #expect(Compare.relativeError(result.latents, try reference.tensor("latents")) <= 1e-4)
     let png = try Image(contentsOfFile: Self.goldens.appendingPathComponent("\(scheduler).png").path)
-    #expect(Self.closeFraction(result.image, png) >= 0.99)
+    #expect(Compare.closeFraction(result.image, png) >= 0.99)
   }
 
   @Test func withoutGuidanceAndWithGivenLatentsMatchesDiffusers() throws {
@@ -51,7 +44,7 @@ import Weights
     let reference = try SafeTensorsFile(path: Self.goldens.appendingPathComponent("pndm-nocfg-latents.safetensors").path)
     #expect(Compare.relativeError(result.latents, try reference.tensor("latents")) <= 1e-4)
     let png = try Image(contentsOfFile: Self.goldens.appendingPathComponent("pndm-nocfg-latents.png").path)
-    #expect(Self.closeFraction(result.image, png) >= 0.99)
+    #expect(Compare.closeFraction(result.image, png) >= 0.99)
   }
 
   @Test func sameSeedGivesTheSameImage() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Schedulers
 import TensorCore
+import TorchRandom
 import Testing
 
 /// Config decoding, the factory and typed errors for bad input.

@@ -1,6 +1,7 @@
 import Foundation
 import Schedulers
 import TensorCore
+import TorchRandom
 import Testing
 
 /// Full denoising loops against diffusers 0.42.1: every case builds the scheduler the way the CLI

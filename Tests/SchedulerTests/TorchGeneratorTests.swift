@@ -1,6 +1,7 @@
 import Foundation
 import Schedulers
 import TensorCore
+import TorchRandom
 import Testing
 
 /// `TorchGenerator` against `torch.Generator("cpu").manual_seed(seed)` + `torch.randn` /

@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import TensorCore
 import Weights
 
@@ -18,6 +19,16 @@ public enum Fixtures {
 
 /// Error metrics used by parity tests.
 public enum Compare {
+  /// Fraction of 8-bit values that differ by at most 1 (0 when the images differ in size or
+  /// channels): the end-to-end image criterion, e.g. "within 1/255 on ≥ 99 %".
+  public static func closeFraction(_ a: Image, _ b: Image) -> Double {
+    guard a.width == b.width, a.height == b.height, a.channels == b.channels, !a.pixels.isEmpty else { return 0 }
+    var close = 0
+    for i in 0..<a.pixels.count where abs(Int(a.pixels[i]) - Int(b.pixels[i])) <= 1 { close += 1 }
+    return Double(close) / Double(a.pixels.count)
+  }
+
+
   /// `max|a − b| / max|b|` — the error relative to the reference tensor's scale.
   /// Tensors of different sizes compare as `.infinity` (a failed expectation, not a crash).
   public static func relativeError(_ a: Tensor, _ b: Tensor) -> Float {

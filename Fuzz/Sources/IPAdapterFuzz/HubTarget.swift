@@ -1,5 +1,5 @@
 import Foundation
-import FuzzHub
+import Hub
 
 /// `hub`: everything the hub client parses from a server or from the cache (`HubWireFormat`),
 /// then the cache paths built from what was parsed (`HubCache` checks every name again). The

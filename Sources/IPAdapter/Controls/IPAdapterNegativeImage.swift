@@ -2,6 +2,7 @@ import Foundation
 import Imaging
 import Models
 import TensorCore
+import TorchRandom
 
 /// What the unconditional (negative) branch of classifier-free guidance sees for an adapter. The
 /// tools disagree, which is why the same seed gives different pictures in each; pick the
@@ -63,15 +64,20 @@ public enum IPAdapterUnconditionalInput: Sendable, Equatable {
   case image(Image)
 }
 
-/// A random number stream for `IPAdapterNoise`. To reproduce ComfyUI bit for bit, conform
-/// `Schedulers.TorchGenerator` (PyTorch's CPU generator) to it where both modules are visible:
-/// `uniform` = `torch.rand(count)`, `normal` = `torch.randn(count)`.
+/// A random number stream for `IPAdapterNoise`: `uniform` = `torch.rand(count)`, `normal` =
+/// `torch.randn(count)`. `TorchGenerator` (PyTorch's CPU generator, bit for bit) is the default,
+/// which reproduces ComfyUI.
 ///
 /// matches: the global torch CPU generator that `IPAdapterNoise.make_noise` reseeds with
 /// `torch.manual_seed` (via `TorchGenerator`, which reproduces torch 2.13's CPU generator).
 public protocol IPAdapterRandomSource {
   mutating func uniform(count: Int) -> [Float]
   mutating func normal(count: Int) -> [Float]
+}
+
+extension TorchGenerator: IPAdapterRandomSource {
+  public mutating func uniform(count: Int) -> [Float] { rand([count]).scalars() }
+  public mutating func normal(count: Int) -> [Float] { randnFloats(count: count) }
 }
 
 /// The ComfyUI "IPAdapter Noise" node: a noisy image meant as `image_negative`.
@@ -150,6 +156,12 @@ public struct IPAdapterNoise: Equatable, Sendable {
   }
 
   /// The noisy image, quantised to 8 bits as ComfyUI's CLIP preprocessing does.
+  /// The noisy image with PyTorch's CPU generator, as ComfyUI makes it.
+  public func image(base: Image? = nil) -> Image { image(base: base) { TorchGenerator(seed: $0) } }
+
+  /// The noisy image with PyTorch's CPU generator, as floats (see `floats(base:generator:)`).
+  public func floats(base: Image? = nil) -> [Float] { floats(base: base) { TorchGenerator(seed: $0) } }
+
   public func image<R: IPAdapterRandomSource>(base: Image? = nil, generator: (UInt64) -> R) -> Image {
     let x = floats(base: base, generator: generator)
     let bytes = x.map { UInt8(Swift.min(Swift.max((255 * $0).rounded(.toNearestOrEven), 0), 255)) }

@@ -19,7 +19,7 @@ public enum CLIPActivation: String, Codable, Sendable {
 ///
 /// matches: transformers `CLIPEncoderLayer` (pre-norm; attention with biases and scale
 /// `head_dim^-0.5`; MLP with the configured activation).
-public final class CLIPEncoderLayer: Module, @unchecked Sendable {
+public final class CLIPEncoderLayer: Module {
   public let heads: Int
   public let qProj: Linear
   public let kProj: Linear

@@ -68,7 +68,7 @@ public struct CLIPTextConfig: Codable, Sendable, Equatable {
 }
 
 /// The output of the CLIP text encoder.
-public struct CLIPTextOutput: @unchecked Sendable {
+public struct CLIPTextOutput: Sendable {
   /// `final_layer_norm(hidden_states[-1])`, `[B, L, hidden]` — what Stable Diffusion conditions on.
   public var lastHiddenState: Tensor
   /// `hidden_states[0]` (embeddings) … `hidden_states[layers]` (last layer, before the final norm).
@@ -81,6 +81,7 @@ public struct CLIPTextOutput: @unchecked Sendable {
 ///
 /// matches: transformers `CLIPTextModel` (5.23) with a causal mask and no padding mask (as
 /// diffusers calls it for Stable Diffusion).
+/// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`; a pipeline's queue runs one generation at a time.
 public final class CLIPTextModel: Module, @unchecked Sendable {
   public let config: CLIPTextConfig
   public let tokenEmbedding: Embedding
@@ -139,6 +140,7 @@ public final class CLIPTextModel: Module, @unchecked Sendable {
     var h = try Ops.concatRows(rows).reshaped([ids.count, length, config.hiddenSize])
     var states = keepHiddenStates ? [h] : []
     for layer in layers {
+      try CancellationToken.checkCurrent()
       h = try layer(h, causal: true)
       if keepHiddenStates { states.append(h) }
     }

@@ -109,6 +109,7 @@ public enum CLIPVisionOutputKind: Sendable {
 /// matches: transformers `CLIPVisionModelWithProjection` (5.23), without position-embedding
 /// interpolation (inputs must be `image_size`²). Pixels are NHWC `[B, H, W, 3]`, normalised as
 /// `CLIPImageProcessor` outputs them.
+/// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`.
 public final class CLIPVisionModel: Module, @unchecked Sendable {
   public let config: CLIPVisionConfig
   public let patchEmbedding: Conv2d
@@ -174,7 +175,7 @@ public final class CLIPVisionModel: Module, @unchecked Sendable {
     let tokens = config.tokenCount
     let patches = try patchEmbedding(pixels).reshaped([b, tokens - 1, h])
     let positions = try positionEmbedding(Array(0..<tokens))
-    var embeddings = Tensor(uninitializedShape: [b, tokens, h])
+    let embeddings = Tensor(uninitializedShape: [b, tokens, h])
     let dst = embeddings.mutableFloatPointer
     let pos = positions.floatPointer
     let cls = classToken.floatPointer
@@ -193,9 +194,12 @@ public final class CLIPVisionModel: Module, @unchecked Sendable {
     }
     var x = try preLayerNorm(embeddings)
     let runLayers = output == .penultimateHiddenState ? layers.count - 1 : layers.count
-    for layer in layers.prefix(runLayers) { x = try layer(x, causal: false) }
+    for layer in layers.prefix(runLayers) {
+      try CancellationToken.checkCurrent()
+      x = try layer(x, causal: false)
+    }
     if output == .penultimateHiddenState { return x }
-    var cls0 = Tensor(uninitializedShape: [b, h])
+    let cls0 = Tensor(uninitializedShape: [b, h])
     for i in 0..<b {
       (cls0.mutableFloatPointer + i * h).update(from: x.floatPointer + i * tokens * h, count: h)
     }

@@ -9,7 +9,7 @@ import TensorCore
 /// share the queries, each has its own softmax, and their outputs are summed (scaled) before
 /// `to_out`. Limitations: no attention masks other than causal, no `norm_cross`, no
 /// `residual_connection` other than the VAE form.
-public final class AttentionModule: Module, @unchecked Sendable {
+public final class AttentionModule: Module {
   public let heads: Int
   public let toQ: Linear
   public let toK: Linear

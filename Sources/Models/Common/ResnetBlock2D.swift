@@ -8,7 +8,7 @@ import TensorCore
 /// `output_scale_factor` 1 and no up/down sampling inside the block:
 /// `out = x' + conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb)))))`, where `x'` is `x`
 /// or `conv_shortcut(x)`. The residual add is fused into `conv2`.
-public final class ResnetBlock2D: Module, @unchecked Sendable {
+public final class ResnetBlock2D: Module {
   public let norm1: GroupNorm
   public let conv1: Conv2d
   public let timeEmbProj: Linear?
@@ -61,7 +61,7 @@ public final class ResnetBlock2D: Module, @unchecked Sendable {
 ///
 /// matches: diffusers `Downsample2D(use_conv=True)`; with `padding == 0` it pads one pixel at the
 /// bottom and right first (`F.pad(x, (0, 1, 0, 1))`), as the VAE encoder does.
-public final class Downsample2D: Module, @unchecked Sendable {
+public final class Downsample2D: Module {
   public let conv: Conv2d
 
   public init(channels: Int, outChannels: Int? = nil, padding: Int) {
@@ -77,7 +77,7 @@ public final class Downsample2D: Module, @unchecked Sendable {
 /// Nearest ×2 upsampling followed by a 3×3 convolution, key `conv`.
 ///
 /// matches: diffusers `Upsample2D(use_conv=True)` with `interpolate(scale_factor=2, "nearest")`.
-public final class Upsample2D: Module, @unchecked Sendable {
+public final class Upsample2D: Module {
   public let conv: Conv2d
 
   public init(channels: Int, outChannels: Int? = nil) {

@@ -7,7 +7,7 @@ import TensorCore
 /// matches: diffusers `ControlNetConditioningEmbedding` (0.42.1): `conv_in` (3×3), then per step
 /// a 3×3 convolution keeping the channels and a 3×3 stride-2 convolution to the next width, SiLU
 /// after every convolution but the last, `conv_out` (3×3) to `block_out_channels[0]`.
-public final class ControlNetConditioningEmbedding: Module, @unchecked Sendable {
+public final class ControlNetConditioningEmbedding: Module {
   public let convIn: Conv2d
   /// Pairs of (same-width, stride-2) convolutions, flattened as diffusers stores them.
   public let blocks: [Conv2d]

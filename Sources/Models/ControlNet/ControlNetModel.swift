@@ -22,14 +22,12 @@ import Weights
 ///
 /// The ControlNet attends to the **text** tokens only (diffusers never installs IP-Adapter
 /// processors in it): build its conditioning with its own `makeConditioning`.
+/// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`; a pipeline's queue runs one generation at a time.
 public final class ControlNetModel: Module, @unchecked Sendable {
   public let config: ControlNetConfig
-  public let convIn: Conv2d
-  public let timeLinear1: Linear
-  public let timeLinear2: Linear
+  /// `conv_in`, time embedding, down blocks and middle block (shared with `UNet2DConditionModel`).
+  public let encoder: UNetEncoder
   public let conditioningEmbedding: ControlNetConditioningEmbedding
-  public let downBlocks: [DownBlock]
-  public let midBlock: MidBlock
   /// One 1×1 convolution per skip tensor (`conv_in` output, each layer, each downsampler).
   public let controlNetDownBlocks: [Conv2d]
   public let controlNetMidBlock: Conv2d
@@ -40,66 +38,29 @@ public final class ControlNetModel: Module, @unchecked Sendable {
   public init(config: ControlNetConfig, path: String = "controlnet/config.json") throws {
     try config.validate(path: path)
     self.config = config
+    encoder = UNetEncoder(config)
     let channels = config.blockOutChannels
     let n = channels.count
-    let timeChannels = channels[0] * 4
-    let heads = config.headsPerBlock
-    let transformerLayers = config.transformerLayersList
-    let (groups, eps) = (config.groups, config.normEps)
-    let (context, linear) = (config.crossAttentionDim, config.useLinearProjection)
-
-    convIn = Conv2d(config.inChannels, channels[0], kernelSize: 3, padding: 1)
-    timeLinear1 = Linear(channels[0], timeChannels)
-    timeLinear2 = Linear(timeChannels, timeChannels)
     conditioningEmbedding = ControlNetConditioningEmbedding(
       conditioningChannels: config.conditioningChannels, channels: config.embeddingChannels,
       outChannels: channels[0])
-
-    var down: [DownBlock] = []
     var zeroConvs = [Conv2d(channels[0], channels[0], kernelSize: 1)]
-    var output = channels[0]
     for i in 0..<n {
-      let input = output
-      output = channels[i]
-      let cross = config.downBlockTypes[i] == "CrossAttnDownBlock2D"
-      down.append(
-        DownBlock(
-          inChannels: input, outChannels: output, layers: config.layersPerBlock, timeChannels: timeChannels,
-          groups: groups, eps: eps, attention: cross ? (heads[i], context, transformerLayers[i], linear) : nil,
-          addDownsample: i < n - 1, downsamplePadding: config.downsamplePadding))
       let skips = config.layersPerBlock + (i < n - 1 ? 1 : 0)
-      zeroConvs += (0..<skips).map { _ in Conv2d(output, output, kernelSize: 1) }
+      zeroConvs += (0..<skips).map { _ in Conv2d(channels[i], channels[i], kernelSize: 1) }
     }
-    downBlocks = down
     controlNetDownBlocks = zeroConvs
-    midBlock = MidBlock(
-      channels: channels[n - 1], timeChannels: timeChannels, groups: groups, eps: eps,
-      outputScaleFactor: config.midBlockScaleFactor, heads: heads[n - 1], contextDim: context,
-      transformerLayers: transformerLayers[n - 1], linear: linear)
     controlNetMidBlock = Conv2d(channels[n - 1], channels[n - 1], kernelSize: 1)
-
-    var crossLayers: [(String, BasicTransformerBlock)] = []
-    func collect(_ prefix: String, _ attentions: [Transformer2DModel]) {
-      for (a, t) in attentions.enumerated() {
-        for (b, block) in t.blocks.enumerated() {
-          block.crossAttentionIndex = crossLayers.count
-          crossLayers.append(("\(prefix).attentions.\(a).transformer_blocks.\(b).attn2", block))
-        }
-      }
-    }
-    for (i, b) in down.enumerated() { collect("down_blocks.\(i)", b.attentions) }
-    collect("mid_block", midBlock.attentions)
+    var crossLayers: [(name: String, block: BasicTransformerBlock)] = []
+    encoder.collectCrossAttention(middle: false, into: &crossLayers)
+    encoder.collectCrossAttention(middle: true, into: &crossLayers)
     crossAttentionLayers = crossLayers
   }
 
   public var children: [(String, any Module)] {
-    var c: [(String, any Module)] = [
-      ("conv_in", convIn), ("time_embedding.linear_1", timeLinear1), ("time_embedding.linear_2", timeLinear2),
-      ("controlnet_cond_embedding", conditioningEmbedding),
-    ]
-    for (i, b) in downBlocks.enumerated() { c.append(("down_blocks.\(i)", b)) }
+    var c = encoder.stemChildren + [("controlnet_cond_embedding", conditioningEmbedding)] + encoder.downChildren
     for (i, conv) in controlNetDownBlocks.enumerated() { c.append(("controlnet_down_blocks.\(i)", conv)) }
-    c += [("controlnet_mid_block", controlNetMidBlock), ("mid_block", midBlock)]
+    c += [("controlnet_mid_block", controlNetMidBlock), ("mid_block", encoder.midBlock)]
     return c
   }
 
@@ -130,15 +91,8 @@ public final class ControlNetModel: Module, @unchecked Sendable {
   /// Computes the text keys/values of every cross-attention layer once.
   /// - Parameter encoderHiddenStates: `[B, L, cross_attention_dim]` (text only, uncond first with CFG).
   public func makeConditioning(encoderHiddenStates: Tensor) throws -> CrossAttentionConditioning {
-    guard encoderHiddenStates.rank == 3, encoderHiddenStates.shape[2] == crossAttentionDim else {
-      throw ModuleError.invalidInput(
-        "ControlNet text embeddings must be [B, L, \(crossAttentionDim)], got \(encoderHiddenStates.shape)")
-    }
-    let sources = try crossAttentionLayers.map { layer -> [AttentionSource] in
-      let (k, v) = try layer.block.attn2.keyValue(encoderHiddenStates)
-      return [AttentionSource(key: k, value: v)]
-    }
-    return CrossAttentionConditioning(sources: sources, batch: encoderHiddenStates.shape[0])
+    try UNetEncoder.conditioning(
+      crossAttentionLayers, encoderHiddenStates: encoderHiddenStates, width: crossAttentionDim, model: "ControlNet")
   }
 
   /// `controlnet_cond_embedding(image)` after the configured channel order is applied. It does not
@@ -206,13 +160,9 @@ public final class ControlNetModel: Module, @unchecked Sendable {
     let cond = controlEmbedding.shape[0] == batch
       ? controlEmbedding : try Ops.concatRows(Array(repeating: controlEmbedding, count: batch))
 
-    let temb = try timeEmbedding(timestep, batch: batch)
-    var h = try convIn(sample, accumulate: cond)
-    var skips = [h]
-    for block in downBlocks {
-      h = try block(h, timeEmbedding: temb, conditioning: conditioning, residualsOut: &skips)
-    }
-    h = try midBlock(h, timeEmbedding: temb, conditioning: conditioning)
+    let temb = try encoder.timeEmbedding(timestep, batch: batch)
+    var (h, skips) = try encoder.down(sample, accumulate: cond, timeEmbedding: temb, conditioning: conditioning)
+    h = try encoder.midBlock(h, timeEmbedding: temb, conditioning: conditioning)
 
     let pool = config.globalPoolConditions
     let scales = guessMode && !pool
@@ -240,20 +190,11 @@ public final class ControlNetModel: Module, @unchecked Sendable {
     }
   }
 
-  /// The time embedding `silu(time_embedding(time_proj(t)))` for a batch of `batch` samples.
-  func timeEmbedding(_ timestep: Float, batch: Int) throws -> Tensor {
-    let sinusoid = TimestepEmbedding.sinusoidal(
-      timesteps: [timestep], dimension: config.blockOutChannels[0], flipSinToCos: config.flipSinToCos,
-      downscaleFreqShift: Float(config.freqShift))
-    let emb = Ops.silu(try timeLinear2(try timeLinear1(sinusoid).applyingSiLU()))
-    return try Ops.concatRows(Array(repeating: emb, count: batch))
-  }
-
   /// NHWC channels in reverse order (`torch.flip(x, dims=[1])` on NCHW).
   static func reversingChannels(_ x: Tensor) -> Tensor {
     let input = x.asFloat32()
     let c = x.shape[3]
-    var out = Tensor(uninitializedShape: x.shape)
+    let out = Tensor(uninitializedShape: x.shape)
     let (s, d) = (input.floatPointer, out.mutableFloatPointer)
     for p in 0..<(x.count / max(c, 1)) {
       for k in 0..<c { d[p * c + k] = s[p * c + c - 1 - k] }
@@ -266,7 +207,7 @@ public final class ControlNetModel: Module, @unchecked Sendable {
   static func spatialMeanBroadcast(_ x: Tensor) -> Tensor {
     let input = x.asFloat32()
     let (n, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
-    var out = Tensor(uninitializedShape: x.shape)
+    let out = Tensor(uninitializedShape: x.shape)
     let (s, d) = (input.floatPointer, out.mutableFloatPointer)
     var sums = [Double](repeating: 0, count: c)
     for b in 0..<n {

@@ -43,6 +43,7 @@ public enum EMAChoice: Sendable, Equatable {
 /// SDXL and ControlNet files are refused with `SingleFileError.unsupportedModel`); the model
 /// configuration is not read from the file (callers pass diffusers configs); keys outside the
 /// three components (`model_ema.*` when unused, DDPM schedule buffers, `loss.*`) are ignored.
+/// `@unchecked Sendable`: immutable after init (read-only archives).
 public final class SingleFileCheckpoint: @unchecked Sendable {
   /// The file (or the name given to an in-memory archive).
   public let path: String

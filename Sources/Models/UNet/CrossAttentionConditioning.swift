@@ -8,7 +8,7 @@ import TensorCore
 /// keys and values, with its scale λ, to the layers it patches. The UNet itself knows nothing about
 /// adapters. Layer indices follow diffusers' attention-processor order (down blocks, up blocks,
 /// then the mid block) — see `UNet2DConditionModel.crossAttentionLayers`.
-public struct CrossAttentionConditioning: @unchecked Sendable {
+public struct CrossAttentionConditioning: Sendable {
   /// `sources[i]` feeds cross-attention layer `i`.
   public var sources: [[AttentionSource]]
   /// Batch size of the text keys/values (2 with classifier-free guidance).

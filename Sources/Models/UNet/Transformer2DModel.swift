@@ -5,7 +5,7 @@ import TensorCore
 ///
 /// matches: diffusers `FeedForward(dim, activation_fn="geglu", mult=4)`:
 /// `net.2(hidden · gelu(gate))` where `[hidden, gate] = net.0.proj(x).chunk(2)`.
-public final class FeedForward: Module, @unchecked Sendable {
+public final class FeedForward: Module {
   public let proj: Linear
   public let out: Linear
 
@@ -26,7 +26,7 @@ public final class FeedForward: Module, @unchecked Sendable {
 ///
 /// matches: diffusers `BasicTransformerBlock` with `norm_type="layer_norm"`, no
 /// `only_cross_attention`, no positional embeddings.
-public final class BasicTransformerBlock: Module, @unchecked Sendable {
+public final class BasicTransformerBlock: Module {
   public let norm1: LayerNorm
   public let attn1: AttentionModule
   public let norm2: LayerNorm
@@ -63,7 +63,7 @@ public final class BasicTransformerBlock: Module, @unchecked Sendable {
 /// matches: diffusers `Transformer2DModel` for continuous inputs (GroupNorm eps 1e-6; `proj_in` /
 /// `proj_out` are 1×1 convolutions, or linear layers with `use_linear_projection`). In NHWC both
 /// forms act on the channel vector of each pixel, so no permutes are needed.
-public final class Transformer2DModel: Module, @unchecked Sendable {
+public final class Transformer2DModel: Module {
   public let norm: GroupNorm
   public let projIn: any Module
   public let blocks: [BasicTransformerBlock]

@@ -4,7 +4,7 @@ import TensorCore
 import Weights
 
 /// Residuals a ControlNet adds to the UNet's skip connections and middle block output.
-public struct ControlResiduals: @unchecked Sendable {
+public struct ControlResiduals: Sendable {
   /// One per skip tensor of the down path, in order.
   public var down: [Tensor]
   public var mid: Tensor
@@ -25,13 +25,11 @@ public struct ControlResiduals: @unchecked Sendable {
 /// Cross-attention is driven by a `CrossAttentionConditioning`: the text keys/values of every
 /// cross-attention layer are computed once per generation by `makeConditioning`, and adapters
 /// (IP-Adapter) append their own sources to it.
+/// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`; a pipeline's queue runs one generation at a time.
 public final class UNet2DConditionModel: Module, @unchecked Sendable {
   public let config: UNet2DConditionConfig
-  public let convIn: Conv2d
-  public let timeLinear1: Linear
-  public let timeLinear2: Linear
-  public let downBlocks: [DownBlock]
-  public let midBlock: MidBlock
+  /// `conv_in`, time embedding, down blocks and middle block (shared with `ControlNetModel`).
+  public let encoder: UNetEncoder
   public let upBlocks: [UpBlock]
   public let convNormOut: GroupNorm
   public let convOut: Conv2d
@@ -39,51 +37,25 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
   /// path of each `attn2`.
   public let crossAttentionLayers: [(name: String, block: BasicTransformerBlock)]
 
+  public var convIn: Conv2d { encoder.convIn }
+  public var downBlocks: [DownBlock] { encoder.downBlocks }
+  public var midBlock: MidBlock { encoder.midBlock }
+
   public init(config: UNet2DConditionConfig, path: String = "unet/config.json") throws {
     try config.validate(path: path)
     self.config = config
+    encoder = UNetEncoder(config)
     let channels = config.blockOutChannels
     let n = channels.count
     let timeChannels = channels[0] * 4
-    let heads = config.headsPerBlock
-    let layers = config.layersPerBlockList
-    let transformerLayers = config.transformerLayersList
-    let groups = config.groups
-    let eps = config.normEps
-    let context = config.crossAttentionWidth
-    let linear = config.useLinearProjection
-
-    convIn = Conv2d(
-      config.inChannels, channels[0], kernelSize: config.convInKernel, padding: (config.convInKernel - 1) / 2)
-    timeLinear1 = Linear(channels[0], timeChannels)
-    timeLinear2 = Linear(timeChannels, timeChannels)
-
-    var down: [DownBlock] = []
-    var output = channels[0]
-    for i in 0..<n {
-      let input = output
-      output = channels[i]
-      let cross = config.downBlockTypes[i] == "CrossAttnDownBlock2D"
-      down.append(
-        DownBlock(
-          inChannels: input, outChannels: output, layers: layers[i], timeChannels: timeChannels,
-          groups: groups, eps: eps,
-          attention: cross ? (heads[i], context, transformerLayers[i], linear) : nil,
-          addDownsample: i < n - 1, downsamplePadding: config.downsamplePadding))
-    }
-    downBlocks = down
-
-    midBlock = MidBlock(
-      channels: channels[n - 1], timeChannels: timeChannels, groups: groups, eps: eps,
-      outputScaleFactor: config.midBlockScaleFactor, heads: heads[n - 1], contextDim: context,
-      transformerLayers: transformerLayers[n - 1], linear: linear)
-
     let reversed = Array(channels.reversed())
-    let reversedHeads = Array(heads.reversed())
-    let reversedLayers = Array(layers.reversed())
-    let reversedTransformerLayers = Array(transformerLayers.reversed())
+    let reversedHeads = Array(config.headsPerBlock.reversed())
+    let reversedLayers = Array(config.layersPerBlockList.reversed())
+    let reversedTransformerLayers = Array(config.transformerLayersList.reversed())
+    let (groups, eps) = (config.groups, config.normEps)
+    let (context, linear) = (config.crossAttentionWidth, config.useLinearProjection)
     var up: [UpBlock] = []
-    output = reversed[0]
+    var output = reversed[0]
     for i in 0..<n {
       let previous = output
       output = reversed[i]
@@ -101,27 +73,16 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
     convOut = Conv2d(
       channels[0], config.outChannels, kernelSize: config.convOutKernel, padding: (config.convOutKernel - 1) / 2)
 
-    var crossLayers: [(String, BasicTransformerBlock)] = []
-    func collect(_ prefix: String, _ attentions: [Transformer2DModel]) {
-      for (a, t) in attentions.enumerated() {
-        for (b, block) in t.blocks.enumerated() {
-          block.crossAttentionIndex = crossLayers.count
-          crossLayers.append(("\(prefix).attentions.\(a).transformer_blocks.\(b).attn2", block))
-        }
-      }
-    }
-    for (i, b) in down.enumerated() { collect("down_blocks.\(i)", b.attentions) }
-    for (i, b) in up.enumerated() { collect("up_blocks.\(i)", b.attentions) }
-    collect("mid_block", midBlock.attentions)
+    var crossLayers: [(name: String, block: BasicTransformerBlock)] = []
+    encoder.collectCrossAttention(middle: false, into: &crossLayers)
+    for (i, b) in up.enumerated() { UNetEncoder.collect("up_blocks.\(i)", b.attentions, into: &crossLayers) }
+    encoder.collectCrossAttention(middle: true, into: &crossLayers)
     crossAttentionLayers = crossLayers
   }
 
   public var children: [(String, any Module)] {
-    var c: [(String, any Module)] = [
-      ("conv_in", convIn), ("time_embedding.linear_1", timeLinear1), ("time_embedding.linear_2", timeLinear2),
-    ]
-    for (i, b) in downBlocks.enumerated() { c.append(("down_blocks.\(i)", b)) }
-    c.append(("mid_block", midBlock))
+    var c = encoder.stemChildren + encoder.downChildren
+    c.append(("mid_block", encoder.midBlock))
     for (i, b) in upBlocks.enumerated() { c.append(("up_blocks.\(i)", b)) }
     c += [("conv_norm_out", convNormOut), ("conv_out", convOut)]
     return c
@@ -136,25 +97,8 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
   /// Computes the text keys/values of every cross-attention layer once.
   /// - Parameter encoderHiddenStates: `[B, L, cross_attention_dim]` (uncond first with CFG).
   public func makeConditioning(encoderHiddenStates: Tensor) throws -> CrossAttentionConditioning {
-    guard encoderHiddenStates.rank == 3, encoderHiddenStates.shape[2] == crossAttentionDim else {
-      throw ModuleError.invalidInput(
-        "UNet text embeddings must be [B, L, \(crossAttentionDim)], got \(encoderHiddenStates.shape)")
-    }
-    let sources = try crossAttentionLayers.map { layer -> [AttentionSource] in
-      let (k, v) = try layer.block.attn2.keyValue(encoderHiddenStates)
-      return [AttentionSource(key: k, value: v)]
-    }
-    return CrossAttentionConditioning(sources: sources, batch: encoderHiddenStates.shape[0])
-  }
-
-  /// The time embedding `silu(time_embedding(time_proj(t)))` for a batch of `batch` samples.
-  func timeEmbedding(_ timestep: Float, batch: Int) throws -> Tensor {
-    let sinusoid = TimestepEmbedding.sinusoidal(
-      timesteps: [timestep], dimension: config.blockOutChannels[0], flipSinToCos: config.flipSinToCos,
-      downscaleFreqShift: Float(config.freqShift))
-    let emb = try timeLinear2(try timeLinear1(sinusoid).applyingSiLU())
-    let activated = Ops.silu(emb)
-    return try Ops.concatRows(Array(repeating: activated, count: batch))
+    try UNetEncoder.conditioning(
+      crossAttentionLayers, encoderHiddenStates: encoderHiddenStates, width: crossAttentionDim, model: "UNet")
   }
 
   /// Predicts the noise (or v) for NHWC latents `sample` `[B, H, W, in_channels]` at `timestep`.
@@ -175,12 +119,8 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
         "UNet batch \(sample.shape[0]) does not match the conditioning batch \(conditioning.batch)")
     }
     let batch = sample.shape[0]
-    let temb = try timeEmbedding(timestep, batch: batch)
-    var h = try convIn(sample)
-    var residuals = [h]
-    for block in downBlocks {
-      h = try block(h, timeEmbedding: temb, conditioning: conditioning, residualsOut: &residuals)
-    }
+    let temb = try encoder.timeEmbedding(timestep, batch: batch)
+    var (h, residuals) = try encoder.down(sample, timeEmbedding: temb, conditioning: conditioning)
     if let controlResiduals {
       guard controlResiduals.down.count == residuals.count else {
         throw ModuleError.invalidInput(
@@ -191,6 +131,7 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
     h = try midBlock(h, timeEmbedding: temb, conditioning: conditioning)
     if let controlResiduals { h = try Ops.add(h, controlResiduals.mid) }
     for (i, block) in upBlocks.enumerated() {
+      try CancellationToken.checkCurrent()
       var size: (height: Int, width: Int)?
       if exactUpsampling, i < upBlocks.count - 1 {
         let next = residuals[residuals.count - block.resnets.count - 1]

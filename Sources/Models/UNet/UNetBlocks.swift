@@ -5,7 +5,7 @@ import TensorCore
 /// `downsamplers.0`.
 ///
 /// matches: diffusers `CrossAttnDownBlock2D` (with attentions) and `DownBlock2D` (without).
-public final class DownBlock: Module, @unchecked Sendable {
+public final class DownBlock: Module {
   public let resnets: [ResnetBlock2D]
   public let attentions: [Transformer2DModel]
   public let downsampler: Downsample2D?
@@ -64,7 +64,7 @@ public final class DownBlock: Module, @unchecked Sendable {
 ///
 /// matches: diffusers `CrossAttnUpBlock2D` / `UpBlock2D`: each layer concatenates the next skip
 /// tensor (last in, first out) along channels before its ResNet.
-public final class UpBlock: Module, @unchecked Sendable {
+public final class UpBlock: Module {
   public let resnets: [ResnetBlock2D]
   public let attentions: [Transformer2DModel]
   public let upsampler: Upsample2D?
@@ -120,7 +120,7 @@ public final class UpBlock: Module, @unchecked Sendable {
 /// The UNet's middle: keys `resnets.0`, `attentions.0`, `resnets.1`.
 ///
 /// matches: diffusers `UNetMidBlock2DCrossAttn` (one transformer block group).
-public final class MidBlock: Module, @unchecked Sendable {
+public final class MidBlock: Module {
   public let resnets: [ResnetBlock2D]
   public let attentions: [Transformer2DModel]
 

@@ -5,7 +5,7 @@ import TensorCore
 ///
 /// matches: diffusers `UNetMidBlock2D` without time embedding (one single-head attention with
 /// its own GroupNorm, residual connection).
-public final class VAEMidBlock: Module, @unchecked Sendable {
+public final class VAEMidBlock: Module {
   public let resnets: [ResnetBlock2D]
   public let attention: AttentionModule?
 
@@ -41,7 +41,7 @@ public final class VAEMidBlock: Module, @unchecked Sendable {
 /// `upsamplers.0`.
 ///
 /// matches: diffusers `DownEncoderBlock2D` and `UpDecoderBlock2D`.
-public final class VAEBlock: Module, @unchecked Sendable {
+public final class VAEBlock: Module {
   public let resnets: [ResnetBlock2D]
   public let downsampler: Downsample2D?
   public let upsampler: Upsample2D?
@@ -74,7 +74,7 @@ public final class VAEBlock: Module, @unchecked Sendable {
 }
 
 /// The VAE encoder: image → latent moments. matches: diffusers `Encoder` (double_z).
-public final class VAEEncoder: Module, @unchecked Sendable {
+public final class VAEEncoder: Module {
   public let convIn: Conv2d
   public let downBlocks: [VAEBlock]
   public let midBlock: VAEMidBlock
@@ -110,14 +110,17 @@ public final class VAEEncoder: Module, @unchecked Sendable {
 
   func callAsFunction(_ x: Tensor) throws -> Tensor {
     var h = try convIn(x)
-    for b in downBlocks { h = try b(h) }
+    for b in downBlocks {
+      try CancellationToken.checkCurrent()
+      h = try b(h)
+    }
     h = try midBlock(h)
     return try convOut(try normOut(h, silu: true))
   }
 }
 
 /// The VAE decoder: latents → image. matches: diffusers `Decoder`.
-public final class VAEDecoder: Module, @unchecked Sendable {
+public final class VAEDecoder: Module {
   public let convIn: Conv2d
   public let midBlock: VAEMidBlock
   public let upBlocks: [VAEBlock]
@@ -155,7 +158,10 @@ public final class VAEDecoder: Module, @unchecked Sendable {
   func callAsFunction(_ z: Tensor) throws -> Tensor {
     var h = try convIn(z)
     h = try midBlock(h)
-    for b in upBlocks { h = try b(h) }
+    for b in upBlocks {
+      try CancellationToken.checkCurrent()
+      h = try b(h)
+    }
     return try convOut(try normOut(h, silu: true))
   }
 }
@@ -163,13 +169,13 @@ public final class VAEDecoder: Module, @unchecked Sendable {
 /// The latent distribution the encoder predicts: mean and log-variance (clamped to [−30, 20]).
 ///
 /// matches: diffusers `DiagonalGaussianDistribution`.
-public struct DiagonalGaussian: @unchecked Sendable {
+public struct DiagonalGaussian: Sendable {
   public var mean: Tensor
   public var logVariance: Tensor
 
   /// `mean + exp(0.5·logvar) · noise`, with `noise` drawn by the caller (same shape).
   public func sample(noise: Tensor) throws -> Tensor {
-    let std = Ops.map(logVariance) { VectorMath.exp($0 * SIMD16(repeating: 0.5)) }
+    let std = Ops.exp(Ops.scale(logVariance, 0.5))
     return try Ops.add(mean, try Ops.mul(std, noise))
   }
 }
@@ -179,6 +185,7 @@ public struct DiagonalGaussian: @unchecked Sendable {
 ///
 /// matches: diffusers `AutoencoderKL` (0.42.1). Limitations: no tiling or slicing; the mid-block
 /// attention runs at the full latent resolution with bounded memory (`Attention.multiHead`).
+/// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`; a pipeline's queue runs one generation at a time.
 public final class AutoencoderKL: Module, @unchecked Sendable {
   public let config: AutoencoderKLConfig
   public let encoder: VAEEncoder

@@ -64,7 +64,7 @@ extension StableDiffusionPipeline {
   ///   `WeightLoadingError` (keys the configs do not explain, each named), container errors
   ///   (`SafeTensorsError`, `TorchCheckpointError` — e.g. a forbidden pickle global).
   /// Limitations: SD1.x only; prompt/LoRA/textual-inversion extras inside the file are ignored.
-  public static func load(
+  static func load(
     singleFile: URL, vae: URL? = nil, configs: URL = BundledConfigs.stableDiffusion15, ema: EMAChoice = .preferEMA,
     precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false
   ) throws -> StableDiffusionPipeline {
@@ -89,7 +89,7 @@ extension StableDiffusionPipeline {
   /// built with the folder's `vae/config.json`.
   ///
   /// matches: diffusers `from_pretrained(folder, vae=AutoencoderKL.from_single_file(vae))`.
-  public static func load(
+  static func load(
     folder: URL, vae: URL, precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false
   ) throws -> StableDiffusionPipeline {
     for component in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {

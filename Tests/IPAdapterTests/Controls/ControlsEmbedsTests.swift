@@ -1,19 +1,12 @@
 import Foundation
 import IPAdapter
 import Imaging
+import TorchRandom
 import Models
 import Schedulers
 import TensorCore
 import Testing
 import TestSupport
-
-/// PyTorch's CPU generator as the noise node's random source (ComfyUI uses the global torch RNG).
-struct TorchRandom: IPAdapterRandomSource {
-  var generator: TorchGenerator
-  init(seed: UInt64) { generator = TorchGenerator(seed: seed) }
-  mutating func uniform(count: Int) -> [Float] { generator.rand([count]).scalars() }
-  mutating func normal(count: Int) -> [Float] { generator.randnFloats(count: count) }
-}
 
 /// Combine modes, embeds scaling, negative-image conventions and the noise image, against
 /// formulas written out here and torch values from `gen_ip_controls.py`.
@@ -116,7 +109,7 @@ struct TorchRandom: IPAdapterRandomSource {
       let key = c["key"] as! String
       let noise = try IPAdapterNoise(
         kind: IPAdapterNoise.Kind(rawValue: c["type"] as! String)!, strength: c["strength"] as! Double, blur: c["blur"] as! Int)
-      let x = noise.floats { TorchRandom(seed: $0) }
+      let x = noise.floats()
       #expect(x.count == 224 * 224 * 3)
       let rows = try goldens.tensor(key + ".rows").scalars()
       var diff: Float = 0
@@ -126,7 +119,7 @@ struct TorchRandom: IPAdapterRandomSource {
       #expect(abs(sum - Double(try goldens.tensor(key + ".sum").scalars()[0])) < 0.05, "\(key) sum")
       if goldens.info(key + ".u8") != nil {
         let want = try goldens.rawBytes(key + ".u8")
-        let image = noise.image { TorchRandom(seed: $0) }
+        let image = noise.image()
         #expect(image.width == 224 && image.height == 224 && image.format == .rgb)
         let off = zip(image.pixels, want).filter { $0 != $1 }.count
         #expect(off <= 20, "\(key): \(off) bytes differ")
@@ -135,10 +128,10 @@ struct TorchRandom: IPAdapterRandomSource {
     }
     // Deterministic, seeded by the base image.
     let fade = try IPAdapterNoise(kind: .fade, strength: 0.5)
-    #expect(fade.image { TorchRandom(seed: $0) } == fade.image { TorchRandom(seed: $0) })
+    #expect(fade.image() == fade.image())
     #expect(IPAdapterNoise.seed(for: [0.5, 0.75, 1]) == 2)
     let base = Image(width: 300, height: 200, format: .rgb, fill: 255)
-    #expect(fade.floats(base: base) { TorchRandom(seed: $0) }.allSatisfy { $0 >= 0.5 })
+    #expect(fade.floats(base: base).allSatisfy { $0 >= 0.5 })
     #expect(throws: IPAdapterControlError.self) { try IPAdapterNoise(kind: .shuffle) }
     #expect(throws: IPAdapterControlError.self) { try IPAdapterNoise(kind: .fade, strength: 1.5) }
     #expect(throws: IPAdapterControlError.self) { try IPAdapterNoise(kind: .fade, blur: 40) }

@@ -90,7 +90,9 @@ import Weights
   @Test func ckptWithAForbiddenPickleGlobalIsRefused() throws {
     let evil = Fixtures.url("torch/evil-os-system.pt")
     do {
-      _ = try StableDiffusionPipeline.load(singleFile: evil, configs: F.folder)
+      var options = PipelineLoadOptions()
+      options.singleFileConfigs = F.folder
+      _ = try StableDiffusionPipeline.load(.singleFile(evil), options: options)
       Issue.record("loaded a pickle that calls os.system")
     } catch let error as TorchCheckpointError {
       guard case .forbiddenGlobal(let path, _, let module, let name) = error else {

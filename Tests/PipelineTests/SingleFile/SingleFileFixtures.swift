@@ -1,4 +1,5 @@
 import Foundation
+import Hub
 import Imaging
 import Models
 import Pipelines
@@ -37,7 +38,10 @@ enum SingleFileFixtures {
   static func singleFile(_ url: URL = safetensors, vae: URL? = nil, ema: EMAChoice = .preferEMA) throws
     -> StableDiffusionPipeline
   {
-    try StableDiffusionPipeline.load(singleFile: url, vae: vae, configs: folder, ema: ema)
+    var options = PipelineLoadOptions(vae: vae.map { .local($0.path) })
+    options.singleFileConfigs = folder
+    options.ema = ema
+    return try StableDiffusionPipeline.load(.singleFile(url), options: options)
   }
 
   /// A short text-to-image generation (3 PNDM steps, seed 0, guidance 7.5).
@@ -54,11 +58,4 @@ enum SingleFileFixtures {
     a.shape == b.shape && a.dtype == b.dtype && a.scalars() == b.scalars()
   }
 
-  /// Fraction of 8-bit values that differ by at most 1.
-  static func closeFraction(_ a: Image, _ b: Image) -> Double {
-    guard a.width == b.width, a.height == b.height, a.channels == b.channels else { return 0 }
-    var close = 0
-    for i in 0..<a.pixels.count where abs(Int(a.pixels[i]) - Int(b.pixels[i])) <= 1 { close += 1 }
-    return Double(close) / Double(a.pixels.count)
-  }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Hub
 import IPAdapter
 import Imaging
 import Models
@@ -66,25 +67,27 @@ import Weights
 
     let folder = try StableDiffusionPipeline(folder: F.folder)
     #expect(vaeType(folder) == .float16)
-    let swapped = try StableDiffusionPipeline.load(try ModelSource.resolve(F.folder), vae: F.ckpt)
+    let swapped = try StableDiffusionPipeline.load(try ModelSource.resolve(F.folder), options: PipelineLoadOptions(vae: .local(F.ckpt.path)))
     #expect(vaeType(swapped) == .bfloat16)
     let reference = try folder.generate(F.parameters)
     let result = try swapped.generate(F.parameters)
     #expect(F.identical(result.latents, reference.latents))  // the VAE only decodes
     #expect(result.image.pixels != reference.image.pixels)
-    #expect(F.closeFraction(result.image, reference.image) >= 0.9)
+    #expect(Compare.closeFraction(result.image, reference.image) >= 0.9)
   }
 
   @Test func aFolderPipelineTakesAnLDMVAEFile() throws {
     let folder = try StableDiffusionPipeline(folder: F.folder).generate(F.parameters)
-    let swapped = try StableDiffusionPipeline.load(try ModelSource.resolve(F.folder), vae: F.ldmVAE).generate(F.parameters)
+    let swapped = try StableDiffusionPipeline.load(try ModelSource.resolve(F.folder), options: PipelineLoadOptions(vae: .local(F.ldmVAE.path))).generate(F.parameters)
     #expect(F.identical(swapped.latents, folder.latents))
     #expect(swapped.image.pixels == folder.image.pixels)
   }
 
   @Test func modelSourceLoadsTheSameModelFromTheFolderAndTheFile() throws {
     let a = try StableDiffusionPipeline.load(try ModelSource.resolve(F.folder)).generate(F.parameters)
-    let b = try StableDiffusionPipeline.load(try ModelSource.resolve(F.safetensors), configs: F.folder).generate(F.parameters)
+    var options = PipelineLoadOptions()
+    options.singleFileConfigs = F.folder
+    let b = try StableDiffusionPipeline.load(try ModelSource.resolve(F.safetensors), options: options).generate(F.parameters)
     #expect(F.identical(a.latents, b.latents))
   }
 
@@ -106,12 +109,12 @@ import Weights
     #expect(result.latents.shape == latents.shape)
     #expect(Compare.relativeError(result.latents, latents) <= 1e-4)
     let png = try Image(contentsOfFile: golden.appendingPathExtension("png").path)
-    #expect(F.closeFraction(result.image, png) >= 0.99)
+    #expect(Compare.closeFraction(result.image, png) >= 0.99)
   }
 
   @Test func theBundledSD15ConfigsRefuseTheTinyFileNamingItsKeys() throws {
     let error = try #require(throws: WeightLoadingError.self) {
-      _ = try StableDiffusionPipeline.load(singleFile: F.safetensors)
+      _ = try StableDiffusionPipeline.load(.singleFile(F.safetensors))
     }
     #expect(error.source.hasPrefix(F.safetensors.path))
     #expect(!error.shapeMismatches.isEmpty)

@@ -1,23 +1,39 @@
 import Foundation
+import Hub
 import Models
 import TensorCore
 import Weights
 
-/// Where a `--model` path points: a diffusers pipeline folder or a single-file checkpoint.
+/// A model to load: a diffusers pipeline folder, a single-file checkpoint, or a Hugging Face hub
+/// reference to either (fetched into the shared hub cache when loaded).
 ///
 /// matches: the dispatch of diffusers between `DiffusionPipeline.from_pretrained` (folders with
-/// `model_index.json`) and `from_single_file` (files), made on the local path only.
-/// Limitations: hub references are resolved to local paths before (by the CLI's `ModelResolution`).
+/// `model_index.json`, hub repos) and `from_single_file` (files); hub references follow
+/// huggingface_hub's cache layout (see `HubClient`).
 public enum ModelSource: Sendable, Equatable {
   /// A folder with `model_index.json` (and the component folders).
   case diffusersFolder(URL)
   /// A checkpoint file (`.safetensors` or a torch zip `.ckpt`/`.pt`/`.bin`, recognised by content).
   case singleFile(URL)
+  /// A hub repo (a diffusers pipeline) or one file of a repo (a single-file checkpoint).
+  case hub(HubReference)
 
-  /// The folder or file.
-  public var url: URL {
+  /// The local folder or file; nil for a hub reference not yet fetched.
+  public var localURL: URL? {
     switch self {
     case .diffusersFolder(let url), .singleFile(let url): url
+    case .hub: nil
+    }
+  }
+
+  /// Parses what a user typed: an existing local path is classified with `resolve(_:)`; otherwise
+  /// `org/name[@revision]` or `org/name/path/to/file[@revision]` is a hub reference.
+  /// - Throws: `ModelSourceError` for a local path that is no model, `HubError.invalidReference`
+  ///   for text that is neither.
+  public static func parse(_ text: String) throws -> ModelSource {
+    switch try HubReference.parse(text) {
+    case .local(let path): return try resolve(URL(fileURLWithPath: HubConfiguration.expandTilde(path)))
+    case let reference: return .hub(reference)
     }
   }
 
@@ -72,28 +88,6 @@ public enum ModelSourceError: Error, CustomStringConvertible, Equatable, Sendabl
     case .notACheckpoint(let path):
       "\(path) is neither a diffusers pipeline folder nor a checkpoint file (not safetensors, not a torch zip)"
     case .unreadable(let path, let reason): "cannot read \(path): \(reason)"
-    }
-  }
-}
-
-extension StableDiffusionPipeline {
-  /// Loads what `ModelSource.resolve` found, optionally with a separate VAE file.
-  /// - Parameters:
-  ///   - configs: for single files only (default: the bundled SD1.5 configs).
-  public static func load(
-    _ source: ModelSource, vae: URL? = nil, configs: URL = BundledConfigs.stableDiffusion15,
-    ema: EMAChoice = .preferEMA, precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false
-  ) throws -> StableDiffusionPipeline {
-    switch source {
-    case .diffusersFolder(let folder):
-      if let vae {
-        return try load(folder: folder, vae: vae, precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
-      }
-      return try StableDiffusionPipeline(folder: folder, precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
-    case .singleFile(let file):
-      return try load(
-        singleFile: file, vae: vae, configs: configs, ema: ema, precision: precision,
-        allowNonFiniteWeights: allowNonFiniteWeights)
     }
   }
 }

@@ -1,6 +1,15 @@
 import Foundation
 import TensorCore
 
+/// Memory layout of 4-D latents, for the one place it matters here: drawing noise in torch's
+/// element order.
+public enum LatentLayout: String, Sendable, CaseIterable {
+  /// `[N, C, H, W]`, torch's layout.
+  case nchw
+  /// `[N, H, W, C]`, channels last.
+  case nhwc
+}
+
 /// A random number generator that reproduces PyTorch's CPU generator bit for bit.
 ///
 /// matches: `torch.Generator("cpu").manual_seed(seed)` followed by any sequence of

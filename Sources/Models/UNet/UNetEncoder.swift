@@ -1,0 +1,159 @@
+import NN
+import TensorCore
+
+/// What the encoder half of a UNet needs from its config: the common core of
+/// `UNet2DConditionConfig` and `ControlNetConfig` (values already validated by the config).
+public protocol UNetEncoderConfiguration {
+  var inChannels: Int { get }
+  var blockOutChannels: [Int] { get }
+  var downBlockTypes: [String] { get }
+  /// Resnets per down block, one entry per block.
+  var encoderLayersPerBlock: [Int] { get }
+  var headsPerBlock: [Int] { get }
+  var transformerLayersList: [Int] { get }
+  var groups: Int { get }
+  var normEps: Float { get }
+  /// Width of the tokens the cross-attention layers take.
+  var crossAttentionWidth: Int { get }
+  var useLinearProjection: Bool { get }
+  var downsamplePadding: Int { get }
+  var midBlockScaleFactor: Float { get }
+  var flipSinToCos: Bool { get }
+  var freqShift: Int { get }
+  /// Kernel size of `conv_in` (3 for every SD model; odd).
+  var convInKernel: Int { get }
+}
+
+/// The encoder half shared by `UNet2DConditionModel` and `ControlNetModel`: `conv_in`, the time
+/// embedding, the down blocks and the middle block, and their cross-attention layers. Both models
+/// list its parts at their own root (`conv_in`, `time_embedding.linear_1`, `down_blocks.N`,
+/// `mid_block`), as diffusers' checkpoints do.
+///
+/// matches: the `conv_in` / `time_proj` + `time_embedding` / `down_blocks` / `mid_block` part of
+/// diffusers `UNet2DConditionModel.forward` and `ControlNetModel.forward` (0.42.1), which build
+/// them from the same block classes. Limitations: positional time embedding only, no
+/// class/addition embeddings (SDXL).
+public final class UNetEncoder {
+  public let convIn: Conv2d
+  public let timeLinear1: Linear
+  public let timeLinear2: Linear
+  public let downBlocks: [DownBlock]
+  public let midBlock: MidBlock
+  let timeDimension: Int
+  let flipSinToCos: Bool
+  let freqShift: Int
+
+  public init(_ config: some UNetEncoderConfiguration) {
+    let channels = config.blockOutChannels
+    let n = channels.count
+    let timeChannels = channels[0] * 4
+    let heads = config.headsPerBlock
+    let layers = config.encoderLayersPerBlock
+    let transformerLayers = config.transformerLayersList
+    let (groups, eps) = (config.groups, config.normEps)
+    let (context, linear) = (config.crossAttentionWidth, config.useLinearProjection)
+
+    convIn = Conv2d(
+      config.inChannels, channels[0], kernelSize: config.convInKernel, padding: (config.convInKernel - 1) / 2)
+    timeLinear1 = Linear(channels[0], timeChannels)
+    timeLinear2 = Linear(timeChannels, timeChannels)
+    var down: [DownBlock] = []
+    var output = channels[0]
+    for i in 0..<n {
+      let input = output
+      output = channels[i]
+      let cross = config.downBlockTypes[i] == "CrossAttnDownBlock2D"
+      down.append(
+        DownBlock(
+          inChannels: input, outChannels: output, layers: layers[i], timeChannels: timeChannels, groups: groups,
+          eps: eps, attention: cross ? (heads[i], context, transformerLayers[i], linear) : nil,
+          addDownsample: i < n - 1, downsamplePadding: config.downsamplePadding))
+    }
+    downBlocks = down
+    midBlock = MidBlock(
+      channels: channels[n - 1], timeChannels: timeChannels, groups: groups, eps: eps,
+      outputScaleFactor: config.midBlockScaleFactor, heads: heads[n - 1], contextDim: context,
+      transformerLayers: transformerLayers[n - 1], linear: linear)
+    timeDimension = channels[0]
+    flipSinToCos = config.flipSinToCos
+    freqShift = config.freqShift
+  }
+
+  /// `conv_in` and the time embedding under their checkpoint names (each model places them, the
+  /// down blocks and `mid_block` among its own children).
+  var stemChildren: [(String, any Module)] {
+    [("conv_in", convIn), ("time_embedding.linear_1", timeLinear1), ("time_embedding.linear_2", timeLinear2)]
+  }
+
+  var downChildren: [(String, any Module)] { downBlocks.enumerated().map { ("down_blocks.\($0)", $1 as any Module) } }
+
+  /// The time embedding `silu(time_embedding(time_proj(t)))` for a batch of `batch` samples.
+  func timeEmbedding(_ timestep: Float, batch: Int) throws -> Tensor {
+    let sinusoid = TimestepEmbedding.sinusoidal(
+      timesteps: [timestep], dimension: timeDimension, flipSinToCos: flipSinToCos,
+      downscaleFreqShift: Float(freqShift))
+    let emb = Ops.silu(try timeLinear2(try timeLinear1(sinusoid).applyingSiLU()))
+    return try Ops.concatRows(Array(repeating: emb, count: batch))
+  }
+
+  /// `conv_in` (plus `accumulate`, the ControlNet's control embedding) and the down blocks: the
+  /// last hidden state and every skip tensor (`conv_in` output first). Checks for cancellation
+  /// before every block.
+  func down(
+    _ sample: Tensor, accumulate: Tensor? = nil, timeEmbedding temb: Tensor, conditioning: CrossAttentionConditioning
+  ) throws -> (hidden: Tensor, skips: [Tensor]) {
+    var h = try accumulate.map { try convIn(sample, accumulate: $0) } ?? convIn(sample)
+    var skips = [h]
+    for block in downBlocks {
+      try CancellationToken.checkCurrent()
+      h = try block(h, timeEmbedding: temb, conditioning: conditioning, residualsOut: &skips)
+    }
+    return (h, skips)
+  }
+
+  /// Appends the cross-attention layers of the down blocks (or the middle block) to `layers`,
+  /// numbering each block's `crossAttentionIndex` by its position there.
+  func collectCrossAttention(middle: Bool, into layers: inout [(name: String, block: BasicTransformerBlock)]) {
+    if middle {
+      Self.collect("mid_block", midBlock.attentions, into: &layers)
+    } else {
+      for (i, b) in downBlocks.enumerated() { Self.collect("down_blocks.\(i)", b.attentions, into: &layers) }
+    }
+  }
+
+  /// Appends the `attn2` of every transformer block of `attentions` (key paths under `prefix`).
+  static func collect(
+    _ prefix: String, _ attentions: [Transformer2DModel], into layers: inout [(name: String, block: BasicTransformerBlock)]
+  ) {
+    for (a, t) in attentions.enumerated() {
+      for (b, block) in t.blocks.enumerated() {
+        block.crossAttentionIndex = layers.count
+        layers.append(("\(prefix).attentions.\(a).transformer_blocks.\(b).attn2", block))
+      }
+    }
+  }
+
+  /// The text keys/values of `layers` (one source each), computed once per generation.
+  static func conditioning(
+    _ layers: [(name: String, block: BasicTransformerBlock)], encoderHiddenStates: Tensor, width: Int, model: String
+  ) throws -> CrossAttentionConditioning {
+    guard encoderHiddenStates.rank == 3, encoderHiddenStates.shape[2] == width else {
+      throw ModuleError.invalidInput("\(model) text embeddings must be [B, L, \(width)], got \(encoderHiddenStates.shape)")
+    }
+    let sources = try layers.map { layer -> [AttentionSource] in
+      let (k, v) = try layer.block.attn2.keyValue(encoderHiddenStates)
+      return [AttentionSource(key: k, value: v)]
+    }
+    return CrossAttentionConditioning(sources: sources, batch: encoderHiddenStates.shape[0])
+  }
+}
+
+extension UNet2DConditionConfig: UNetEncoderConfiguration {
+  public var encoderLayersPerBlock: [Int] { layersPerBlockList }
+}
+
+extension ControlNetConfig: UNetEncoderConfiguration {
+  public var encoderLayersPerBlock: [Int] { Array(repeating: layersPerBlock, count: blockOutChannels.count) }
+  public var crossAttentionWidth: Int { crossAttentionDim }
+  public var convInKernel: Int { 3 }
+}

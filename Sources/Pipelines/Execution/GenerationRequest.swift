@@ -1,0 +1,111 @@
+import Foundation
+import Hub
+import Imaging
+import Models
+import NN
+import TensorCore
+
+/// How a control image becomes the ControlNet's hint.
+public enum ControlPreprocess: Sendable, Equatable {
+  /// The image is the hint already.
+  case none
+  /// OpenCV-compatible Canny edges with these thresholds (`Canny.controlImage`).
+  case canny(low: Double, high: Double)
+}
+
+/// One ControlNet of a request, as an app describes it (`ControlNetUnit` is the loaded form).
+public struct ControlNetSpec: Sendable {
+  /// A diffusers ControlNet folder (config.json + weights), or a hub repo / sub-folder of one.
+  public var model: HubReference
+  public var image: Image
+  /// `controlnet_conditioning_scale`.
+  public var scale: Float = 1
+  public var preprocess: ControlPreprocess = .none
+  /// diffusers' `guess_mode`.
+  public var guessMode = false
+  /// `control_guidance_start` / `control_guidance_end`, fractions of the steps.
+  public var start = 0.0
+  public var end = 1.0
+
+  public init(model: HubReference, image: Image, scale: Float = 1) {
+    self.model = model
+    self.image = image
+    self.scale = scale
+  }
+}
+
+/// Everything one generation needs, described with files and images rather than loaded models:
+/// what `StableDiffusionPipeline.generate(_ request:)` builds and runs in one call.
+public struct GenerationRequest: Sendable {
+  public var parameters: GenerationParameters
+  public var imagePrompts: [ImagePromptSpec] = []
+  public var controlNets: [ControlNetSpec] = []
+  public var options = GenerationOptions()
+  /// Limits and hub settings for the image prompts and ControlNets (its `maxPixels` should match
+  /// `parameters.maxPixels`; `generate(_ request:)` uses the smaller).
+  public var builder = ImagePromptBuilder()
+
+  public init(parameters: GenerationParameters) { self.parameters = parameters }
+}
+
+extension StableDiffusionPipeline {
+  /// Loads the request's ControlNets, fetching hub references first.
+  public func loadControlNets(_ specs: [ControlNetSpec], builder: ImagePromptBuilder = ImagePromptBuilder()) async throws
+    -> [ControlNetUnit]
+  {
+    var folders: [URL] = []
+    var client = builder.hub
+    for spec in specs {
+      if spec.model.isRemote {
+        let hub = client ?? HubClient()
+        client = hub
+        folders.append(try await hub.resolveFolder(spec.model, files: .controlNet, progress: builder.downloadProgress))
+      } else {
+        folders.append(URL(fileURLWithPath: HubConfiguration.expandTilde(spec.model.description)))
+      }
+    }
+    let located = folders
+    return try await compute.run {
+      try zip(specs, located).enumerated().map { i, pair in
+        let (spec, folder) = pair
+        let model = try ModelLoader.controlNet(folder, prepare: PrepareOptions(allowNonFiniteWeights: builder.allowNonFiniteWeights))
+        var image = spec.image
+        if case .canny(let low, let high) = spec.preprocess {
+          guard low >= 0, high >= low else {
+            throw PipelineError.invalidArgument(
+              name: "controlNets[\(i)].preprocess", reason: "Canny needs 0 ≤ low ≤ high, got \(low) and \(high)")
+          }
+          image = try Canny.controlImage(from: image, low: low, high: high)
+        }
+        return ControlNetUnit(
+          model: model, name: Self.displayName(spec.model, folder: folder), image: image, scale: spec.scale, guessMode: spec.guessMode, start: spec.start,
+          end: spec.end)
+      }
+    }
+  }
+
+  /// The name a ControlNet gets in the PNG parameters: its folder's, or the hub repo's or
+  /// sub-folder's.
+  static func displayName(_ reference: HubReference, folder: URL) -> String {
+    switch reference {
+    case .local: folder.lastPathComponent
+    case .repo(let id, _): String(id.split(separator: "/").last ?? Substring(id))
+    case .file(_, let path, _): String(path.split(separator: "/").last ?? Substring(path))
+    }
+  }
+
+  /// Builds the request's image prompts and ControlNets and generates: the one call behind
+  /// `ipadapter generate`. Cancellable; `events` as in `generate(_:conditioning:…)`.
+  public func generate(_ request: GenerationRequest, events: (@Sendable (GenerationEvent) -> Void)? = nil) async throws
+    -> GenerationResult
+  {
+    var builder = request.builder
+    builder.maxPixels = min(builder.maxPixels, request.parameters.maxPixels)
+    let prompts = try await builder.build(request.imagePrompts, for: self, parameters: request.parameters)
+    let units = try await loadControlNets(request.controlNets, builder: builder)
+    var result = try await generate(
+      request.parameters, imagePrompts: prompts.prompts, controlNets: units, options: request.options, events: events)
+    result.warnings = prompts.warnings + result.warnings
+    return result
+  }
+}

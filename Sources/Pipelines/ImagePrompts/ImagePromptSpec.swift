@@ -1,0 +1,58 @@
+import Foundation
+import Hub
+import IPAdapter
+import Imaging
+
+/// One adapter's image prompt as an app describes it: which files, which images, and every
+/// control. `ImagePromptBuilder` turns a list of these into `ImagePrompt`s (loading adapters,
+/// sharing image encoders, encoding and projecting the images).
+///
+/// matches: the image-prompt arguments of diffusers (`load_ip_adapter`, `ip_adapter_image`,
+/// `ip_adapter_image_embeds`, `set_ip_adapter_scale`, `ip_adapter_masks`) and the controls of
+/// ComfyUI_IPAdapter_plus (weight type, combine mode, embeds scaling, negative image, start/end).
+public struct ImagePromptSpec: Sendable {
+  /// The IP-Adapter checkpoint (`.safetensors`/`.bin`): a local path or a hub file.
+  public var adapter: HubReference
+  /// The CLIP image encoder folder; nil = `image_encoder/` beside the adapter (fetched from the
+  /// same hub repo for a hub adapter, the h94/IP-Adapter layout).
+  public var imageEncoder: HubReference?
+  /// The reference images, encoded in order (tokens concatenated unless `combine` merges them).
+  public var images: [Image] = []
+  /// Precomputed embeddings (`ImagePromptEmbedsFile`) used instead of `images` and the encoder.
+  public var embedsFile: URL?
+  /// λ; 0 switches the adapter off exactly.
+  public var scale: Float = 1
+  /// How λ is spread over the layers; nil = `scale` everywhere. For `.preset` and `.comfy` the
+  /// builder uses `scale` as their strength.
+  public var layerScales: IPAdapterLayerScales?
+  /// The steps where the adapter acts.
+  public var window: IPAdapterStepWindow = .full
+  public var embedsScaling: IPAdapterEmbedsScaling = .vOnly
+  /// How several images combine before projection, with optional per-image weights (one per
+  /// image).
+  public var combine: IPAdapterCombineMode = .concat
+  public var imageWeights: [Float]?
+  /// The unconditional image convention (or a negative image).
+  public var negative: IPAdapterNegativeImage = .zeros
+  /// Regional masks, one per image after combining (white = where the image acts), resized to the
+  /// output size.
+  public var masks: [Image] = []
+
+  public init(adapter: HubReference, images: [Image] = [], scale: Float = 1) {
+    self.adapter = adapter
+    self.images = images
+    self.scale = scale
+  }
+
+  /// The layer scales the builder applies for `scale`.
+  var resolvedLayerScales: IPAdapterLayerScales {
+    switch layerScales {
+    case nil: return .uniform(scale)
+    case .preset(let p, _)?: return .preset(p, scale: scale)
+    case .comfy(var w)?:
+      w.weight = Double(scale)
+      return .comfy(w)
+    case let other?: return other
+    }
+  }
+}

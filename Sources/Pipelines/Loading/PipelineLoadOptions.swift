@@ -1,0 +1,112 @@
+import Foundation
+import Hub
+import Models
+import NN
+import TensorCore
+
+/// How `StableDiffusionPipeline.load(_:options:)` loads a model.
+public struct PipelineLoadOptions: Sendable {
+  /// Arithmetic of convolutions and matrix products.
+  public var precision: ComputePrecision = .float32
+  /// A VAE file (diffusers or LDM layout; local path or hub file) replacing the model's own VAE;
+  /// required for a single-file checkpoint without one.
+  public var vae: HubReference?
+  /// For single-file checkpoints: a diffusers pipeline folder whose configs and tokenizer describe
+  /// the checkpoint (default: the bundled Stable Diffusion 1.5 ones).
+  public var singleFileConfigs: URL = BundledConfigs.stableDiffusion15
+  /// Which UNet weights a single file with EMA copies provides.
+  public var ema: EMAChoice = .preferEMA
+  /// Accept weights holding NaN or infinity (refused with `WeightLoadingError.nonFinite` otherwise).
+  public var allowNonFiniteWeights = false
+  /// The hub client for hub references (default: one configured from the environment —
+  /// `HF_ENDPOINT`, `HF_HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE`).
+  public var hub: HubClient?
+  /// Download progress of hub references.
+  public var downloadProgress: HubProgressHandler?
+
+  public init(precision: ComputePrecision = .float32, vae: HubReference? = nil) {
+    self.precision = precision
+    self.vae = vae
+  }
+
+  var prepare: PrepareOptions { PrepareOptions(precision: precision, allowNonFiniteWeights: allowNonFiniteWeights) }
+}
+
+extension StableDiffusionPipeline {
+  /// Loads any model source — a diffusers folder, a single-file checkpoint, or a hub reference to
+  /// either (fetched into the shared hub cache first) — without blocking a thread. Cancelling the
+  /// task stops a download; loading itself (memory-mapping and checks) is short.
+  ///
+  /// matches: diffusers `StableDiffusionPipeline.from_pretrained` / `from_single_file`.
+  /// - Throws: `ModelSourceError`, `HubError`, `PipelineError`, `ModelConfigError`,
+  ///   `WeightLoadingError`, `SingleFileError`, container errors — each naming the file.
+  public static func load(_ source: ModelSource, options: PipelineLoadOptions = PipelineLoadOptions()) async throws
+    -> StableDiffusionPipeline
+  {
+    let (local, vae) = try await fetch(source, options: options)
+    return try await ComputeQueue.detached { try loadLocal(local, vae: vae, options: options) }
+  }
+
+  /// `load(_:options:)` for synchronous code: blocks the calling thread (hub downloads included).
+  public static func load(_ source: ModelSource, options: PipelineLoadOptions = PipelineLoadOptions()) throws
+    -> StableDiffusionPipeline
+  {
+    if case .hub = source {
+      let (local, vae) = try HubClient.runBlocking { try await fetch(source, options: options) }
+      return try loadLocal(local, vae: vae, options: options)
+    }
+    if let vae = options.vae, vae.isRemote {
+      let file = try HubClient.runBlocking { try await fetch(source, options: options).1 }
+      return try loadLocal(source, vae: file, options: options)
+    }
+    return try loadLocal(source, vae: options.vae.map { URL(fileURLWithPath: $0.description) }, options: options)
+  }
+
+  /// Hub references fetched into the cache and classified as local sources.
+  static func fetch(_ source: ModelSource, options: PipelineLoadOptions) async throws -> (ModelSource, URL?) {
+    var client: HubClient?
+    func hub() -> HubClient {
+      if let client { return client }
+      let made = options.hub ?? HubClient()
+      client = made
+      return made
+    }
+    var local = source
+    if case .hub(let reference) = source {
+      local = try ModelSource.resolve(try await hub().resolve(reference, progress: options.downloadProgress))
+    }
+    var vae: URL?
+    if let reference = options.vae {
+      vae = reference.isRemote
+        ? try await hub().resolveFile(reference, progress: options.downloadProgress)
+        : URL(fileURLWithPath: HubConfiguration.expandTilde(reference.description))
+    }
+    return (local, vae)
+  }
+
+  /// Loads a local source.
+  static func loadLocal(_ source: ModelSource, vae: URL?, options: PipelineLoadOptions) throws -> StableDiffusionPipeline {
+    switch source {
+    case .diffusersFolder(let folder):
+      if let vae {
+        return try load(folder: folder, vae: vae, precision: options.precision, allowNonFiniteWeights: options.allowNonFiniteWeights)
+      }
+      return try StableDiffusionPipeline(
+        folder: folder, precision: options.precision, allowNonFiniteWeights: options.allowNonFiniteWeights)
+    case .singleFile(let file):
+      return try load(
+        singleFile: file, vae: vae, configs: options.singleFileConfigs, ema: options.ema, precision: options.precision,
+        allowNonFiniteWeights: options.allowNonFiniteWeights)
+    case .hub(let reference):
+      throw PipelineError.invalidArgument(name: "source", reason: "hub reference \(reference) was not fetched")
+    }
+  }
+}
+
+extension HubReference {
+  /// Whether this names something on the hub rather than a local path.
+  public var isRemote: Bool {
+    if case .local = self { return false }
+    return true
+  }
+}
