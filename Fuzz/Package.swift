@@ -21,6 +21,7 @@ let package = Package(
         .product(name: "Weights", package: "IPAdapterEngine"),
         .product(name: "Tokenizers", package: "IPAdapterEngine"),
         .product(name: "Schedulers", package: "IPAdapterEngine"),
+        .product(name: "TorchRandom", package: "IPAdapterEngine"),
         .product(name: "Imaging", package: "IPAdapterEngine"),
         .product(name: "NN", package: "IPAdapterEngine"),
         .product(name: "Models", package: "IPAdapterEngine"),

@@ -68,7 +68,7 @@ public final class StableDiffusionPipeline: Sendable {
   /// extension.
   public var modelName: String {
     var isDir: ObjCBool = false
-    FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir)
+    _ = FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir)
     return isDir.boolValue ? folder.lastPathComponent : folder.deletingPathExtension().lastPathComponent
   }
 

@@ -32,8 +32,8 @@ struct BenchModelsCommand: ParsableCommand {
   @Option(help: "Timed repetitions per case (median reported; generate-512 runs once after no warm-up).")
   var repeats: Int = 3
 
-  @Option(help: "Arithmetic of convolutions and matrix products: fp32 or bf16.")
-  var precision: String = "fp32"
+  @Option(help: "Arithmetic of convolutions and matrix products.")
+  var precision: ComputePrecision = .float32
 
   @Option(help: "Threads (default: all cores).")
   var threads: Int?
@@ -45,19 +45,12 @@ struct BenchModelsCommand: ParsableCommand {
   var steps: Int = 20
 
   @Option(help: "Storage dtype of the random checkpoint files the models load from: fp16 (like most released adapter and fine-tune files) or fp32 (like the default hub files of SD1.5 and the h94 image encoder).")
-  var checkpointDtype: String = "fp16"
+  var checkpointDtype: CheckpointDtypeChoice = .fp16
 
   func run() throws {
     if let threads { Runtime.setThreadCount(threads) }
-    guard let prec = ComputePrecision(rawValue: precision) else {
-      throw CLIError.invalid("--precision", "'\(precision)' is not fp32 or bf16")
-    }
-    let storage: DType
-    switch checkpointDtype {
-    case "fp16": storage = .float16
-    case "fp32": storage = .float32
-    default: throw CLIError.invalid("--checkpoint-dtype", "'\(checkpointDtype)' is not fp16 or fp32")
-    }
+    let prec = precision
+    let storage: DType = checkpointDtype == .fp16 ? .float16 : .float32
     let selected = cases.isEmpty ? Self.allCases : cases
     for c in selected where !Self.allCases.contains(c) {
       throw CLIError.invalid("--cases", "unknown case '\(c)' (known: \(Self.allCases.joined(separator: ", ")))")

@@ -43,8 +43,8 @@ struct GenerateCommand: AsyncParsableCommand {
   @Option(help: "Seed of the torch-compatible generator (default: a random seed, printed).")
   var seed: UInt64?
 
-  @Option(help: "Sampler: ddim, pndm, euler, euler-a, dpmpp-2m or dpmpp-2m-karras (default: the model's own).")
-  var scheduler: String?
+  @Option(help: "Sampler (default: the model's own).")
+  var scheduler: SchedulerKind?
 
   @Option(help: "A safetensors file with tensor 'latents' [1,4,H/8,W/8] used as the initial noise.")
   var latents: String?
@@ -58,8 +58,8 @@ struct GenerateCommand: AsyncParsableCommand {
   @Option(help: "Also write the final latents (before VAE decoding) as F32 safetensors, key 'latents'.")
   var saveLatents: String?
 
-  @Option(help: "Arithmetic of convolutions and matrix products: fp32 or bf16.")
-  var precision: String = "fp32"
+  @Option(help: "Arithmetic of convolutions and matrix products.")
+  var precision: ComputePrecision = .float32
 
   @Option(help: "Threads (default: all cores).")
   var threads: Int?
@@ -95,10 +95,6 @@ struct GenerateCommand: AsyncParsableCommand {
       guard threads >= 1 else { throw CLIError.invalid("--threads", "\(threads) must be at least 1") }
       Runtime.setThreadCount(threads)
     }
-    guard let precisionValue = ComputePrecision(rawValue: precision) else {
-      throw CLIError.invalid("--precision", "'\(precision)' is not fp32 or bf16")
-    }
-    let kind = try scheduler.map { try SchedulerKind(cliName: $0) }
     try imagePrompts.validate(requireImages: true)
     try initImage.validate()
     try controlNets.validate()
@@ -115,7 +111,7 @@ struct GenerateCommand: AsyncParsableCommand {
     parameters.steps = steps
     parameters.guidanceScale = guidanceScale
     parameters.seed = seed ?? UInt64.random(in: 0..<(1 << 32))
-    parameters.scheduler = kind
+    parameters.scheduler = scheduler
     parameters.clipSkip = clipSkip
     parameters.maxPixels = limits.maxPixels
     parameters.allowNaN = limits.allowNan
@@ -125,7 +121,7 @@ struct GenerateCommand: AsyncParsableCommand {
     }
 
     let downloads = quiet ? nil : DownloadProgressBar()
-    var load = PipelineLoadOptions(precision: precisionValue)
+    var load = PipelineLoadOptions(precision: precision)
     load.vae = try vae.map { try HubReference.parse($0) }
     if let modelConfig { load.singleFileConfigs = URL(fileURLWithPath: modelConfig) }
     load.allowNonFiniteWeights = limits.allowNan

@@ -71,7 +71,7 @@ struct ControlNetOptions: ParsableArguments {
   var controlScale: [Float] = []
 
   @Option(help: "Turn the control image into a hint first: 'none' or 'canny' (one for all or one per --controlnet).")
-  var controlPreprocess: [String] = []
+  var controlPreprocess: [ControlPreprocessChoice] = []
 
   @Option(help: "Canny lower threshold (OpenCV semantics).")
   var cannyLow: Double = 100
@@ -103,10 +103,7 @@ struct ControlNetOptions: ParsableArguments {
       throw CLIError.invalid("--controlnet", "folder not found: \(d)")
     }
     _ = try ImagePromptOptions.perAdapter(controlScale, count: controlnet.count, option: "--control-scale")
-    for p in try ImagePromptOptions.perAdapter(controlPreprocess, count: controlnet.count, option: "--control-preprocess")
-    where p != nil && p != "none" && p != "canny" {
-      throw CLIError.invalid("--control-preprocess", "'\(p!)' is not 'none' or 'canny'")
-    }
+    _ = try ImagePromptOptions.perAdapter(controlPreprocess, count: controlnet.count, option: "--control-preprocess")
     guard controlStart >= 0, controlEnd <= 1, controlStart < controlEnd else {
       throw CLIError.invalid("--control-start/--control-end", "need 0 ≤ start < end ≤ 1, got \(controlStart) and \(controlEnd)")
     }
@@ -124,7 +121,7 @@ struct ControlNetOptions: ParsableArguments {
       var spec = ControlNetSpec(
         model: try HubReference.parse(model), image: try Image(contentsOfFile: controlImage[i], limits: limits.limits),
         scale: scales[i] ?? 1)
-      if preprocess[i] == "canny" { spec.preprocess = .canny(low: cannyLow, high: cannyHigh) }
+      if preprocess[i] == .canny { spec.preprocess = .canny(low: cannyLow, high: cannyHigh) }
       spec.guessMode = guessMode
       spec.start = controlStart
       spec.end = controlEnd

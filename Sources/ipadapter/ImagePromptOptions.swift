@@ -32,10 +32,10 @@ struct ImagePromptOptions: ParsableArguments {
   var ipBlockScales: [String] = []
 
   @Option(help: "InstantStyle preset: style, composition (or layout), style-and-composition; one for all or one per adapter.")
-  var ipPreset: [String] = []
+  var ipPreset: [IPAdapterBlockPreset] = []
 
   @Option(help: "ComfyUI weight type (linear, ease in, ease out, ease in-out, reverse in-out, weak input, weak output, weak middle, strong middle, style transfer, composition, strong style transfer, style and composition, style transfer precise, composition precise, strong style and composition); one for all or one per adapter.")
-  var ipWeightType: [String] = []
+  var ipWeightType: [ComfyWeightType] = []
 
   @Option(help: "ComfyUI weight_composition for the style-and-composition weight types.")
   var ipWeightComposition: Double = 1
@@ -56,16 +56,16 @@ struct ImagePromptOptions: ParsableArguments {
   var ipImageWeight: [Float] = []
 
   @Option(help: "How several images of one adapter combine before projection: concat (default), add, subtract, average, norm average, max, min; one for all or one per adapter.")
-  var ipCombine: [String] = []
+  var ipCombine: [IPAdapterCombineMode] = []
 
   @Option(help: "ComfyUI embeds scaling: 'V only' (default, the reference), 'K+V', 'K+V w/ C penalty', 'K+mean(V) w/ C penalty'; one for all or one per adapter.")
-  var ipEmbedsScaling: [String] = []
+  var ipEmbedsScaling: [IPAdapterEmbedsScaling] = []
 
   @Option(help: "A negative image prompt, '[N=]FILE': replaces the unconditional image features of that adapter.")
   var ipNegativeImage: [String] = []
 
   @Option(help: "Unconditional image convention: zeros (diffusers and the original code), black (ComfyUI), noise (ComfyUI's IPAdapter Noise, fade); one for all or one per adapter.")
-  var ipUncond: [String] = []
+  var ipUncond: [UnconditionalImageChoice] = []
 
   /// `N=FILE` → (N−1, FILE); a bare FILE → (0, FILE).
   static func assignment(_ value: String, option: String, adapters: Int) throws -> (Int, String) {
@@ -208,22 +208,18 @@ extension ImagePromptOptions {
         throw CLIError.invalid("--ip-block-scales/--ip-preset/--ip-weight-type", "give at most one of them for adapter \(i + 1)")
       }
       if let b = blocks[i] { out[i].blockScales = try IPAdapterBlockScales(json: b) }
-      if let p = presets[i] { out[i].preset = try IPAdapterBlockPreset(name: p) }
+      out[i].preset = presets[i]
       if let t = types[i] {
         out[i].weightType = ComfyWeighting(
-          type: try ComfyWeightType(name: t), weightComposition: ipWeightComposition, comfyCompatibleMiddle: ipComfyMiddle)
+          type: t, weightComposition: ipWeightComposition, comfyCompatibleMiddle: ipComfyMiddle)
       }
       out[i].window = try IPAdapterStepWindow(start: starts[i] ?? 0, end: ends[i] ?? 1)
-      if let c = combines[i] { out[i].features.combine = try IPAdapterCombineMode(name: c) }
-      if let s = scalings[i] { out[i].scaling = try IPAdapterEmbedsScaling(name: s) }
+      if let c = combines[i] { out[i].features.combine = c }
+      if let s = scalings[i] { out[i].scaling = s }
       switch unconds[i] {
-      case nil, "zeros": break
-      case "black": out[i].features.negative = .comfyUI
-      case "noise":
-        let noise = try IPAdapterNoise(kind: .fade)
-        out[i].features.negative = .image(noise.image())
-      case let other?:
-        throw CLIError.invalid("--ip-uncond", "'\(other)' is not zeros, black or noise")
+      case nil, .zeros: break
+      case .black: out[i].features.negative = .comfyUI
+      case .noise: out[i].features.negative = .image(try IPAdapterNoise(kind: .fade).image())
       }
     }
     for v in ipNegativeImage {

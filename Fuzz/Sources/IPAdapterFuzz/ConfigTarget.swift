@@ -3,6 +3,7 @@ import IPAdapter
 import Imaging
 import Models
 import Schedulers
+import TorchRandom
 import TensorCore
 import Weights
 
