@@ -335,9 +335,14 @@ static inline ipa_jpeg_reader *ipa_jpeg_reader_new(void) {
 /// a progressive JPEG allocates and clears buffers for the whole image): returns -2 with
 /// `h->width`/`h->height` set when it is larger. libjpeg's own allocations are capped at
 /// `max_memory` bytes and the number of scans at `max_scans`; -1 with `r->message` on any error.
+/// A file declaring more than `max_pixels_per_byte` pixels per byte of its size (plus 2^20) is
+/// refused before decompression starts: every 8×8 block of a complete JPEG costs at least one bit
+/// (at most 512 pixels per byte, for a grayscale progressive file), so such a file can only be
+/// decoded by libjpeg filling in what is missing after an early end-of-image marker — a
+/// decompression bomb of a few hundred bytes.
 static inline int ipa_jpeg_begin(
     ipa_jpeg_reader *r, const unsigned char *data, size_t size, ipa_jpeg_header *h,
-    uint64_t max_pixels, long max_memory, int max_scans) {
+    uint64_t max_pixels, long max_memory, int max_scans, uint64_t max_pixels_per_byte) {
   memset(h, 0, sizeof *h);
   r->cinfo.err = jpeg_std_error(&r->err);
   r->err.error_exit = ipa_jpeg_error_exit;
@@ -355,7 +360,15 @@ static inline int ipa_jpeg_begin(
   jpeg_read_header(&r->cinfo, TRUE);
   h->width = r->cinfo.image_width;
   h->height = r->cinfo.image_height;
-  if ((uint64_t)r->cinfo.image_width * (uint64_t)r->cinfo.image_height > max_pixels) return -2;
+  uint64_t pixels = (uint64_t)r->cinfo.image_width * (uint64_t)r->cinfo.image_height;
+  if (pixels > max_pixels) return -2;
+  if (max_pixels_per_byte > 0 && pixels > max_pixels_per_byte * (uint64_t)size + ((uint64_t)1 << 20)) {
+    snprintf(r->message, sizeof r->message,
+             "%ux%u pixels is more than %zu bytes of JPEG data can hold (a file that relies on the "
+             "decoder filling in missing data)",
+             r->cinfo.image_width, r->cinfo.image_height, size);
+    return -1;
+  }
   h->source_components = r->cinfo.num_components;
   h->jpeg_color_space = (int)r->cinfo.jpeg_color_space;
   h->saw_adobe_marker = r->cinfo.saw_Adobe_marker;

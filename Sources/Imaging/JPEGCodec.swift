@@ -13,6 +13,9 @@ import CImageCodecs
 enum JPEGCodec {
   /// Most progressive scans accepted (libjpeg-turbo recommends a limit; real files have < 20).
   static let maxScans = 1_000
+  /// Most pixels a file may declare per byte of its size (beyond the first 2^20 pixels): twice
+  /// what a complete JPEG can reach (one bit per 8×8 block, 512 pixels per byte).
+  static let maxPixelsPerByte: UInt64 = 1_024
 
   static func decode(_ data: UnsafeRawBufferPointer, source: String, maxPixels: Int) throws(ImageIOError)
     -> DecodedImage
@@ -35,7 +38,8 @@ enum JPEGCodec {
     // libjpeg's own buffers (whole-image coefficients of progressive files: 2 bytes per sample)
     // are capped too, at 8 bytes per allowed pixel plus 64 MiB.
     let maxMemory = maxPixels >= (Int.max / 2 - (64 << 20)) / 8 ? Int.max / 2 : 8 * maxPixels + (64 << 20)
-    switch ipa_jpeg_begin(reader, bytes.baseAddress, bytes.count, &header, UInt64(maxPixels), maxMemory, Int32(maxScans)) {
+    switch ipa_jpeg_begin(
+      reader, bytes.baseAddress, bytes.count, &header, UInt64(maxPixels), maxMemory, Int32(maxScans), Self.maxPixelsPerByte) {
     case 0: break
     case -2: throw .tooLarge(path: source, width: Int(header.width), height: Int(header.height), limit: maxPixels)
     default: throw failure()

@@ -82,6 +82,29 @@ import Testing
     }
   }
 
+  @Test("a small JPEG declaring more pixels than its bytes can code is refused before decoding (libjpeg would fill in the rest)")
+  func declaredSizeBeyondWhatTheDataCanHold() throws {
+    // ~1 KB of data claiming 4000×3000 (12 M pixels, inside the pixel budget): libjpeg would decode
+    // the whole frame, inventing what is missing after the early end-of-image marker.
+    let jpeg = try Self.progressiveJPEGClaiming(width: 4000, height: 3000)
+    #expect(jpeg.count < 8_000)
+    let error = #expect(throws: ImageIOError.self) { try ImageCodec.decode(jpeg, source: "bomb.jpg") }
+    guard case .corruptJPEG(let path, let message)? = error else {
+      Issue.record("expected corruptJPEG, got \(String(describing: error))")
+      return
+    }
+    #expect(path == "bomb.jpg")
+    #expect(message.contains("4000x3000 pixels is more than \(jpeg.count) bytes of JPEG data can hold"))
+    // Up to 2^20 pixels are always allowed, and the real files decode.
+    let small = try Self.progressiveJPEGClaiming(width: 1024, height: 1024)
+    do {
+      _ = try ImageCodec.decode(small, source: "small.jpg")
+    } catch {
+      #expect(!String(describing: error).contains("can hold"), "\(error)")
+    }
+    #expect(try ImageCodec.decode(try ImagingFixtures.bytes("jpeg_progressive_37x23.jpg")).image.width == 37)
+  }
+
   @Test("a progressive JPEG that repeats one scan 2,000 times is refused after 1,000 scans")
   func tooManyScans() throws {
     let jpeg = try ImagingFixtures.bytes("jpeg_progressive_37x23.jpg")

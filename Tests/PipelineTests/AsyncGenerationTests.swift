@@ -110,6 +110,21 @@ import TestSupport
     #expect(clock.now - start < full * 10 + .seconds(2))
   }
 
+  @Test func aProgressCallbackMayCallThePipelineWithoutDeadlock() async throws {
+    let pipe = try StableDiffusionPipeline(folder: Self.folder)
+    let decoded = Mutex<[Int]>([])
+    var options = GenerationOptions(previewEvery: 1)
+    options.preview = .latents
+    let result = try await pipe.generate(Self.parameters(steps: 3), options: options) { event in
+      // Runs on the pipeline's queue: the synchronous call runs inline.
+      if case .preview(let p) = event, let image = try? pipe.decode(p.latents) {
+        decoded.withLock { $0.append(image.width) }
+      }
+    }
+    #expect(decoded.withLock { $0 } == [pipe.defaultSize, pipe.defaultSize])
+    #expect(result.image.width == pipe.defaultSize)
+  }
+
   @Test func aCancelledTaskDoesNotStart() async throws {
     let pipe = try StableDiffusionPipeline(folder: Self.folder)
     let counted = Mutex(0)

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import TensorCore
 
 /// The serial queue a pipeline computes on: one generation (or encoding, or decoding) at a time,
@@ -8,20 +9,31 @@ import TensorCore
 /// Async calls suspend until their turn and honour `Task` cancellation: cancelling the task sets
 /// a `CancellationToken` that the work checks at every denoising step, encoder layer and VAE block
 /// (`CancellationToken.checkCurrent()`), which then throws `CancellationError`. Synchronous calls
-/// wait for their turn on the calling thread.
+/// wait for their turn on the calling thread; a synchronous call made from work already running on
+/// the queue (a progress callback calling `decode`, say) runs inline instead of deadlocking.
 ///
 /// matches: no reference (diffusers pipelines are not thread-safe and say so; this makes the rule
 /// enforced rather than documented).
 struct ComputeQueue: Sendable {
   private let queue: DispatchQueue
+  /// This queue's number, set as the queue's specific value under `Self.key`.
+  private let id: Int
+
+  /// Marks the threads running a queue's work (written once per queue, before it runs anything).
+  private static let key = DispatchSpecificKey<Int>()
+  private static let counter = Atomic<Int>(0)
 
   init(label: String) {
     queue = DispatchQueue(label: label, qos: .userInitiated)
+    id = Self.counter.add(1, ordering: .relaxed).newValue
+    queue.setSpecific(key: Self.key, value: id)
   }
 
-  /// Runs `body` on the queue and waits for it on the calling thread.
+  /// Runs `body` on the queue and waits for it on the calling thread (inline when the caller is
+  /// already running on this queue).
   func sync<T>(_ body: () throws -> T) rethrows -> T {
-    try queue.sync(execute: body)
+    if DispatchQueue.getSpecific(key: Self.key) == id { return try body() }
+    return try queue.sync(execute: body)
   }
 
   /// Runs `body` on the queue, suspending the calling task until it is done; cancelling the task

@@ -43,8 +43,8 @@ public struct ImagePromptBuilder: Sendable {
           name: "imagePrompts[\(i)]", reason: "\(reference) is a hub reference: use the async build, which downloads it")
       }
     }
-    let located = try specs.map { spec in
-      Located(spec: spec, adapter: localURL(spec.adapter), encoder: try spec.imageEncoder.map(localURL))
+    let located = specs.map { spec in
+      Located(spec: spec, adapter: localURL(spec.adapter), encoder: spec.imageEncoder.map(localURL))
     }
     return try make(located, pipeline: pipeline, parameters: parameters)
   }
