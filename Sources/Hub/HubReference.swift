@@ -58,6 +58,18 @@ public enum HubReference: Equatable, Sendable, CustomStringConvertible {
     return .file(repoID: repoID, path: path, revision: revision)
   }
 
+  /// Whether this names something on the hub rather than a local path.
+  public var isRemote: Bool {
+    if case .local = self { return false }
+    return true
+  }
+
+  /// The path on this machine (`~` expanded) of a `.local` reference; nil for hub references.
+  public var localURL: URL? {
+    guard case .local(let path) = self else { return nil }
+    return URL(fileURLWithPath: HubConfiguration.expandTilde(path))
+  }
+
   /// True when the text can only be a local path (see the grammar above).
   public static func looksLocal(_ text: String) -> Bool {
     text == "." || text == ".." || text.hasPrefix("/") || text.hasPrefix("./") || text.hasPrefix("../")

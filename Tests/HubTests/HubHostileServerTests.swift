@@ -261,14 +261,21 @@ import Testing
 
   // MARK: the token
 
-  /// The third finding: a HEAD answer redirecting to another port of the same host got the token on the
-  /// download GET (only host names were compared).
-  @Test func tokenNeverFollowsAHeadRedirectToAnotherPort() async throws {
+  /// The hostile world of `R.plain`, plus a second hub on another port serving the same repo
+  /// without requiring the token (where a leaked token would show).
+  static func worldWithTokenlessSecondHub() async throws -> (HostileWorld, FakeHub) {
     var world = try await HostileWorld.start([R.plain])
     var copy = R.plain
     copy.token = nil
     let other = try await FakeHub.start(repos: [copy])
     world.others = [other]
+    return (world, other)
+  }
+
+  /// The third finding: a HEAD answer redirecting to another port of the same host got the token on the
+  /// download GET (only host names were compared).
+  @Test func tokenNeverFollowsAHeadRedirectToAnotherPort() async throws {
+    let (world, other) = try await Self.worldWithTokenlessSecondHub()
     world.hub.inject(
       .redirect(to: "http://127.0.0.1:\(other.port)/cdn/\(R.big.sha256)"), matching: "/resolve/", times: 10,
       method: "HEAD")
@@ -281,11 +288,7 @@ import Testing
 
   /// A download GET that starts on the hub (with the token) and is redirected to another port loses the token.
   @Test func tokenIsDroppedWhenADownloadRedirectLeavesTheOrigin() async throws {
-    var world = try await HostileWorld.start([R.plain])
-    var copy = R.plain
-    copy.token = nil
-    let other = try await FakeHub.start(repos: [copy])
-    world.others = [other]
+    let (world, other) = try await Self.worldWithTokenlessSecondHub()
     world.hub.inject(
       .redirect(to: "http://127.0.0.1:\(other.port)/\(R.plain.id)/resolve/main/\(R.small.path)"), matching: "/resolve/",
       times: 10, method: "GET")

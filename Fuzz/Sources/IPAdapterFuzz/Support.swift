@@ -2,6 +2,7 @@
 // splitting one input into several files, and a minimal stored-zip writer.
 
 import Foundation
+import Weights
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -86,23 +87,6 @@ func splitParts(_ bytes: ArraySlice<UInt8>) -> [ArraySlice<UInt8>] {
     parts.append(bytes[(base + start)..<bytes.endIndex])
   }
   return parts
-}
-
-/// CRC-32 (IEEE, reflected 0xEDB88320) as zip stores it.
-enum CRC32 {
-  static let table: [UInt32] = (0..<256).map { n -> UInt32 in
-    var c = UInt32(n)
-    for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-    return c
-  }
-
-  static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-    var c: UInt32 = 0xFFFF_FFFF
-    table.withUnsafeBufferPointer { t in
-      for b in bytes { c = t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
-    }
-    return c ^ 0xFFFF_FFFF
-  }
 }
 
 /// A zip archive of stored (uncompressed) records with correct CRCs, data aligned to 64 bytes as

@@ -56,12 +56,12 @@ extension StableDiffusionPipeline {
     var folders: [URL] = []
     var client = builder.hub
     for spec in specs {
-      if spec.model.isRemote {
+      if let local = spec.model.localURL {
+        folders.append(local)
+      } else {
         let hub = client ?? HubClient()
         client = hub
         folders.append(try await hub.resolveFolder(spec.model, files: .controlNet, progress: builder.downloadProgress))
-      } else {
-        folders.append(URL(fileURLWithPath: HubConfiguration.expandTilde(spec.model.description)))
       }
     }
     let located = folders

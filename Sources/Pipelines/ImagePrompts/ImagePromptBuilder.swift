@@ -107,8 +107,10 @@ public struct ImagePromptBuilder: Sendable {
     var encoder: URL?
   }
 
+  /// A local reference's URL; a hub reference's text as a path, which `locate` replaces by the
+  /// fetched file (the synchronous `build` refuses hub references first).
   func localURL(_ reference: HubReference) -> URL {
-    URL(fileURLWithPath: HubConfiguration.expandTilde(reference.description))
+    reference.localURL ?? URL(fileURLWithPath: reference.description)
   }
 
   func make(_ specs: [Located], pipeline: StableDiffusionPipeline, parameters: GenerationParameters) throws

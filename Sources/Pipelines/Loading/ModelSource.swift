@@ -31,10 +31,8 @@ public enum ModelSource: Sendable, Equatable {
   /// - Throws: `ModelSourceError` for a local path that is no model, `HubError.invalidReference`
   ///   for text that is neither.
   public static func parse(_ text: String) throws -> ModelSource {
-    switch try HubReference.parse(text) {
-    case .local(let path): return try resolve(URL(fileURLWithPath: HubConfiguration.expandTilde(path)))
-    case let reference: return .hub(reference)
-    }
+    let reference = try HubReference.parse(text)
+    return try reference.localURL.map(resolve) ?? .hub(reference)
   }
 
   /// Classifies `url`: a folder with `model_index.json` (or that file itself) → `.diffusersFolder`;

@@ -51,15 +51,11 @@ extension StableDiffusionPipeline {
   public static func load(_ source: ModelSource, options: PipelineLoadOptions = PipelineLoadOptions()) throws
     -> StableDiffusionPipeline
   {
-    if case .hub = source {
-      let (local, vae) = try HubClient.runBlocking { try await fetch(source, options: options) }
-      return try loadLocal(local, vae: vae, options: options)
-    }
-    if let vae = options.vae, vae.isRemote {
-      let file = try HubClient.runBlocking { try await fetch(source, options: options).1 }
-      return try loadLocal(source, vae: file, options: options)
-    }
-    return try loadLocal(source, vae: options.vae.map { URL(fileURLWithPath: $0.description) }, options: options)
+    var needsHub = options.vae?.isRemote == true
+    if case .hub = source { needsHub = true }
+    let (local, vae) = needsHub
+      ? try HubClient.runBlocking { try await fetch(source, options: options) } : (source, options.vae?.localURL)
+    return try loadLocal(local, vae: vae, options: options)
   }
 
   /// Hub references fetched into the cache and classified as local sources.
@@ -79,7 +75,7 @@ extension StableDiffusionPipeline {
     if let reference = options.vae {
       vae = reference.isRemote
         ? try await hub().resolveFile(reference, progress: options.downloadProgress)
-        : URL(fileURLWithPath: HubConfiguration.expandTilde(reference.description))
+        : reference.localURL
     }
     return (local, vae)
   }
@@ -100,13 +96,5 @@ extension StableDiffusionPipeline {
     case .hub(let reference):
       throw PipelineError.invalidArgument(name: "source", reason: "hub reference \(reference) was not fetched")
     }
-  }
-}
-
-extension HubReference {
-  /// Whether this names something on the hub rather than a local path.
-  public var isRemote: Bool {
-    if case .local = self { return false }
-    return true
   }
 }

@@ -223,14 +223,16 @@ struct ByteReader {
 }
 
 /// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), as zip stores it.
-enum CRC32 {
+///
+/// matches: `zlib.crc32` (the check value of "123456789" is 0xCBF43926).
+public enum CRC32 {
   private static let table: [UInt32] = (0..<256).map { n in
     var c = UInt32(n)
     for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
     return c
   }
 
-  static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+  public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
     var c: UInt32 = 0xFFFF_FFFF
     table.withUnsafeBufferPointer { t in
       for b in bytes { c = t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
