@@ -65,15 +65,15 @@ extension HubClient {
     return folder
   }
 
-  /// The image encoder that belongs to a hub adapter file: `image_encoder/` beside it in the same
-  /// repo (the h94/IP-Adapter layout: `models/image_encoder` for `models/ip-adapter_sd15.bin`).
-  /// nil for a local adapter (its encoder is looked up beside the file).
+  /// The image encoder that belongs to a hub adapter file in the same repo, by
+  /// `AdapterEncoderLayout` (`models/image_encoder` for `models/ip-adapter_sd15.bin` and for
+  /// `sdxl_models/ip-adapter-plus_sdxl_vit-h.bin`). nil for a local adapter (its encoder is
+  /// looked up by the same rule on the local path).
   public func resolveSiblingImageEncoder(
     ofAdapter reference: HubReference, progress: HubProgressHandler? = nil
   ) async throws(HubError) -> URL? {
     guard case .file(let repo, let path, let revision) = reference else { return nil }
-    let dir = (path as NSString).deletingLastPathComponent
-    let sub = dir.isEmpty ? "image_encoder" : "\(dir)/image_encoder"
+    let sub = AdapterEncoderLayout.imageEncoderFolder(forAdapter: path)
     return try await resolveFolder(.file(repoID: repo, path: sub, revision: revision), files: .imageEncoder, progress: progress)
   }
 }

@@ -17,15 +17,18 @@ extension HubClient {
   /// matches: diffusers 0.42.1 `DiffusionPipeline.download` → huggingface_hub 2.4.0 `snapshot_download` (same
   /// cache entries, including `refs/`, `trees/<commit>.json` and `.locks/`). Limitations: files are fetched one
   /// after the other (huggingface_hub uses 8 threads); see ``PipelineFiles`` for the selection's limits.
+  /// - Parameter variant: diffusers' `variant` (e.g. `fp16`): which weight files to prefer.
   public func downloadPipeline(
-    repoID: String, revision: String? = nil, verify: Bool = false, progress: HubProgressHandler? = nil
+    repoID: String, revision: String? = nil, variant: String? = nil, verify: Bool = false,
+    progress: HubProgressHandler? = nil
   ) async throws(HubError) -> URL {
     let revision = revision ?? "main"
     let loc = HubLocation(repoID: repoID, revision: revision)
     let text = HubReference.repo(repoID: repoID, revision: revision).description
     try HubName.check(repoID, as: .repoID, reference: text)
     try HubName.check(revision, as: .revision, reference: text)
-    if configuration.offline { return try cachedPipelineOffline(loc) }
+    if let variant { try HubName.check(variant, as: .variant, reference: text) }
+    if configuration.offline { return try cachedPipelineOffline(loc, variant: variant) }
 
     var indexLoc = HubLocation(repoID: repoID, file: "model_index.json", revision: revision)
     var indexMetadata: FileMetadata?
@@ -40,7 +43,7 @@ extension HubClient {
       } catch {
         switch error {
         case .network, .server, .accessDenied, .protocolViolation:
-          if let folder = try? cachedPipelineOffline(loc) { return folder }
+          if let folder = try? cachedPipelineOffline(loc, variant: variant) { return folder }
           throw error
         default: throw error
         }
@@ -66,7 +69,8 @@ extension HubClient {
     let components = try HubWireFormat.pipelineComponents(
       modelIndex: readModelIndex(index, indexLoc), location: indexLoc
     ).map(\.name).filter { !configuration.skippedComponents.contains($0) }
-    let files = PipelineFiles.select(files: paths, components: components).filter { $0 != "model_index.json" }
+    let files = PipelineFiles.select(files: paths, components: components, variant: variant)
+      .filter { $0 != "model_index.json" }
     for (i, file) in files.enumerated() {
       let job = FileJob(
         loc: HubLocation(repoID: repoID, file: file, revision: commit), index: i + 1, count: files.count,
@@ -105,7 +109,7 @@ extension HubClient {
   }
 
   /// The cached snapshot of a pipeline, if complete as far as the cache can tell.
-  func cachedPipelineOffline(_ loc: HubLocation) throws(HubError) -> URL {
+  func cachedPipelineOffline(_ loc: HubLocation, variant: String? = nil) throws(HubError) -> URL {
     guard let commit = cache.commit(loc.repoID, revision: loc.revision) else {
       throw HubError.offlineNotCached(loc, missing: ["\(loc.repoID)@\(loc.revision) (no refs/\(loc.revision))"])
     }
@@ -124,7 +128,7 @@ extension HubClient {
     }
     var missing: [String]
     if let entries = cache.tree(loc.repoID, commit: commit, maxBytes: configuration.maxListingBytes) {
-      missing = PipelineFiles.select(files: entries.map(\.path), components: components.map(\.name))
+      missing = PipelineFiles.select(files: entries.map(\.path), components: components.map(\.name), variant: variant)
         .filter { !isCached($0) }
     } else {
       // No cached file list: at least every named component must have its folder.

@@ -67,16 +67,18 @@ public final class HubClient: Sendable {
   }
 
   /// The local URL of what `reference` names, downloading into the cache what is missing.
-  public func resolve(_ reference: HubReference, verify: Bool = false, progress: HubProgressHandler? = nil)
-    async throws(HubError) -> URL
-  {
+  /// `variant` (e.g. `fp16`) chooses a pipeline's weight files (see ``PipelineFiles``).
+  public func resolve(
+    _ reference: HubReference, variant: String? = nil, verify: Bool = false, progress: HubProgressHandler? = nil
+  ) async throws(HubError) -> URL {
     switch reference {
     case .local(let path):
       return URL(fileURLWithPath: HubConfiguration.expandTilde(path))
     case .file(let repoID, let path, let revision):
       return try await downloadFile(repoID: repoID, path: path, revision: revision, verify: verify, progress: progress)
     case .repo(let repoID, let revision):
-      return try await downloadPipeline(repoID: repoID, revision: revision, verify: verify, progress: progress)
+      return try await downloadPipeline(
+        repoID: repoID, revision: revision, variant: variant, verify: verify, progress: progress)
     }
   }
 

@@ -25,8 +25,10 @@ public enum PipelineFiles {
     "tokenizer_config.json",
   ]
 
-  /// The repo files to download, sorted.
-  public static func select(files: [String], components: [String]) -> [String] {
+  /// The repo files to download, sorted. With `variant` (diffusers' `variant="fp16"`), each
+  /// component takes its `*.{variant}.safetensors` (then `.bin`) files when it has them and its
+  /// non-variant files otherwise, as diffusers falls back.
+  public static func select(files: [String], components: [String], variant: String? = nil) -> [String] {
     let available = Set(files)
     var chosen = Set(rootFiles.filter { available.contains($0) })
     for component in components {
@@ -37,7 +39,7 @@ public enum PipelineFiles {
         continue
       }
       if available.contains(component + "/config.json") { chosen.insert(component + "/config.json") }
-      chosen.formUnion(chooseWeights(inFolder))
+      chosen.formUnion(chooseWeights(inFolder, variant: variant))
     }
     return chosen.sorted()
   }
@@ -47,8 +49,11 @@ public enum PipelineFiles {
   }
 
   /// One set of weights from one component folder (see the type's rule).
-  static func chooseWeights(_ inFolder: [String]) -> [String] {
-    for (ext, variant) in [("safetensors", nil), ("safetensors", "fp16"), ("bin", nil), ("bin", "fp16")] as [(String, String?)] {
+  static func chooseWeights(_ inFolder: [String], variant wanted: String? = nil) -> [String] {
+    let order: [(String, String?)] = wanted.map { v in
+      [("safetensors", v), ("safetensors", nil), ("bin", v), ("bin", nil)]
+    } ?? [("safetensors", nil), ("safetensors", "fp16"), ("bin", nil), ("bin", "fp16")]
+    for (ext, variant) in order {
       let matches = inFolder.filter { isWeightFile($0, ext: ext, variant: variant) }
       if !matches.isEmpty {
         let indexes = inFolder.filter { isIndexFile($0, ext: ext, variant: variant) }

@@ -65,6 +65,8 @@ extension DenoisingExtension {
 public struct DenoisingLoop {
   public var unet: UNet2DConditionModel
   public var guidanceScale: Float
+  /// diffusers' `guidance_rescale` (0 = off; see `rescale`).
+  public var guidanceRescale: Float = 0
   public var extensions: [any DenoisingExtension]
   /// Stop with `PipelineError.nonFiniteLatents` (naming `modelName` and the step) as soon as a
   /// step produces NaN or infinity; false lets the run finish (diffusers' behaviour: a black image).
@@ -88,12 +90,13 @@ public struct DenoisingLoop {
   ///   - initial: the starting latents, NHWC `[1, h, w, 4]`.
   ///   - scheduler: the sampler, advanced step by step.
   ///   - startIndex: the first step (past 0 for image-to-image).
+  ///   - endIndex: one past the last step (`denoising_end`); nil runs to the end.
   ///   - conditioning: text (and image-prompt) keys/values; batch 2 with guidance
   ///     (unconditional first), else 1.
   ///   - generator: the noise source of stochastic samplers.
   ///   - progress: called after every step; returning false stops with `PipelineError.cancelled`.
   public func run(
-    latents initial: Tensor, scheduler: inout any Scheduler, startIndex: Int = 0,
+    latents initial: Tensor, scheduler: inout any Scheduler, startIndex: Int = 0, endIndex: Int? = nil,
     conditioning: CrossAttentionConditioning, generator: inout TorchGenerator,
     progress: ProgressHandler? = nil
   ) throws -> Tensor {
@@ -104,9 +107,13 @@ public struct DenoisingLoop {
     }
     var latents = initial
     let timesteps = scheduler.timesteps
-    let total = timesteps.count - startIndex
+    let end = min(endIndex ?? timesteps.count, timesteps.count)
+    guard startIndex < end else {
+      throw PipelineError.invalidArgument(name: "steps", reason: "no denoising step between \(startIndex) and \(end)")
+    }
+    let total = end - startIndex
     let start = Date()
-    for index in startIndex..<timesteps.count {
+    for index in startIndex..<end {
       try CancellationToken.checkCurrent()
       let step = StepContext(index: index, position: index - startIndex, count: total, timestep: timesteps[index])
       var stepConditioning = conditioning
@@ -123,11 +130,12 @@ public struct DenoisingLoop {
         if let extra = try e.extraInputChannels(for: input, step: step) { input = try Ops.concatLast(input, extra) }
       }
       let prediction = try unet(input, timestep: step.timestep, conditioning: stepConditioning, controlResiduals: residuals)
-      let noise: Tensor
+      var noise: Tensor
       if usesGuidance {
         let uncond = prediction.slice(rows: 0..<1)
         let text = prediction.slice(rows: 1..<2)
         noise = try Self.guide(uncond: uncond, text: text, scale: guidanceScale)
+        if guidanceRescale > 0 { noise = try Self.rescale(noise, text: text, factor: guidanceRescale) }
       } else {
         noise = prediction
       }
@@ -150,6 +158,27 @@ public struct DenoisingLoop {
   static func guide(uncond: Tensor, text: Tensor, scale: Float) throws -> Tensor {
     let diff = try Ops.sub(text, uncond)
     return try Ops.add(uncond, Ops.scale(diff, scale))
+  }
+
+  /// `r · cfg · (std(text) / std(cfg)) + (1 − r) · cfg` with unbiased standard deviations over
+  /// all elements, accumulated in double as torch does on the CPU.
+  ///
+  /// matches: diffusers `rescale_noise_cfg` (arXiv 2305.08891 §3.4), batch 1.
+  static func rescale(_ cfg: Tensor, text: Tensor, factor: Float) throws -> Tensor {
+    func std(_ t: Tensor) -> Float {
+      t.asFloat32().withUnsafeFloats { v in
+        guard v.count > 1 else { return 0 }
+        var mean = 0.0
+        for x in v { mean += Double(x) }
+        mean /= Double(v.count)
+        var sq = 0.0
+        for x in v { sq += (Double(x) - mean) * (Double(x) - mean) }
+        return Float((sq / Double(v.count - 1)).squareRoot())
+      }
+    }
+    let ratio = std(text) / std(cfg)
+    let rescaled = Ops.scale(cfg, ratio)
+    return try Ops.add(Ops.scale(rescaled, factor), Ops.scale(cfg, Float(1 - Double(factor))))
   }
 
   static func sum(_ a: ControlResiduals, _ b: ControlResiduals) throws -> ControlResiduals {

@@ -4,16 +4,40 @@ import TensorCore
 
 /// Everything a text-to-image generation is asked to do.
 ///
-/// Defaults follow diffusers' `StableDiffusionPipeline.__call__` except `steps` (30, the CLI's
-/// documented default; diffusers uses 50).
+/// Defaults follow diffusers' `StableDiffusionPipeline.__call__` (and the SDXL pipelines' for an
+/// SDXL model) except `steps` (30, the CLI's documented default; diffusers uses 50).
 public struct GenerationParameters: Sendable {
   public var prompt: String
-  public var negativePrompt: String = ""
+  /// nil is diffusers' `negative_prompt=None`: an empty negative prompt, except for SDXL models
+  /// with `force_zeros_for_empty_prompt`, whose unconditional embeddings are then zeros (an
+  /// explicit `""` is encoded).
+  public var negativePrompt: String?
+  /// SDXL: the prompt for the second text encoder (`prompt_2`); nil or empty uses `prompt`.
+  public var prompt2: String?
+  /// SDXL: `negative_prompt_2`; nil or empty uses the negative prompt.
+  public var negativePrompt2: String?
   /// Output size in pixels; nil means the UNet's `sample_size × vae_scale_factor`.
   public var width: Int?
   public var height: Int?
   public var steps: Int = 30
-  public var guidanceScale: Float = 7.5
+  /// Classifier-free guidance; nil is the pipeline's default (7.5, SDXL 5.0).
+  public var guidanceScale: Float?
+  /// diffusers' `guidance_rescale` (0 = off): the guided noise is blended with itself rescaled to
+  /// the standard deviation of the text prediction (`rescale_noise_cfg`).
+  public var guidanceRescale: Float = 0
+  /// SDXL micro-conditioning (diffusers' `original_size`, `crops_coords_top_left`,
+  /// `target_size` and their `negative_` forms). Sizes default to the output size, crops to
+  /// (0, 0); the negative ones default to the positive ones (text-to-image uses the negative
+  /// crop only when both negative sizes are given, as diffusers).
+  public var originalSize: PixelSize?
+  public var targetSize: PixelSize?
+  public var cropTopLeft: CropOffset?
+  public var negativeOriginalSize: PixelSize?
+  public var negativeTargetSize: PixelSize?
+  public var negativeCropTopLeft: CropOffset?
+  /// diffusers' `denoising_end` (0 < x < 1): stop after the timesteps at or above
+  /// `round(num_train_timesteps × (1 − x))`, leaving the rest to a refiner (`--save-latents`).
+  public var denoisingEnd: Double?
   /// Seed of the torch-compatible CPU generator (`torch.Generator("cpu").manual_seed(seed)`).
   public var seed: UInt64 = 0
   /// Sampler; nil uses the class named in the pipeline's `scheduler_config.json`.
@@ -33,8 +57,8 @@ public struct GenerationParameters: Sendable {
   /// Binarising afterwards keeps the mask hard but rounds its outline and grows or shrinks thin
   /// parts, exactly as in diffusers.
   public var maskBlur: Double = 0
-  /// How much of the schedule runs from the init image: default 0.8 for image-to-image and 1.0
-  /// for inpainting, as diffusers.
+  /// How much of the schedule runs from the init image: default 0.8 for image-to-image (SDXL 0.3)
+  /// and 1.0 for inpainting, as diffusers.
   public var strength: Double?
   /// Most pixels the generated image (and every resized copy of an input image) may have:
   /// `ImageLimits.maxPixels`, 16,777,216 (4096²) by default. An init image's size becomes the
@@ -45,6 +69,26 @@ public struct GenerationParameters: Sendable {
   public var allowNaN: Bool = false
 
   public init(prompt: String) { self.prompt = prompt }
+}
+
+/// A width × height in pixels (SDXL micro-conditioning).
+public struct PixelSize: Sendable, Equatable {
+  public var width: Int
+  public var height: Int
+  public init(width: Int, height: Int) {
+    self.width = width
+    self.height = height
+  }
+}
+
+/// SDXL's crop coordinates: the top-left corner (`crops_coords_top_left = (top, left)`).
+public struct CropOffset: Sendable, Equatable {
+  public var top: Int
+  public var left: Int
+  public init(top: Int, left: Int) {
+    self.top = top
+    self.left = left
+  }
 }
 
 /// What a generation produced.

@@ -6,19 +6,37 @@ import Schedulers
 public enum ParametersText {
   public static func describe(
     _ p: GenerationParameters, width: Int, height: Int, model: String, schedulerName: String,
-    extra: [(String, String)] = []
+    guidanceScale: Float? = nil, extra: [(String, String)] = []
   ) -> String {
     var lines = [p.prompt]
-    if !p.negativePrompt.isEmpty { lines.append("Negative prompt: \(p.negativePrompt)") }
+    if let negative = p.negativePrompt, !negative.isEmpty { lines.append("Negative prompt: \(negative)") }
     var fields: [(String, String)] = [
-      ("Steps", "\(p.steps)"), ("Sampler", schedulerName), ("CFG scale", format(p.guidanceScale)),
+      ("Steps", "\(p.steps)"), ("Sampler", schedulerName), ("CFG scale", format(guidanceScale ?? p.guidanceScale ?? 7.5)),
       ("Seed", "\(p.seed)"), ("Size", "\(width)x\(height)"), ("Model", model),
     ]
     if p.clipSkip > 0 { fields.append(("Clip skip", "\(p.clipSkip + 1)")) }
+    if p.guidanceRescale > 0 { fields.append(("CFG rescale", format(p.guidanceRescale))) }
+    if let s = p.prompt2, !s.isEmpty { fields.append(("Prompt 2", quoted(s))) }
+    if let s = p.negativePrompt2, !s.isEmpty { fields.append(("Negative prompt 2", quoted(s))) }
+    func size(_ s: PixelSize?) -> String? { s.map { "\($0.width)x\($0.height)" } }
+    func crop(_ c: CropOffset?) -> String? { c.map { "\($0.top),\($0.left)" } }
+    for (name, value) in [
+      ("Original size", size(p.originalSize)), ("Target size", size(p.targetSize)), ("Crop top-left", crop(p.cropTopLeft)),
+      ("Negative original size", size(p.negativeOriginalSize)), ("Negative target size", size(p.negativeTargetSize)),
+      ("Negative crop top-left", crop(p.negativeCropTopLeft)),
+    ] {
+      if let value { fields.append((name, value)) }
+    }
+    if let end = p.denoisingEnd { fields.append(("Denoising end", "\(end)")) }
     if p.latents != nil { fields.append(("Initial latents", "given")) }
     fields += extra
     lines.append(fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
     return lines.joined(separator: "\n")
+  }
+
+  /// A value that may hold commas, quoted as A1111 quotes such fields.
+  static func quoted(_ s: String) -> String {
+    "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
   }
 
   static func format(_ x: Float) -> String {

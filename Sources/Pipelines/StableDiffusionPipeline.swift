@@ -8,15 +8,20 @@ import TensorCore
 import Tokenizers
 import TorchRandom
 
-/// A Stable Diffusion 1.x/2.x text-to-image pipeline loaded from a diffusers folder
-/// (`model_index.json`, `tokenizer/`, `text_encoder/`, `unet/`, `vae/`, `scheduler/`).
+/// A Stable Diffusion 1.x/2.x or SDXL pipeline loaded from a diffusers folder (`model_index.json`,
+/// `tokenizer/`, `text_encoder/`, `unet/`, `vae/`, `scheduler/`; SDXL adds `tokenizer_2/` and
+/// `text_encoder_2/`). The kind is detected from the UNet: an `addition_embed_type: "text_time"`
+/// UNet makes an SDXL pipeline (`sdxl` is set).
 ///
 /// matches: diffusers `StableDiffusionPipeline` (0.42.1) with `output_type="pil"`, no safety
-/// checker. Limitations: one image per call, no prompt weighting, no textual inversion.
+/// checker, and for SDXL `StableDiffusionXLPipeline` (no watermark). Limitations: one image per
+/// call, no prompt weighting, no textual inversion.
 public final class StableDiffusionPipeline: Sendable {
   public let folder: URL
   public let tokenizer: CLIPTokenizer
   public let textEncoder: CLIPTextModel
+  /// SDXL's second tokenizer and text encoder (nil for SD 1.x/2.x).
+  public let sdxl: SDXLTextEncoders?
   public let unet: UNet2DConditionModel
   public let vae: AutoencoderKL
   public let schedulerConfig: SchedulerConfig
@@ -29,8 +34,11 @@ public final class StableDiffusionPipeline: Sendable {
 
   /// Loads every component. Weights are memory-mapped; kernels are prepared lazily per shape.
   /// Weights holding NaN or infinity are refused (`WeightLoadingError.nonFinite`) unless
-  /// `allowNonFiniteWeights`.
-  public init(folder: URL, precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false) throws {
+  /// `allowNonFiniteWeights`. `variant` (diffusers' `variant="fp16"`) prefers each component's
+  /// `*.{variant}.safetensors` files.
+  public init(
+    folder: URL, precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false, variant: String? = nil
+  ) throws {
     let fm = FileManager.default
     guard fm.fileExists(atPath: folder.appendingPathComponent("model_index.json").path) else {
       var isDir: ObjCBool = false
@@ -50,17 +58,41 @@ public final class StableDiffusionPipeline: Sendable {
     compute = ComputeQueue(label: "ipadapter.pipeline")
     let options = PrepareOptions(precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
     tokenizer = try CLIPTokenizer(directory: folder.appendingPathComponent("tokenizer"))
-    textEncoder = try ModelLoader.textEncoder(folder.appendingPathComponent("text_encoder"), prepare: options)
-    unet = try ModelLoader.unet(folder.appendingPathComponent("unet"), prepare: options)
-    vae = try ModelLoader.vae(folder.appendingPathComponent("vae"), prepare: options)
+    textEncoder = try ModelLoader.textEncoder(
+      folder.appendingPathComponent("text_encoder"), prepare: options, variant: variant)
+    unet = try ModelLoader.unet(folder.appendingPathComponent("unet"), prepare: options, variant: variant)
+    sdxl = unet.textTimeEmbedding == nil
+      ? nil : try SDXLTextEncoders.load(folder: folder, prepare: options, variant: variant)
+    vae = try ModelLoader.vae(folder.appendingPathComponent("vae"), prepare: options, variant: variant)
     let schedulerURL = folder.appendingPathComponent("scheduler/scheduler_config.json")
     guard fm.fileExists(atPath: schedulerURL.path) else { throw ModelConfigError.missingFile(path: schedulerURL.path) }
     schedulerConfig = try SchedulerConfig(contentsOf: schedulerURL)
     schedulerClassName = schedulerConfig.className ?? "PNDMScheduler"
-    guard unet.crossAttentionDim == textEncoder.config.hiddenSize else {
+    try Self.checkCompatible(unet: unet, textEncoder: textEncoder, sdxl: sdxl, unetConfig: folder.appendingPathComponent("unet/config.json").path)
+  }
+
+  /// The UNet's cross-attention width must be the text width (SDXL: both encoders' widths), and an
+  /// SDXL UNet's `add_embedding` must take the pooled width plus 6 time ids.
+  static func checkCompatible(
+    unet: UNet2DConditionModel, textEncoder: CLIPTextModel, sdxl: SDXLTextEncoders?, unetConfig: String
+  ) throws {
+    let width = textEncoder.config.hiddenSize + (sdxl?.textEncoder2.config.hiddenSize ?? 0)
+    guard unet.crossAttentionDim == width else {
+      let what = sdxl == nil
+        ? "the text encoder's hidden_size \(width)"
+        : "the two text encoders' hidden sizes \(textEncoder.config.hiddenSize) + \(sdxl!.textEncoder2.config.hiddenSize)"
       throw ModelConfigError.malformed(
-        path: folder.appendingPathComponent("unet/config.json").path, field: "cross_attention_dim",
-        reason: "\(unet.crossAttentionDim) does not match the text encoder's hidden_size \(textEncoder.config.hiddenSize)")
+        path: unetConfig, field: "cross_attention_dim", reason: "\(unet.crossAttentionDim) does not match \(what)")
+    }
+    if let shape = unet.textTimeEmbedding, let xl = sdxl {
+      let pooled = xl.textEncoder2.config.projectionDim
+      guard shape.inputDim == pooled + 6 * shape.timeEmbedDim else {
+        let ids = Double(shape.inputDim - pooled) / Double(shape.timeEmbedDim)
+        let hint = ids == 5 ? " (5 time ids: a refiner UNet with aesthetic scores, not supported yet)" : ""
+        throw ModelConfigError.malformed(
+          path: unetConfig, field: "projection_class_embeddings_input_dim",
+          reason: "\(shape.inputDim) is not text_encoder_2's projection_dim \(pooled) + 6 × addition_time_embed_dim \(shape.timeEmbedDim)\(hint)")
+      }
     }
   }
 
@@ -80,13 +112,23 @@ public final class StableDiffusionPipeline: Sendable {
   }
 
   /// A pipeline from already-loaded components (benchmarks with random weights, programmatic use).
+  /// Throws when the components do not fit together (see `checkCompatible`).
   public init(
     folder: URL, tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel,
-    vae: AutoencoderKL, schedulerConfig: SchedulerConfig, precision: ComputePrecision = .float32
-  ) {
+    vae: AutoencoderKL, schedulerConfig: SchedulerConfig, precision: ComputePrecision = .float32,
+    sdxl: SDXLTextEncoders? = nil
+  ) throws {
+    if (unet.textTimeEmbedding != nil) != (sdxl != nil) {
+      throw PipelineError.invalidArgument(
+        name: "sdxl", reason: unet.textTimeEmbedding != nil
+          ? "this UNet is an SDXL UNet (text_time embedding): give the second tokenizer and text encoder"
+          : "this UNet has no SDXL text_time embedding: do not give SDXL text encoders")
+    }
+    try Self.checkCompatible(unet: unet, textEncoder: textEncoder, sdxl: sdxl, unetConfig: "unet/config.json")
     self.folder = folder
     self.tokenizer = tokenizer
     self.textEncoder = textEncoder
+    self.sdxl = sdxl
     self.unet = unet
     self.vae = vae
     self.schedulerConfig = schedulerConfig
@@ -100,6 +142,20 @@ public final class StableDiffusionPipeline: Sendable {
 
   /// The default output size: the UNet's `sample_size × vae_scale_factor`.
   public var defaultSize: Int { (unet.config.sampleSize ?? 64) * vaeScaleFactor }
+
+  /// Whether this is an SDXL pipeline.
+  public var isSDXL: Bool { sdxl != nil }
+
+  /// The guidance scale used when a generation gives none: diffusers' default, 7.5 (SDXL 5.0).
+  public var defaultGuidanceScale: Float { isSDXL ? 5.0 : 7.5 }
+
+  /// diffusers' default `strength`: image-to-image 0.8 (SDXL 0.3), inpainting 1.0.
+  public func defaultStrength(inpainting: Bool) -> Double { inpainting ? 1.0 : (isSDXL ? 0.3 : 0.8) }
+
+  /// `parameters.guidanceScale`, or the pipeline's default.
+  public func guidanceScale(for parameters: GenerationParameters) -> Float {
+    parameters.guidanceScale ?? defaultGuidanceScale
+  }
 
   /// Tokenises and encodes `[negative, prompt]` (or just the prompt without guidance).
   ///
@@ -150,7 +206,7 @@ public final class StableDiffusionPipeline: Sendable {
     let release = options.memory == .releaseAfterUse
     let text: TextConditioning
     if let given {
-      try given.check(against: parameters)
+      try given.check(against: parameters, guidanceScale: guidanceScale(for: parameters))
       text = given
     } else {
       text = try encodeTextNow(parameters)
@@ -177,7 +233,7 @@ public final class StableDiffusionPipeline: Sendable {
       ("IP-Adapter", "\(URL(fileURLWithPath: $0.adapter.path).lastPathComponent) (\(ParametersText.format($0.scale)))")
     }
     if parameters.initImage != nil {
-      extra.append(("Denoising strength", "\(parameters.strength ?? (parameters.mask == nil ? 0.8 : 1.0))"))
+      extra.append(("Denoising strength", "\(parameters.strength ?? defaultStrength(inpainting: parameters.mask != nil))"))
     }
     if parameters.mask != nil, parameters.maskBlur > 0 {
       extra.append(("Mask blur", ParametersText.format(Float(parameters.maskBlur))))
@@ -190,7 +246,7 @@ public final class StableDiffusionPipeline: Sendable {
       parametersText: ParametersText.describe(
         parameters, width: width, height: height, model: modelName,
         schedulerName: parameters.scheduler?.displayName ?? SchedulerKind.displayName(forClass: schedulerClassName),
-        extra: extra),
+        guidanceScale: guidanceScale(for: parameters), extra: extra),
       preparationSeconds: latents.firstStepAt.timeIntervalSince(began),
       denoisingSeconds: denoised.timeIntervalSince(latents.firstStepAt), warnings: text.warnings)
   }
@@ -202,13 +258,24 @@ public final class StableDiffusionPipeline: Sendable {
     progress: ProgressHandler?, preview: ((GenerationPreview) -> Void)?
   ) throws -> (nhwc: Tensor, firstStepAt: Date) {
     let latentShape = [1, vae.config.latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
-    var loop = DenoisingLoop(unet: unet, guidanceScale: parameters.guidanceScale, extensions: extensions)
+    var loop = DenoisingLoop(unet: unet, guidanceScale: guidanceScale(for: parameters), extensions: extensions)
+    loop.guidanceRescale = parameters.guidanceRescale
     loop.stopOnNonFinite = !parameters.allowNaN
     loop.modelName = modelName
     let release = options.memory == .releaseAfterUse
 
-    var conditioning = try unet.makeConditioning(encoderHiddenStates: text.embeddings)
+    var textTime: TextTimeConditions?
+    if let pooled = text.pooled {
+      textTime = TextTimeConditions(
+        textEmbeds: pooled,
+        timeIds: Self.sdxlTimeIds(
+          parameters, width: width, height: height, imageToImage: parameters.initImage != nil, guidance: loop.usesGuidance))
+    }
+    var conditioning = try unet.makeConditioning(encoderHiddenStates: text.embeddings, textTime: textTime)
     try attach(imagePrompts, to: &conditioning, loop: &loop, width: width, height: height)
+    if isSDXL, !controlNets.isEmpty {
+      throw PipelineError.invalidArgument(name: "controlNets", reason: "ControlNet is not supported for SDXL models yet (\(modelName))")
+    }
     for unit in controlNets {
       loop.extensions.append(
         try ControlNetExtension(
@@ -230,7 +297,7 @@ public final class StableDiffusionPipeline: Sendable {
       if release { vae.encoder.releaseKernels() }
     } else if let image = parameters.initImage {
       let point = try imageToImageStart(
-        image, width: width, height: height, strength: parameters.strength ?? 0.8, scheduler: scheduler,
+        image, width: width, height: height, strength: parameters.strength ?? defaultStrength(inpainting: false), scheduler: scheduler,
         steps: parameters.steps, maxPixels: parameters.maxPixels, generator: &generator)
       (latents, start) = (point.latents, point.startIndex)
       if release { vae.encoder.releaseKernels() }
@@ -261,9 +328,25 @@ public final class StableDiffusionPipeline: Sendable {
     }
     let firstStep = Date()
     latents = try loop.run(
-      latents: latents, scheduler: &scheduler, startIndex: start, conditioning: conditioning,
-      generator: &generator, progress: progress)
+      latents: latents, scheduler: &scheduler, startIndex: start,
+      endIndex: try parameters.denoisingEnd.map { try denoisingEndIndex($0, scheduler: scheduler, start: start) },
+      conditioning: conditioning, generator: &generator, progress: progress)
     return (latents, firstStep)
+  }
+
+  /// One past the last step for `denoising_end`: the steps whose timestep is at least
+  /// `round(T − end · T)` (T = `num_train_timesteps`, Python's half-to-even rounding).
+  ///
+  /// matches: `StableDiffusionXLPipeline.__call__`'s `denoising_end` truncation.
+  func denoisingEndIndex(_ end: Double, scheduler: any Scheduler, start: Int) throws -> Int {
+    let trainSteps = Double(schedulerConfig.numTrainTimesteps ?? 1000)
+    let cutoff = Float((trainSteps - end * trainSteps).rounded(.toNearestOrEven))
+    let index = scheduler.timesteps.filter { $0 >= cutoff }.count
+    guard index > start else {
+      throw PipelineError.invalidArgument(
+        name: "denoising end", reason: "\(end) leaves no denoising step (the first step's timestep is below \(Int(cutoff)))")
+    }
+    return index
   }
 
   /// The output size a generation with `parameters` will have (width, height).
@@ -272,13 +355,49 @@ public final class StableDiffusionPipeline: Sendable {
     return (s.width, s.height)
   }
 
+  /// The micro-conditioning values accepted (they only feed sinusoids; SDXL trained on ≤ 4096).
+  static let microConditioningSizes = 1...65_536
+  static let microConditioningCrops = 0...65_536
+
   /// Checks parameter combinations that need no model work.
   func validate(_ p: GenerationParameters) throws {
     guard p.steps >= 1 else {
       throw PipelineError.invalidArgument(name: "steps", reason: "\(p.steps) must be at least 1")
     }
-    guard p.guidanceScale.isFinite else {
+    guard guidanceScale(for: p).isFinite else {
       throw PipelineError.invalidArgument(name: "guidance scale", reason: "must be a finite number")
+    }
+    guard p.guidanceRescale.isFinite, p.guidanceRescale >= 0, p.guidanceRescale <= 1 else {
+      throw PipelineError.invalidArgument(name: "guidance rescale", reason: "\(p.guidanceRescale) must be in [0, 1]")
+    }
+    if let end = p.denoisingEnd, !(end > 0 && end < 1) {
+      throw PipelineError.invalidArgument(name: "denoising end", reason: "\(end) must be strictly between 0 and 1")
+    }
+    if !isSDXL {
+      let sdxlOnly: [(String, Bool)] = [
+        ("prompt 2", p.prompt2 != nil), ("negative prompt 2", p.negativePrompt2 != nil),
+        ("original size", p.originalSize != nil), ("target size", p.targetSize != nil),
+        ("crop top-left", p.cropTopLeft != nil), ("negative original size", p.negativeOriginalSize != nil),
+        ("negative target size", p.negativeTargetSize != nil), ("negative crop top-left", p.negativeCropTopLeft != nil),
+      ]
+      if let (name, _) = sdxlOnly.first(where: { $0.1 }) {
+        throw PipelineError.invalidArgument(name: name, reason: "is an SDXL option; \(modelName) is not an SDXL model")
+      }
+    }
+    for (name, size) in [
+      ("original size", p.originalSize), ("target size", p.targetSize), ("negative original size", p.negativeOriginalSize),
+      ("negative target size", p.negativeTargetSize),
+    ] {
+      if let size, !Self.microConditioningSizes.contains(size.width) || !Self.microConditioningSizes.contains(size.height) {
+        throw PipelineError.invalidArgument(
+          name: name, reason: "\(size.width)×\(size.height) must have sides in 1...65536")
+      }
+    }
+    for (name, crop) in [("crop top-left", p.cropTopLeft), ("negative crop top-left", p.negativeCropTopLeft)] {
+      if let crop, !Self.microConditioningCrops.contains(crop.top) || !Self.microConditioningCrops.contains(crop.left) {
+        throw PipelineError.invalidArgument(
+          name: name, reason: "\(crop.top),\(crop.left) must be in 0...65536")
+      }
     }
     if p.latents != nil, p.initImage != nil {
       throw PipelineError.invalidArgument(
@@ -289,6 +408,9 @@ public final class StableDiffusionPipeline: Sendable {
     }
     if !(p.maskBlur >= 0) || !p.maskBlur.isFinite {
       throw PipelineError.invalidArgument(name: "maskBlur", reason: "\(p.maskBlur) must be a finite number ≥ 0")
+    }
+    if isSDXL, p.mask != nil {
+      throw PipelineError.invalidArgument(name: "mask", reason: "inpainting is not supported for SDXL models yet (\(modelName))")
     }
     if p.strength != nil, p.initImage == nil {
       throw PipelineError.invalidArgument(name: "strength", reason: "strength needs an init image")

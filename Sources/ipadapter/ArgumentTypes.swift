@@ -1,5 +1,7 @@
+import Foundation
 import ArgumentParser
 import IPAdapter
+import Pipelines
 import Schedulers
 import TensorCore
 
@@ -46,4 +48,26 @@ enum ControlPreprocessChoice: String, CaseIterable, ExpressibleByArgument {
 enum CheckpointDtypeChoice: String, CaseIterable, ExpressibleByArgument {
   case fp16
   case fp32
+}
+
+/// `WxH` (e.g. `1024x768`): SDXL's `--original-size`, `--target-size` and their negative forms.
+extension PixelSize: ExpressibleByArgument {
+  public init?(argument: String) {
+    let parts = argument.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+    guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]), w > 0, h > 0 else { return nil }
+    self.init(width: w, height: h)
+  }
+
+  public static var defaultValueDescription: String { "WxH" }
+}
+
+/// `TOP,LEFT` (e.g. `0,0`): SDXL's `--crop-top-left` and `--negative-crop-top-left`.
+extension CropOffset: ExpressibleByArgument {
+  public init?(argument: String) {
+    let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+    guard parts.count == 2, let top = Int(parts[0].trimmingCharacters(in: .whitespaces)),
+      let left = Int(parts[1].trimmingCharacters(in: .whitespaces)), top >= 0, left >= 0
+    else { return nil }
+    self.init(top: top, left: left)
+  }
 }

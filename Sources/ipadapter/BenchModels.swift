@@ -297,7 +297,7 @@ struct ModelBench {
     let start = DispatchTime.now().uptimeNanoseconds
     FlopCounter.reset()
     let model = try load({ try UNet2DConditionModel(config: unetConfig) }, path: files[0])
-    let pipeline = StableDiffusionPipeline(
+    let pipeline = try StableDiffusionPipeline(
       folder: BundledConfigs.stableDiffusion15, tokenizer: try CLIPTokenizer.bundledSD15(),
       textEncoder: try load({ try CLIPTextModel(config: textConfig) }, path: files[2]), unet: model,
       vae: try load({ try AutoencoderKL(config: vaeConfig) }, path: files[1]),

@@ -19,14 +19,17 @@ struct GenerateCommand: AsyncParsableCommand {
   @Option(help: "For a single-file --model: a diffusers pipeline folder whose configs and tokenizer to use (default: the bundled Stable Diffusion 1.5 ones).")
   var modelConfig: String?
 
+  @Option(help: "Weights variant (diffusers' variant=): e.g. fp16 loads — and downloads — each component's *.fp16.safetensors instead of the full-precision files.")
+  var variant: String?
+
   @Option(help: "Replace the model's VAE with this file (.safetensors/.ckpt, diffusers or LDM layout) or hub file reference.")
   var vae: String?
 
   @Option(help: "The text prompt.")
   var prompt: String
 
-  @Option(help: "What the image should not show.")
-  var negativePrompt: String = ""
+  @Option(help: "What the image should not show (SDXL without it: zero unconditional embeddings, as diffusers' force_zeros_for_empty_prompt; an explicit \"\" is encoded).")
+  var negativePrompt: String?
 
   @Option(help: "Image width in pixels (a multiple of 8; default: the UNet's sample_size × 8).")
   var width: Int?
@@ -37,8 +40,11 @@ struct GenerateCommand: AsyncParsableCommand {
   @Option(help: "Denoising steps.")
   var steps: Int = 30
 
-  @Option(help: "Classifier-free guidance scale (1.0 disables the unconditional pass).")
-  var guidanceScale: Float = 7.5
+  @Option(help: "Classifier-free guidance scale (1.0 disables the unconditional pass; default: 7.5, SDXL 5.0).")
+  var guidanceScale: Float?
+
+  @Option(help: "diffusers' guidance_rescale in [0, 1] (0: off): blend the guided noise with itself rescaled to the text prediction's standard deviation.")
+  var guidanceRescale: Float = 0
 
   @Option(help: "Seed of the torch-compatible generator (default: a random seed, printed).")
   var seed: UInt64?
@@ -63,6 +69,9 @@ struct GenerateCommand: AsyncParsableCommand {
 
   @Option(help: "Threads (default: all cores).")
   var threads: Int?
+
+  @OptionGroup(title: "SDXL")
+  var sdxl: SDXLOptions
 
   @OptionGroup(title: "Image prompts (IP-Adapter)")
   var imagePrompts: ImagePromptOptions
@@ -110,6 +119,8 @@ struct GenerateCommand: AsyncParsableCommand {
     parameters.height = height
     parameters.steps = steps
     parameters.guidanceScale = guidanceScale
+    parameters.guidanceRescale = guidanceRescale
+    sdxl.apply(to: &parameters)
     parameters.seed = seed ?? UInt64.random(in: 0..<(1 << 32))
     parameters.scheduler = scheduler
     parameters.clipSkip = clipSkip
@@ -122,6 +133,10 @@ struct GenerateCommand: AsyncParsableCommand {
 
     let downloads = quiet ? nil : DownloadProgressBar()
     var load = PipelineLoadOptions(precision: precision)
+    if let variant {
+      if let problem = HubName.problem(variant, as: .variant) { throw CLIError.invalid("--variant", problem) }
+      load.variant = variant
+    }
     load.vae = try vae.map { try HubReference.parse($0) }
     if let modelConfig { load.singleFileConfigs = URL(fileURLWithPath: modelConfig) }
     load.allowNonFiniteWeights = limits.allowNan

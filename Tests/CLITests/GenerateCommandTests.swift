@@ -81,7 +81,8 @@ import Weights
     (["--model", CLI.model, "--scheduler", "heun"], "heun"),
     (["--model", CLI.model, "--precision", "fp8"], "--precision"),
     (["--model", CLI.model, "--ip-image", CLI.reference], "--ip-image: needs --ip-adapter"),
-    (["--model", CLI.model, "--ip-adapter", "\(CLI.adapters)/ip-adapter_sd15_vit-G.safetensors", "--ip-image", CLI.reference], "needs a different image encoder"),
+    (["--model", CLI.model, "--ip-adapter", "\(CLI.adapters)/ip-adapter_sd15_vit-G.safetensors", "--ip-image", CLI.reference,
+      "--image-encoder", "\(CLI.adapters)/image_encoder"], "needs a different image encoder"),
     (["--model", CLI.model, "--ip-adapter", "\(CLI.adapters)/ip-adapter_sd15.safetensors"], "has no --ip-image"),
   ])
   func badInputFailsWithOneLine(arguments: [String], message: String) throws {

@@ -187,4 +187,34 @@ import Testing
         "vae/diffusion_pytorch_model-00002-of-00002.safetensors", "vae/diffusion_pytorch_model.safetensors.index.json",
       ])
   }
+
+  @Test func variantPrefersTheVariantFilesAndFallsBackPerComponent() throws {
+    let files = [
+      "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+      "unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/config.json", "text_encoder/model.safetensors",
+      "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
+      "tokenizer/vocab.json", "scheduler/scheduler_config.json",
+    ]
+    let components = try HubWireFormat.pipelineComponents(
+      modelIndex: Self.index, location: HubLocation(repoID: "a/b", file: "model_index.json", revision: "main"))
+    let chosen = PipelineFiles.select(files: files, components: components.map(\.name), variant: "fp16")
+    #expect(
+      chosen == [
+        "model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json", "text_encoder/model.safetensors",
+        "tokenizer/vocab.json", "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors", "vae/config.json",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+      ])
+    #expect(HubName.problem("fp16", as: .variant) == nil)
+    #expect(HubName.problem("../x", as: .variant) != nil)
+  }
+
+  @Test func adapterEncodersFollowTheH94Layout() {
+    #expect(AdapterEncoderLayout.imageEncoderFolder(forAdapter: "models/ip-adapter_sd15.bin") == "models/image_encoder")
+    #expect(AdapterEncoderLayout.imageEncoderFolder(forAdapter: "models/ip-adapter_sd15_vit-G.bin") == "sdxl_models/image_encoder")
+    #expect(AdapterEncoderLayout.imageEncoderFolder(forAdapter: "sdxl_models/ip-adapter_sdxl.bin") == "sdxl_models/image_encoder")
+    #expect(
+      AdapterEncoderLayout.imageEncoderFolder(forAdapter: "/m/IP-Adapter/sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors")
+        == "/m/IP-Adapter/models/image_encoder")
+    #expect(AdapterEncoderLayout.imageEncoderFolder(forAdapter: "adapter.bin") == "image_encoder")
+  }
 }

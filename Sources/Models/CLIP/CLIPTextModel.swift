@@ -80,7 +80,9 @@ public struct CLIPTextOutput: Sendable {
 /// transformers 5; both load).
 ///
 /// matches: transformers `CLIPTextModel` (5.23) with a causal mask and no padding mask (as
-/// diffusers calls it for Stable Diffusion).
+/// diffusers calls it for Stable Diffusion), and with `withProjection`
+/// `CLIPTextModelWithProjection` (SDXL's `text_encoder_2`: keys `text_model.*` and
+/// `text_projection.weight`; `textEmbeds` gives its pooled, projected `text_embeds`).
 /// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`; a pipeline's queue runs one generation at a time.
 public final class CLIPTextModel: Module, @unchecked Sendable {
   public let config: CLIPTextConfig
@@ -88,8 +90,10 @@ public final class CLIPTextModel: Module, @unchecked Sendable {
   public let positionEmbedding: Embedding
   public let layers: [CLIPEncoderLayer]
   public let finalLayerNorm: LayerNorm
+  /// `text_projection` (bias-free) of a `CLIPTextModelWithProjection`, else nil.
+  public let textProjection: Linear?
 
-  public init(config: CLIPTextConfig, path: String = "text_encoder/config.json") throws {
+  public init(config: CLIPTextConfig, path: String = "text_encoder/config.json", withProjection: Bool = false) throws {
     let act = try config.validate(path: path)
     self.config = config
     tokenEmbedding = Embedding(config.vocabSize, config.hiddenSize)
@@ -100,26 +104,58 @@ public final class CLIPTextModel: Module, @unchecked Sendable {
         eps: config.layerNormEps, activation: act)
     }
     finalLayerNorm = LayerNorm(config.hiddenSize, eps: config.layerNormEps)
+    textProjection = withProjection ? Linear(config.hiddenSize, config.projectionDim, bias: false) : nil
   }
 
+  /// Without a projection the transformer's keys (the `text_model.` prefix is handled by `load`);
+  /// with one, `text_model.*` and `text_projection`, as transformers names them.
   public var children: [(String, any Module)] {
+    let p = textProjection == nil ? "" : "text_model."
     var c: [(String, any Module)] = [
-      ("embeddings.token_embedding", tokenEmbedding), ("embeddings.position_embedding", positionEmbedding),
+      (p + "embeddings.token_embedding", tokenEmbedding), (p + "embeddings.position_embedding", positionEmbedding),
     ]
-    for (i, l) in layers.enumerated() { c.append(("encoder.layers.\(i)", l)) }
-    c.append(("final_layer_norm", finalLayerNorm))
+    for (i, l) in layers.enumerated() { c.append((p + "encoder.layers.\(i)", l)) }
+    c.append((p + "final_layer_norm", finalLayerNorm))
+    if let textProjection { c.append(("text_projection", textProjection)) }
     return c
   }
 
-  /// Loads from an archive whose keys may or may not carry the `text_model.` prefix; the unused
-  /// `position_ids` buffer of older checkpoints is ignored.
+  /// Loads from an archive whose keys may or may not carry the `text_model.` prefix (a model with
+  /// a projection needs it); the unused `position_ids` buffer of older checkpoints is ignored.
   public func load(from archive: any TensorArchive, source: String, prepare: PrepareOptions = PrepareOptions()) throws {
-    let prefixed = archive.keys.contains { $0.hasPrefix("text_model.") }
+    let prefixed = textProjection == nil && archive.keys.contains { $0.hasPrefix("text_model.") }
     try loadWeights(
       from: archive, source: source,
       options: LoadOptions(
         strict: true, prefix: prefixed ? "text_model." : "",
         ignore: { $0.hasSuffix("embeddings.position_ids") }, prepare: prepare))
+  }
+
+  /// Index of the pooled token of each row: transformers' rule — the first highest id when the
+  /// config's `eos_token_id` is the legacy 2, else the first `eos_token_id` (0 if absent).
+  public func pooledPositions(_ ids: [[Int]]) -> [Int] {
+    ids.map { row in
+      if config.eosTokenId == 2 {
+        var best = 0
+        for (i, id) in row.enumerated() where id > row[best] { best = i }
+        return best
+      }
+      return row.firstIndex(of: config.eosTokenId) ?? 0
+    }
+  }
+
+  /// `text_projection(last_hidden_state[pooled position])` of each row: transformers
+  /// `CLIPTextModelWithProjection(...).text_embeds`, `[B, projection_dim]`.
+  /// - Parameter lastHiddenState: `output.lastHiddenState` of the same `ids`.
+  public func textEmbeds(lastHiddenState: Tensor, ids: [[Int]]) throws -> Tensor {
+    guard let textProjection else {
+      throw ModuleError.invalidInput("this text encoder has no text_projection (not a CLIPTextModelWithProjection)")
+    }
+    let (b, l, h) = (lastHiddenState.shape[0], lastHiddenState.shape[1], lastHiddenState.shape[2])
+    guard b == ids.count else { throw ModuleError.invalidInput("\(ids.count) token rows for a batch of \(b)") }
+    let flat = lastHiddenState.reshaped([b * l, h])
+    let rows = pooledPositions(ids).enumerated().map { flat.slice(rows: ($0 * l + $1)..<($0 * l + $1 + 1)) }
+    return try textProjection(try Ops.concatRows(rows))
   }
 
   /// Encodes a batch of token-id rows (all the same length ≤ `max_position_embeddings`).

@@ -26,23 +26,28 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
 /// stored dtype until a layer packs them for its kernel.
 public enum ModelLoader {
   /// Opens the weights of a component folder whose files are named `stem` (e.g.
-  /// `diffusion_pytorch_model` or `model`).
-  public static func openWeights(in folder: URL, stem: String) throws -> any TensorArchive {
+  /// `diffusion_pytorch_model` or `model`). With `variant` (diffusers' `variant="fp16"`) the
+  /// `stem.{variant}.*` files come first, then the plain ones.
+  public static func openWeights(in folder: URL, stem: String, variant: String? = nil) throws -> any TensorArchive {
     let fm = FileManager.default
     var isDir: ObjCBool = false
     guard fm.fileExists(atPath: folder.path, isDirectory: &isDir), isDir.boolValue else {
       throw ModelFileError.missingFolder(path: folder.path)
     }
-    let candidates = ["\(stem).safetensors", "\(stem).fp16.safetensors"]
+    let candidates = variant.map { ["\(stem).\($0).safetensors", "\(stem).safetensors"] }
+      ?? ["\(stem).safetensors", "\(stem).fp16.safetensors"]
     for name in candidates where fm.fileExists(atPath: folder.appendingPathComponent(name).path) {
       return try SafeTensorsFile(path: folder.appendingPathComponent(name).path)
     }
-    for index in ["\(stem).safetensors.index.json", "\(stem).safetensors.index.fp16.json"] {
+    let indexes = variant.map { ["\(stem).safetensors.index.\($0).json", "\(stem).safetensors.index.json"] }
+      ?? ["\(stem).safetensors.index.json", "\(stem).safetensors.index.fp16.json"]
+    for index in indexes {
       let url = folder.appendingPathComponent(index)
       if fm.fileExists(atPath: url.path) { return try openSharded(index: url) }
     }
     // PyTorch pickles (transformers names them pytorch_model.bin), read without executing code.
-    let pickles = stem == "model" ? ["pytorch_model.bin", "model.bin"] : ["\(stem).bin"]
+    var pickles = stem == "model" ? ["pytorch_model.bin", "model.bin"] : ["\(stem).bin"]
+    if let variant { pickles = pickles.map { ($0 as NSString).deletingPathExtension + ".\(variant).bin" } + pickles }
     for name in pickles where fm.fileExists(atPath: folder.appendingPathComponent(name).path) {
       return try openCheckpoint(path: folder.appendingPathComponent(name).path)
     }
@@ -74,31 +79,39 @@ public enum ModelLoader {
   }
 
   /// `unet/` → `UNet2DConditionModel`.
-  public static func unet(_ folder: URL, prepare: PrepareOptions = PrepareOptions()) throws -> UNet2DConditionModel {
+  public static func unet(
+    _ folder: URL, prepare: PrepareOptions = PrepareOptions(), variant: String? = nil
+  ) throws -> UNet2DConditionModel {
     let configURL = folder.appendingPathComponent("config.json")
     let config = try ConfigFile.load(UNet2DConditionConfig.self, from: configURL)
     let model = try UNet2DConditionModel(config: config, path: configURL.path)
-    let archive = try openWeights(in: folder, stem: "diffusion_pytorch_model")
+    let archive = try openWeights(in: folder, stem: "diffusion_pytorch_model", variant: variant)
     try model.loadWeights(from: archive, source: folder.path, options: LoadOptions(prepare: prepare))
     return model
   }
 
   /// `vae/` → `AutoencoderKL` (legacy `query/key/value/proj_attn` attention names accepted).
-  public static func vae(_ folder: URL, prepare: PrepareOptions = PrepareOptions()) throws -> AutoencoderKL {
+  public static func vae(
+    _ folder: URL, prepare: PrepareOptions = PrepareOptions(), variant: String? = nil
+  ) throws -> AutoencoderKL {
     let configURL = folder.appendingPathComponent("config.json")
     let config = try ConfigFile.load(AutoencoderKLConfig.self, from: configURL)
     let model = try AutoencoderKL(config: config, path: configURL.path)
-    let archive = try KeyTables.legacyVAEAttention(try openWeights(in: folder, stem: "diffusion_pytorch_model"))
+    let archive = try KeyTables.legacyVAEAttention(
+      try openWeights(in: folder, stem: "diffusion_pytorch_model", variant: variant))
     try model.loadWeights(from: archive, source: folder.path, options: LoadOptions(prepare: prepare))
     return model
   }
 
   /// `text_encoder/` → `CLIPTextModel` (keys with or without `text_model.`).
-  public static func textEncoder(_ folder: URL, prepare: PrepareOptions = PrepareOptions()) throws -> CLIPTextModel {
+  /// - Parameter withProjection: a `CLIPTextModelWithProjection` (SDXL's `text_encoder_2`).
+  public static func textEncoder(
+    _ folder: URL, prepare: PrepareOptions = PrepareOptions(), withProjection: Bool = false, variant: String? = nil
+  ) throws -> CLIPTextModel {
     let configURL = folder.appendingPathComponent("config.json")
     let config = try ConfigFile.load(CLIPTextConfig.self, from: configURL)
-    let model = try CLIPTextModel(config: config, path: configURL.path)
-    let archive = try openWeights(in: folder, stem: "model")
+    let model = try CLIPTextModel(config: config, path: configURL.path, withProjection: withProjection)
+    let archive = try openWeights(in: folder, stem: "model", variant: variant)
     try model.load(from: archive, source: folder.path, prepare: prepare)
     return model
   }

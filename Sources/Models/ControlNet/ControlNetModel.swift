@@ -160,7 +160,7 @@ public final class ControlNetModel: Module, @unchecked Sendable {
     let cond = controlEmbedding.shape[0] == batch
       ? controlEmbedding : try Ops.concatRows(Array(repeating: controlEmbedding, count: batch))
 
-    let temb = try encoder.timeEmbedding(timestep, batch: batch)
+    let temb = try encoder.timeEmbedding(timestep, batch: batch, textTime: conditioning.textTime)
     var (h, skips) = try encoder.down(sample, accumulate: cond, timeEmbedding: temb, conditioning: conditioning)
     h = try encoder.midBlock(h, timeEmbedding: temb, conditioning: conditioning)
 

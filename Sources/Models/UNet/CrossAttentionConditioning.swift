@@ -8,15 +8,21 @@ import TensorCore
 /// keys and values, with its scale λ, to the layers it patches. The UNet itself knows nothing about
 /// adapters. Layer indices follow diffusers' attention-processor order (down blocks, up blocks,
 /// then the mid block) — see `UNet2DConditionModel.crossAttentionLayers`.
+///
+/// It also carries SDXL's other per-row inputs, `textTime` (pooled text embedding and
+/// micro-conditioning), which the UNet's addition embedding needs at every step.
 public struct CrossAttentionConditioning: Sendable {
   /// `sources[i]` feeds cross-attention layer `i`.
   public var sources: [[AttentionSource]]
   /// Batch size of the text keys/values (2 with classifier-free guidance).
   public var batch: Int
+  /// SDXL's `added_cond_kwargs` (nil for SD 1.x/2.x UNets).
+  public var textTime: TextTimeConditions?
 
-  public init(sources: [[AttentionSource]], batch: Int) {
+  public init(sources: [[AttentionSource]], batch: Int, textTime: TextTimeConditions? = nil) {
     self.sources = sources
     self.batch = batch
+    self.textTime = textTime
   }
 
   /// Adds a source to layer `layer` (an image prompt's keys/values with its scale).
@@ -27,6 +33,29 @@ public struct CrossAttentionConditioning: Sendable {
   /// The same conditioning with only the first `count` sources of every layer (e.g. text only,
   /// as ControlNet sees it).
   public func keepingFirst(_ count: Int) -> CrossAttentionConditioning {
-    CrossAttentionConditioning(sources: sources.map { Array($0.prefix(count)) }, batch: batch)
+    CrossAttentionConditioning(sources: sources.map { Array($0.prefix(count)) }, batch: batch, textTime: textTime)
+  }
+}
+
+/// SDXL's extra UNet inputs for each batch row: the pooled text embedding and the
+/// micro-conditioning numbers (original size, crop top-left, target size — or, for the refiner,
+/// original size, crop and aesthetic score).
+///
+/// matches: diffusers `added_cond_kwargs = {"text_embeds": …, "time_ids": …}` of
+/// `StableDiffusionXLPipeline` (unconditional row first with guidance).
+public struct TextTimeConditions: Sendable {
+  /// `[B, pooled width]`.
+  public var textEmbeds: Tensor
+  /// `B` rows of the same count of numbers.
+  public var timeIds: [[Float]]
+
+  public init(textEmbeds: Tensor, timeIds: [[Float]]) {
+    self.textEmbeds = textEmbeds
+    self.timeIds = timeIds
+  }
+
+  /// Rows `range` of both (e.g. the conditional half).
+  public func rows(_ range: Range<Int>) -> TextTimeConditions {
+    TextTimeConditions(textEmbeds: textEmbeds.slice(rows: range), timeIds: Array(timeIds[range]))
   }
 }

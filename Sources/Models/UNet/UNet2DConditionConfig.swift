@@ -2,9 +2,10 @@ import Foundation
 
 /// The `unet/config.json` of a diffusers pipeline.
 ///
-/// matches: diffusers `UNet2DConditionModel.__init__` arguments and defaults (0.42.1). Only the
-/// Stable Diffusion 1.x/2.x architecture is supported; `validate` rejects every other setting with
-/// an error naming the field.
+/// matches: diffusers `UNet2DConditionModel.__init__` arguments and defaults (0.42.1). The Stable
+/// Diffusion 1.x/2.x and SDXL architectures are supported (SDXL: `addition_embed_type: "text_time"`
+/// with `addition_time_embed_dim` and `projection_class_embeddings_input_dim`); `validate` rejects
+/// every other setting with an error naming the field.
 public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
   public var sampleSize: Int?
   public var inChannels: Int = 4
@@ -37,6 +38,10 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
   public var useLinearProjection: Bool = false
   public var classEmbedType: String?
   public var additionEmbedType: String?
+  /// Width of each micro-conditioning sinusoid (SDXL: 256).
+  public var additionTimeEmbedDim: Int?
+  /// Input width of `add_embedding` (SDXL: pooled text width + 6 × `addition_time_embed_dim`).
+  public var projectionClassEmbeddingsInputDim: Int?
   public var numClassEmbeds: Int?
   public var upcastAttention: Bool = false
   public var resnetTimeScaleShift: String = "default"
@@ -67,6 +72,8 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
     case attentionHeadDim = "attention_head_dim", numAttentionHeads = "num_attention_heads"
     case dualCrossAttention = "dual_cross_attention", useLinearProjection = "use_linear_projection"
     case classEmbedType = "class_embed_type", additionEmbedType = "addition_embed_type"
+    case additionTimeEmbedDim = "addition_time_embed_dim"
+    case projectionClassEmbeddingsInputDim = "projection_class_embeddings_input_dim"
     case numClassEmbeds = "num_class_embeds", upcastAttention = "upcast_attention"
     case resnetTimeScaleShift = "resnet_time_scale_shift"
     case resnetSkipTimeAct = "resnet_skip_time_act", resnetOutScaleFactor = "resnet_out_scale_factor"
@@ -114,6 +121,8 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
     d.useLinearProjection = try get(.useLinearProjection, d.useLinearProjection)
     d.classEmbedType = try c.decodeIfPresent(String.self, forKey: .classEmbedType)
     d.additionEmbedType = try c.decodeIfPresent(String.self, forKey: .additionEmbedType)
+    d.additionTimeEmbedDim = try c.decodeIfPresent(Int.self, forKey: .additionTimeEmbedDim)
+    d.projectionClassEmbeddingsInputDim = try c.decodeIfPresent(Int.self, forKey: .projectionClassEmbeddingsInputDim)
     d.numClassEmbeds = try c.decodeIfPresent(Int.self, forKey: .numClassEmbeds)
     d.upcastAttention = try get(.upcastAttention, d.upcastAttention)
     d.resnetTimeScaleShift = try get(.resnetTimeScaleShift, d.resnetTimeScaleShift)
@@ -190,7 +199,24 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
     if onlyCrossAttention { throw unsupported("only_cross_attention", true, "false") }
     if dualCrossAttention { throw unsupported("dual_cross_attention", true, "false") }
     if let classEmbedType { throw unsupported("class_embed_type", classEmbedType, "null") }
-    if let additionEmbedType { throw unsupported("addition_embed_type", additionEmbedType, "null (SDXL is not supported yet)") }
+    if let additionEmbedType {
+      guard additionEmbedType == "text_time" else {
+        throw unsupported("addition_embed_type", additionEmbedType, "null, text_time")
+      }
+      guard let timeDim = additionTimeEmbedDim else {
+        throw ModelConfigError.malformed(
+          path: path, field: "addition_time_embed_dim", reason: "required with addition_embed_type text_time")
+      }
+      guard let inputDim = projectionClassEmbeddingsInputDim else {
+        throw ModelConfigError.malformed(
+          path: path, field: "projection_class_embeddings_input_dim", reason: "required with addition_embed_type text_time")
+      }
+      try check.check("addition_time_embed_dim", timeDim, in: ConfigLimits.width)
+      try check.check("projection_class_embeddings_input_dim", inputDim, in: ConfigLimits.width)
+      guard timeDim % 2 == 0 else {
+        throw ModelConfigError.malformed(path: path, field: "addition_time_embed_dim", reason: "\(timeDim) is not even")
+      }
+    }
     if let numClassEmbeds { throw unsupported("num_class_embeds", numClassEmbeds, "null") }
     if let encoderHidDimType { throw unsupported("encoder_hid_dim_type", encoderHidDimType, "null") }
     if resnetTimeScaleShift != "default" { throw unsupported("resnet_time_scale_shift", resnetTimeScaleShift, "default") }
@@ -220,4 +246,20 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
   public var transformerLayersList: [Int] { transformerLayersPerBlock.perBlock(blockOutChannels.count) }
   public var crossAttentionWidth: Int { crossAttentionDim.perBlock(1)[0] }
   public var groups: Int { normNumGroups ?? 32 }
+
+  /// SDXL's text-and-time addition embedding (`addition_embed_type: "text_time"`), when present.
+  public var textTimeEmbedding: TextTimeEmbeddingShape? {
+    guard additionEmbedType == "text_time", let t = additionTimeEmbedDim, let i = projectionClassEmbeddingsInputDim else {
+      return nil
+    }
+    return TextTimeEmbeddingShape(timeEmbedDim: t, inputDim: i)
+  }
+}
+
+/// The shape of an SDXL addition embedding: each micro-conditioning number becomes a
+/// `timeEmbedDim`-wide sinusoid; those and the pooled text embedding (`inputDim` in all) feed
+/// `add_embedding`.
+public struct TextTimeEmbeddingShape: Sendable, Equatable {
+  public var timeEmbedDim: Int
+  public var inputDim: Int
 }

@@ -18,9 +18,10 @@ public struct ControlResiduals: Sendable {
 /// The conditional denoising UNet of Stable Diffusion, built from its `config.json`, with NHWC
 /// activations. Parameter keys are diffusers' (`down_blocks.0.attentions.1.proj_in.weight`, …).
 ///
-/// matches: diffusers `UNet2DConditionModel` (0.42.1) for SD 1.x/2.x configurations
+/// matches: diffusers `UNet2DConditionModel` (0.42.1) for SD 1.x/2.x and SDXL configurations
 /// (CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D / CrossAttnUpBlock2D,
-/// positional time embedding). Limitations: no class/addition embeddings (SDXL), no LoRA.
+/// positional time embedding, SDXL's `text_time` addition embedding fed by
+/// `CrossAttentionConditioning.textTime`). Limitations: no class embeddings, no LoRA.
 ///
 /// Cross-attention is driven by a `CrossAttentionConditioning`: the text keys/values of every
 /// cross-attention layer are computed once per generation by `makeConditioning`, and adapters
@@ -96,10 +97,18 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
 
   /// Computes the text keys/values of every cross-attention layer once.
   /// - Parameter encoderHiddenStates: `[B, L, cross_attention_dim]` (uncond first with CFG).
-  public func makeConditioning(encoderHiddenStates: Tensor) throws -> CrossAttentionConditioning {
-    try UNetEncoder.conditioning(
+  /// - Parameter textTime: SDXL's pooled text embeddings and time ids (required by SDXL UNets).
+  public func makeConditioning(
+    encoderHiddenStates: Tensor, textTime: TextTimeConditions? = nil
+  ) throws -> CrossAttentionConditioning {
+    var c = try UNetEncoder.conditioning(
       crossAttentionLayers, encoderHiddenStates: encoderHiddenStates, width: crossAttentionDim, model: "UNet")
+    c.textTime = textTime
+    return c
   }
+
+  /// SDXL's addition embedding (nil for SD 1.x/2.x UNets).
+  public var textTimeEmbedding: TextTimeEmbeddingShape? { config.textTimeEmbedding }
 
   /// Predicts the noise (or v) for NHWC latents `sample` `[B, H, W, in_channels]` at `timestep`.
   public func callAsFunction(
@@ -119,7 +128,7 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
         "UNet batch \(sample.shape[0]) does not match the conditioning batch \(conditioning.batch)")
     }
     let batch = sample.shape[0]
-    let temb = try encoder.timeEmbedding(timestep, batch: batch)
+    let temb = try encoder.timeEmbedding(timestep, batch: batch, textTime: conditioning.textTime)
     var (h, residuals) = try encoder.down(sample, timeEmbedding: temb, conditioning: conditioning)
     if let controlResiduals {
       guard controlResiduals.down.count == residuals.count else {

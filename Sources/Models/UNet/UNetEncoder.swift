@@ -22,6 +22,8 @@ public protocol UNetEncoderConfiguration {
   var freqShift: Int { get }
   /// Kernel size of `conv_in` (3 for every SD model; odd).
   var convInKernel: Int { get }
+  /// SDXL's addition embedding, if the model has one.
+  var textTimeEmbedding: TextTimeEmbeddingShape? { get }
 }
 
 /// The encoder half shared by `UNet2DConditionModel` and `ControlNetModel`: `conv_in`, the time
@@ -32,11 +34,15 @@ public protocol UNetEncoderConfiguration {
 /// matches: the `conv_in` / `time_proj` + `time_embedding` / `down_blocks` / `mid_block` part of
 /// diffusers `UNet2DConditionModel.forward` and `ControlNetModel.forward` (0.42.1), which build
 /// them from the same block classes. Limitations: positional time embedding only, no
-/// class/addition embeddings (SDXL).
+/// class embeddings; the only addition embedding is SDXL's `text_time`.
 public final class UNetEncoder {
   public let convIn: Conv2d
   public let timeLinear1: Linear
   public let timeLinear2: Linear
+  /// SDXL's `add_embedding.linear_1` / `linear_2` (nil without an addition embedding).
+  public let addLinear1: Linear?
+  public let addLinear2: Linear?
+  let textTimeShape: TextTimeEmbeddingShape?
   public let downBlocks: [DownBlock]
   public let midBlock: MidBlock
   let timeDimension: Int
@@ -57,6 +63,9 @@ public final class UNetEncoder {
       config.inChannels, channels[0], kernelSize: config.convInKernel, padding: (config.convInKernel - 1) / 2)
     timeLinear1 = Linear(channels[0], timeChannels)
     timeLinear2 = Linear(timeChannels, timeChannels)
+    textTimeShape = config.textTimeEmbedding
+    addLinear1 = textTimeShape.map { Linear($0.inputDim, timeChannels) }
+    addLinear2 = textTimeShape.map { _ in Linear(timeChannels, timeChannels) }
     var down: [DownBlock] = []
     var output = channels[0]
     for i in 0..<n {
@@ -82,18 +91,52 @@ public final class UNetEncoder {
   /// `conv_in` and the time embedding under their checkpoint names (each model places them, the
   /// down blocks and `mid_block` among its own children).
   var stemChildren: [(String, any Module)] {
-    [("conv_in", convIn), ("time_embedding.linear_1", timeLinear1), ("time_embedding.linear_2", timeLinear2)]
+    var c: [(String, any Module)] = [
+      ("conv_in", convIn), ("time_embedding.linear_1", timeLinear1), ("time_embedding.linear_2", timeLinear2),
+    ]
+    if let addLinear1, let addLinear2 {
+      c += [("add_embedding.linear_1", addLinear1), ("add_embedding.linear_2", addLinear2)]
+    }
+    return c
   }
 
   var downChildren: [(String, any Module)] { downBlocks.enumerated().map { ("down_blocks.\($0)", $1 as any Module) } }
 
-  /// The time embedding `silu(time_embedding(time_proj(t)))` for a batch of `batch` samples.
-  func timeEmbedding(_ timestep: Float, batch: Int) throws -> Tensor {
+  /// The time embedding `silu(time_embedding(time_proj(t)) [+ add_embedding(…)])` for a batch of
+  /// `batch` samples (the SiLU every ResNet applies to it first, done once here).
+  ///
+  /// matches: diffusers `UNet2DConditionModel.forward`'s `emb = time_embedding(t_emb)` and, for
+  /// `addition_embed_type: "text_time"`, `emb + add_embedding(cat([text_embeds,
+  /// add_time_proj(time_ids).reshape(B, -1)], -1))`.
+  func timeEmbedding(_ timestep: Float, batch: Int, textTime: TextTimeConditions?) throws -> Tensor {
     let sinusoid = TimestepEmbedding.sinusoidal(
       timesteps: [timestep], dimension: timeDimension, flipSinToCos: flipSinToCos,
       downscaleFreqShift: Float(freqShift))
-    let emb = Ops.silu(try timeLinear2(try timeLinear1(sinusoid).applyingSiLU()))
-    return try Ops.concatRows(Array(repeating: emb, count: batch))
+    var emb = try Ops.concatRows(
+      Array(repeating: try timeLinear2(try timeLinear1(sinusoid).applyingSiLU()), count: batch))
+    if let shape = textTimeShape, let addLinear1, let addLinear2 {
+      guard let textTime else {
+        throw ModuleError.invalidInput("this UNet (SDXL) needs pooled text embeddings and time ids (text_time)")
+      }
+      let pooled = textTime.textEmbeds
+      let count = textTime.timeIds.first?.count ?? 0
+      guard pooled.rank == 2, pooled.shape[0] == batch, textTime.timeIds.count == batch,
+        textTime.timeIds.allSatisfy({ $0.count == count }),
+        pooled.shape[1] + count * shape.timeEmbedDim == shape.inputDim
+      else {
+        throw ModuleError.invalidInput(
+          "text_time conditioning of \(pooled.shape) text embeds and \(textTime.timeIds.count)×\(count) time ids "
+            + "does not fit this UNet's add_embedding (batch \(batch), \(shape.inputDim) inputs, "
+            + "\(shape.timeEmbedDim) per time id)")
+      }
+      let times = TimestepEmbedding.sinusoidal(
+        timesteps: textTime.timeIds.flatMap { $0 }, dimension: shape.timeEmbedDim, flipSinToCos: flipSinToCos,
+        downscaleFreqShift: Float(freqShift)
+      ).reshaped([batch, count * shape.timeEmbedDim])
+      let aug = try addLinear2(try addLinear1(try Ops.concatLast(pooled, times)).applyingSiLU())
+      emb = try Ops.add(emb, aug)
+    }
+    return Ops.silu(emb)
   }
 
   /// `conv_in` (plus `accumulate`, the ControlNet's control embedding) and the down blocks: the
@@ -156,4 +199,5 @@ extension ControlNetConfig: UNetEncoderConfiguration {
   public var encoderLayersPerBlock: [Int] { Array(repeating: layersPerBlock, count: blockOutChannels.count) }
   public var crossAttentionWidth: Int { crossAttentionDim }
   public var convInKernel: Int { 3 }
+  public var textTimeEmbedding: TextTimeEmbeddingShape? { nil }
 }

@@ -7,12 +7,17 @@ import TensorCore
 /// `clipSkip` and guidance (e.g. many seeds): pass it as `conditioning:` to skip the text encoder.
 ///
 /// matches: the `prompt_embeds`/`negative_prompt_embeds` of diffusers' `encode_prompt`, stacked
-/// `[negative, prompt]` when guided (`[B, 77, hidden]`, B = 2 or 1).
+/// `[negative, prompt]` when guided (`[B, 77, hidden]`, B = 2 or 1); for SDXL also the
+/// `pooled_prompt_embeds`/`negative_pooled_prompt_embeds`.
 public struct TextConditioning: Sendable {
   /// `[2, tokens, hidden]` (unconditional first) with guidance, else `[1, tokens, hidden]`.
   public let embeddings: Tensor
+  /// SDXL: the second encoder's projected pooled output, `[B, projection_dim]` (nil otherwise).
+  public let pooled: Tensor?
   public let prompt: String
-  public let negativePrompt: String
+  public let negativePrompt: String?
+  public let prompt2: String?
+  public let negativePrompt2: String?
   public let clipSkip: Int
   /// Whether the unconditional half is present (guidance scale > 1).
   public let guided: Bool
@@ -20,11 +25,13 @@ public struct TextConditioning: Sendable {
   public let warnings: [String]
 
   /// Refuses use with a generation it was not encoded for.
-  func check(against p: GenerationParameters) throws {
-    let guided = p.guidanceScale > 1
+  func check(against p: GenerationParameters, guidanceScale: Float) throws {
+    let guided = guidanceScale > 1
     var mismatches: [String] = []
     if p.prompt != prompt { mismatches.append("prompt") }
     if guided, p.negativePrompt != negativePrompt { mismatches.append("negativePrompt") }
+    if p.prompt2 != prompt2 { mismatches.append("prompt2") }
+    if guided, p.negativePrompt2 != negativePrompt2 { mismatches.append("negativePrompt2") }
     if p.clipSkip != clipSkip { mismatches.append("clipSkip") }
     if guided != self.guided { mismatches.append("guidance (\(self.guided ? "encoded with" : "encoded without") the unconditional half)") }
     guard mismatches.isEmpty else {
@@ -37,12 +44,21 @@ public struct TextConditioning: Sendable {
 
 extension StableDiffusionPipeline {
   func encodeTextNow(_ p: GenerationParameters) throws -> TextConditioning {
-    let guided = p.guidanceScale > 1
-    let (embeddings, warnings) = try encodePrompts(
-      prompt: p.prompt, negativePrompt: p.negativePrompt, guidance: guided, clipSkip: p.clipSkip)
+    let guided = guidanceScale(for: p) > 1
+    let embeddings: Tensor
+    var pooled: Tensor?
+    let warnings: [String]
+    if let xl = sdxl {
+      (embeddings, pooled, warnings) = try encodeSDXLPrompts(
+        xl, prompt: p.prompt, prompt2: p.prompt2, negativePrompt: p.negativePrompt, negativePrompt2: p.negativePrompt2,
+        guidance: guided, clipSkip: p.clipSkip)
+    } else {
+      (embeddings, warnings) = try encodePrompts(
+        prompt: p.prompt, negativePrompt: p.negativePrompt ?? "", guidance: guided, clipSkip: p.clipSkip)
+    }
     return TextConditioning(
-      embeddings: embeddings, prompt: p.prompt, negativePrompt: p.negativePrompt, clipSkip: p.clipSkip, guided: guided,
-      warnings: warnings)
+      embeddings: embeddings, pooled: pooled, prompt: p.prompt, negativePrompt: p.negativePrompt, prompt2: p.prompt2,
+      negativePrompt2: p.negativePrompt2, clipSkip: p.clipSkip, guided: guided, warnings: warnings)
   }
 
   // MARK: - synchronous phases (wait for the pipeline's queue on the calling thread)
@@ -87,7 +103,8 @@ extension StableDiffusionPipeline {
     try compute.sync {
       try validate(parameters)
       let (width, height) = try resolveSize(parameters)
-      let text = try conditioning.map { c in try c.check(against: parameters); return c } ?? encodeTextNow(parameters)
+      let text = try conditioning.map { c in try c.check(against: parameters, guidanceScale: guidanceScale(for: parameters)); return c }
+        ?? encodeTextNow(parameters)
       let latents = try denoiseNow(
         parameters, text: text, width: width, height: height, imagePrompts: imagePrompts, controlNets: controlNets,
         extensions: [], options: options, progress: progress, preview: nil)

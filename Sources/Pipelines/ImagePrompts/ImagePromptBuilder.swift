@@ -181,9 +181,10 @@ public struct ImagePromptBuilder: Sendable {
     return try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: spec.images, options: features)
   }
 
-  /// `image_encoder/` next to the adapter file.
+  /// The adapter's encoder by the h94 layout (`AdapterEncoderLayout`): `image_encoder/` next to
+  /// the file, or the sibling folder's for the `sdxl_models/*_vit-h` and `models/*_vit-G` files.
   static func encoderBeside(_ adapter: URL) throws -> URL {
-    let beside = adapter.deletingLastPathComponent().appendingPathComponent("image_encoder")
+    let beside = URL(fileURLWithPath: AdapterEncoderLayout.imageEncoderFolder(forAdapter: adapter.path))
     guard FileManager.default.fileExists(atPath: beside.path) else {
       throw IPAdapterError.missingImageEncoder(path: adapter.path, tried: beside.path)
     }

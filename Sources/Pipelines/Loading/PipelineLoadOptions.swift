@@ -21,6 +21,10 @@ public struct PipelineLoadOptions: Sendable {
   /// The hub client for hub references (default: one configured from the environment —
   /// `HF_ENDPOINT`, `HF_HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE`).
   public var hub: HubClient?
+  /// diffusers' `variant` (e.g. `fp16`): each component's `*.{variant}.safetensors` files are
+  /// downloaded and loaded instead of the full-precision ones (components without them use their
+  /// plain files, as diffusers falls back).
+  public var variant: String?
   /// Download progress of hub references.
   public var downloadProgress: HubProgressHandler?
 
@@ -69,7 +73,8 @@ extension StableDiffusionPipeline {
     }
     var local = source
     if case .hub(let reference) = source {
-      local = try ModelSource.resolve(try await hub().resolve(reference, progress: options.downloadProgress))
+      local = try ModelSource.resolve(
+        try await hub().resolve(reference, variant: options.variant, progress: options.downloadProgress))
     }
     var vae: URL?
     if let reference = options.vae {
@@ -85,10 +90,13 @@ extension StableDiffusionPipeline {
     switch source {
     case .diffusersFolder(let folder):
       if let vae {
-        return try load(folder: folder, vae: vae, precision: options.precision, allowNonFiniteWeights: options.allowNonFiniteWeights)
+        return try load(
+          folder: folder, vae: vae, precision: options.precision, allowNonFiniteWeights: options.allowNonFiniteWeights,
+          variant: options.variant)
       }
       return try StableDiffusionPipeline(
-        folder: folder, precision: options.precision, allowNonFiniteWeights: options.allowNonFiniteWeights)
+        folder: folder, precision: options.precision, allowNonFiniteWeights: options.allowNonFiniteWeights,
+        variant: options.variant)
     case .singleFile(let file):
       return try load(
         singleFile: file, vae: vae, configs: options.singleFileConfigs, ema: options.ema, precision: options.precision,

@@ -90,7 +90,8 @@ extension StableDiffusionPipeline {
   ///
   /// matches: diffusers `from_pretrained(folder, vae=AutoencoderKL.from_single_file(vae))`.
   static func load(
-    folder: URL, vae: URL, precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false
+    folder: URL, vae: URL, precision: ComputePrecision = .float32, allowNonFiniteWeights: Bool = false,
+    variant: String? = nil
   ) throws -> StableDiffusionPipeline {
     for component in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
       var isDir: ObjCBool = false
@@ -102,26 +103,25 @@ extension StableDiffusionPipeline {
     }
     let c = try SingleFileConfigs(folder: folder)
     let prepare = PrepareOptions(precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
+    let unet = try ModelLoader.unet(folder.appendingPathComponent("unet"), prepare: prepare, variant: variant)
     return try assemble(
       folder: folder, tokenizer: c.tokenizer,
-      textEncoder: try ModelLoader.textEncoder(folder.appendingPathComponent("text_encoder"), prepare: prepare),
-      unet: try ModelLoader.unet(folder.appendingPathComponent("unet"), prepare: prepare),
+      textEncoder: try ModelLoader.textEncoder(
+        folder.appendingPathComponent("text_encoder"), prepare: prepare, variant: variant),
+      unet: unet,
       vae: try VAEFile.load(path: vae.path, config: c.vae, configPath: c.path("vae"), prepare: prepare),
-      scheduler: c.scheduler, unetConfigPath: c.path("unet"), precision: precision)
+      scheduler: c.scheduler, unetConfigPath: c.path("unet"), precision: precision,
+      sdxl: unet.textTimeEmbedding == nil ? nil : try SDXLTextEncoders.load(folder: folder, prepare: prepare, variant: variant))
   }
 
   /// The component initialiser after the check `init(folder:)` makes (text width = cross-attention width).
   static func assemble(
     folder: URL, tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderKL,
-    scheduler: SchedulerConfig, unetConfigPath: String, precision: ComputePrecision
+    scheduler: SchedulerConfig, unetConfigPath: String, precision: ComputePrecision, sdxl: SDXLTextEncoders? = nil
   ) throws -> StableDiffusionPipeline {
-    guard unet.crossAttentionDim == textEncoder.config.hiddenSize else {
-      throw ModelConfigError.malformed(
-        path: unetConfigPath, field: "cross_attention_dim",
-        reason: "\(unet.crossAttentionDim) does not match the text encoder's hidden_size \(textEncoder.config.hiddenSize)")
-    }
-    return StableDiffusionPipeline(
+    try StableDiffusionPipeline.checkCompatible(unet: unet, textEncoder: textEncoder, sdxl: sdxl, unetConfig: unetConfigPath)
+    return try StableDiffusionPipeline(
       folder: folder, tokenizer: tokenizer, textEncoder: textEncoder, unet: unet, vae: vae, schedulerConfig: scheduler,
-      precision: precision)
+      precision: precision, sdxl: sdxl)
   }
 }
