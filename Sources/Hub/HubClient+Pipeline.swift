@@ -17,7 +17,8 @@ extension HubClient {
   /// matches: diffusers 0.42.1 `DiffusionPipeline.download` → huggingface_hub 2.4.0 `snapshot_download` (same
   /// cache entries, including `refs/`, `trees/<commit>.json` and `.locks/`). Limitations: files are fetched one
   /// after the other (huggingface_hub uses 8 threads); see ``PipelineFiles`` for the selection's limits.
-  /// - Parameter variant: diffusers' `variant` (e.g. `fp16`): which weight files to prefer.
+  /// - Parameter variant: diffusers' `variant` (e.g. `fp16`): which weight files to prefer (only
+  ///   compared with the listed file names, never joined into a path).
   public func downloadPipeline(
     repoID: String, revision: String? = nil, variant: String? = nil, verify: Bool = false,
     progress: HubProgressHandler? = nil
@@ -27,7 +28,6 @@ extension HubClient {
     let text = HubReference.repo(repoID: repoID, revision: revision).description
     try HubName.check(repoID, as: .repoID, reference: text)
     try HubName.check(revision, as: .revision, reference: text)
-    if let variant { try HubName.check(variant, as: .variant, reference: text) }
     if configuration.offline { return try cachedPipelineOffline(loc, variant: variant) }
 
     var indexLoc = HubLocation(repoID: repoID, file: "model_index.json", revision: revision)

@@ -14,7 +14,6 @@ import Foundation
 /// - `etag`: the blob's file name: one component by the `file` rules (so no `/`), at most 200 UTF-8 bytes (room for
 ///   `.incomplete` and `.lock`), not ending in `.incomplete`.
 /// - `component`: a pipeline component folder named by `model_index.json`: one component by the `file` rules.
-/// - `variant`: a weights variant (`fp16`, `bf16`, `ema`): 1–32 ASCII letters, digits, `-` or `_`.
 ///
 /// matches: what huggingface_hub 2.4.0 guarantees with `_get_pointer_path` (a pointer stays inside `snapshots/`) and
 /// `REGEX_COMMIT_HASH`, made stricter: huggingface_hub checks a pointer's path after joining and accepts whatever
@@ -30,7 +29,6 @@ public enum HubName {
     case file = "file path"
     case etag = "etag"
     case component = "pipeline component name"
-    case variant = "weights variant"
   }
 
   /// Why `value` cannot be used as a `kind`, or nil when it can.
@@ -62,10 +60,6 @@ public enum HubName {
     case .component:
       if value.utf8.contains(UInt8(ascii: "/")) { return "it contains '/'" }
       return pathProblem(value)
-    case .variant:
-      let ok = (1...32).contains(value.utf8.count)
-        && value.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F }
-      return ok ? nil : "a variant is 1 to 32 ASCII letters, digits, '-' or '_' (e.g. fp16)"
     }
   }
 

@@ -133,10 +133,7 @@ struct GenerateCommand: AsyncParsableCommand {
 
     let downloads = quiet ? nil : DownloadProgressBar()
     var load = PipelineLoadOptions(precision: precision)
-    if let variant {
-      if let problem = HubName.problem(variant, as: .variant) { throw CLIError.invalid("--variant", problem) }
-      load.variant = variant
-    }
+    load.variant = variant
     load.vae = try vae.map { try HubReference.parse($0) }
     if let modelConfig { load.singleFileConfigs = URL(fileURLWithPath: modelConfig) }
     load.allowNonFiniteWeights = limits.allowNan

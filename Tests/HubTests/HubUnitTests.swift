@@ -204,8 +204,6 @@ import Testing
         "tokenizer/vocab.json", "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors", "vae/config.json",
         "vae/diffusion_pytorch_model.fp16.safetensors",
       ])
-    #expect(HubName.problem("fp16", as: .variant) == nil)
-    #expect(HubName.problem("../x", as: .variant) != nil)
   }
 
   @Test func adapterEncodersFollowTheH94Layout() {

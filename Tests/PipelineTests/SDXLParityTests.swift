@@ -189,11 +189,8 @@ import Weights
   static func variantFolder() throws -> URL {
     let fm = FileManager.default
     let src = SDXLParityTests.folder
-    let copy = fm.temporaryDirectory.appendingPathComponent("sdxl-variant-\(UUID().uuidString)")
+    let copy = try Fixtures.linkedCopy(of: "tiny-sdxl", excluding: ["unet"])
     try fm.createDirectory(at: copy.appendingPathComponent("unet"), withIntermediateDirectories: true)
-    for item in ["model_index.json", "scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae"] {
-      try fm.createSymbolicLink(at: copy.appendingPathComponent(item), withDestinationURL: src.appendingPathComponent(item))
-    }
     try fm.copyItem(at: src.appendingPathComponent("unet/config.json"), to: copy.appendingPathComponent("unet/config.json"))
     try fm.copyItem(
       at: src.appendingPathComponent("unet/diffusion_pytorch_model.safetensors"),
@@ -206,6 +203,7 @@ import Weights
     let folder = try Self.variantFolder()
     defer { try? FileManager.default.removeItem(at: folder) }
     #expect(throws: (any Error).self) { try StableDiffusionPipeline(folder: folder) }
+    #expect(throws: ModelFileError.badVariant("../fp16")) { try StableDiffusionPipeline(folder: folder, variant: "../fp16") }
     let pipe = try StableDiffusionPipeline(folder: folder, variant: "fp16")
     var p = try SDXLParityTests.parameters(try #require(SDXLParityTests.cases["t2i-default"]))
     p.steps = 4
@@ -217,15 +215,8 @@ import Weights
 
   @Test(arguments: ["tokenizer_2", "text_encoder_2"])
   func missingSecondEncoderComponentIsNamed(component: String) throws {
-    let fm = FileManager.default
-    let copy = fm.temporaryDirectory.appendingPathComponent("sdxl-missing-\(UUID().uuidString)")
-    defer { try? fm.removeItem(at: copy) }
-    try fm.createDirectory(at: copy, withIntermediateDirectories: true)
-    for item in ["model_index.json", "scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "vae"]
-    where item != component {
-      try fm.createSymbolicLink(
-        at: copy.appendingPathComponent(item), withDestinationURL: SDXLParityTests.folder.appendingPathComponent(item))
-    }
+    let copy = try Fixtures.linkedCopy(of: "tiny-sdxl", excluding: [component])
+    defer { try? FileManager.default.removeItem(at: copy) }
     #expect(throws: PipelineError.missingComponent(folder: copy.path, component: component)) {
       try StableDiffusionPipeline(folder: copy)
     }

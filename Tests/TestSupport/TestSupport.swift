@@ -11,6 +11,20 @@ public enum Fixtures {
 
   public static func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
 
+  /// A temporary copy of the fixture folder `relative` made of symlinks to its entries, without
+  /// `excluding` (for tests that take a component away or put a file beside the others). The
+  /// caller removes it.
+  public static func linkedCopy(of relative: String, excluding: Set<String> = []) throws -> URL {
+    let fm = FileManager.default
+    let source = url(relative)
+    let copy = fm.temporaryDirectory.appendingPathComponent("fixture-\(UUID().uuidString)")
+    try fm.createDirectory(at: copy, withIntermediateDirectories: true)
+    for item in try fm.contentsOfDirectory(atPath: source.path).sorted() where !excluding.contains(item) {
+      try fm.createSymbolicLink(at: copy.appendingPathComponent(item), withDestinationURL: source.appendingPathComponent(item))
+    }
+    return copy
+  }
+
   /// Opens a safetensors fixture.
   public static func archive(_ relative: String) throws -> SafeTensorsFile {
     try SafeTensorsFile(path: url(relative).path)

@@ -8,6 +8,8 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
   case missingFolder(path: String)
   case noWeights(folder: String, tried: [String])
   case badIndex(path: String, reason: String)
+  /// A weights variant that is not a plain name (it becomes part of file names).
+  case badVariant(String)
 
   public var description: String {
     switch self {
@@ -15,6 +17,8 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
     case .noWeights(let folder, let tried):
       "no weight file in \(folder) (looked for \(tried.joined(separator: ", ")))"
     case .badIndex(let path, let reason): "\(path): \(reason)"
+    case .badVariant(let v):
+      "invalid weights variant '\(v)': a variant is 1 to 32 ASCII letters, digits, '-' or '_' (e.g. fp16)"
     }
   }
 }
@@ -29,6 +33,7 @@ public enum ModelLoader {
   /// `diffusion_pytorch_model` or `model`). With `variant` (diffusers' `variant="fp16"`) the
   /// `stem.{variant}.*` files come first, then the plain ones.
   public static func openWeights(in folder: URL, stem: String, variant: String? = nil) throws -> any TensorArchive {
+    if let variant { try checkVariant(variant) }
     let fm = FileManager.default
     var isDir: ObjCBool = false
     guard fm.fileExists(atPath: folder.path, isDirectory: &isDir), isDir.boolValue else {
@@ -53,6 +58,14 @@ public enum ModelLoader {
     }
     throw ModelFileError.noWeights(
       folder: folder.path, tried: candidates + ["\(stem).safetensors.index.json"] + pickles)
+  }
+
+  /// Throws `ModelFileError.badVariant` unless `variant` is 1–32 ASCII letters, digits, `-` or
+  /// `_` (diffusers' variants: `fp16`, `bf16`, `ema`…): it is joined into weight file names.
+  public static func checkVariant(_ variant: String) throws {
+    let ok = (1...32).contains(variant.utf8.count)
+      && variant.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F }
+    if !ok { throw ModelFileError.badVariant(variant) }
   }
 
   /// Opens the shards listed in a `weight_map` index file.

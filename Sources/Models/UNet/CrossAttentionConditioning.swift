@@ -53,9 +53,4 @@ public struct TextTimeConditions: Sendable {
     self.textEmbeds = textEmbeds
     self.timeIds = timeIds
   }
-
-  /// Rows `range` of both (e.g. the conditional half).
-  public func rows(_ range: Range<Int>) -> TextTimeConditions {
-    TextTimeConditions(textEmbeds: textEmbeds.slice(rows: range), timeIds: Array(timeIds[range]))
-  }
 }

@@ -47,6 +47,7 @@ extension StableDiffusionPipeline {
   public static func load(_ source: ModelSource, options: PipelineLoadOptions = PipelineLoadOptions()) async throws
     -> StableDiffusionPipeline
   {
+    if let variant = options.variant { try ModelLoader.checkVariant(variant) }
     let (local, vae) = try await fetch(source, options: options)
     return try await ComputeQueue.detached { try loadLocal(local, vae: vae, options: options) }
   }
@@ -55,6 +56,7 @@ extension StableDiffusionPipeline {
   public static func load(_ source: ModelSource, options: PipelineLoadOptions = PipelineLoadOptions()) throws
     -> StableDiffusionPipeline
   {
+    if let variant = options.variant { try ModelLoader.checkVariant(variant) }
     var needsHub = options.vae?.isRemote == true
     if case .hub = source { needsHub = true }
     let (local, vae) = needsHub
