@@ -30,7 +30,9 @@ public struct ControlNetUnit: Sendable {
 
 /// Runs one ControlNet at every step inside its window and hands its residuals to the UNet.
 ///
-/// matches: diffusers `StableDiffusionControlNetPipeline` (0.42.1): control image prepared by
+/// matches: diffusers `StableDiffusionControlNetPipeline` and `StableDiffusionXLControlNetPipeline`
+/// (0.42.1; SDXL ControlNets get the UNet's pooled text and time ids, in guess mode the
+/// conditional row only): control image prepared by
 /// `VaeImageProcessor(do_convert_rgb=True, do_normalize=False)` at the output size; the ControlNet
 /// is given the text embeddings only (never image-prompt tokens — IP-Adapter's `CNAttnProcessor`
 /// contract); `cond_scale = scale × keep(i)`; guess mode with guidance feeds only the conditional
@@ -43,8 +45,8 @@ final class ControlNetExtension: DenoisingExtension {
   let guidance: Bool
 
   init(
-    unit: ControlNetUnit, textEmbeddings: Tensor, guidance: Bool, width: Int, height: Int, maxPixels: Int,
-    unet: UNet2DConditionModel
+    unit: ControlNetUnit, textEmbeddings: Tensor, textTime: TextTimeConditions? = nil, guidance: Bool, width: Int,
+    height: Int, maxPixels: Int, unet: UNet2DConditionModel
   ) throws {
     try unit.model.validate(against: unet)
     guard unit.scale.isFinite else {
@@ -56,8 +58,12 @@ final class ControlNetExtension: DenoisingExtension {
     }
     self.unit = unit
     self.guidance = guidance
-    let text = guidance && unit.guessMode ? textEmbeddings.slice(rows: 1..<2) : textEmbeddings
-    conditioning = try unit.model.makeConditioning(encoderHiddenStates: text)
+    let conditionalOnly = guidance && unit.guessMode
+    let text = conditionalOnly ? textEmbeddings.slice(rows: 1..<2) : textEmbeddings
+    let time = textTime.map {
+      conditionalOnly ? TextTimeConditions(textEmbeds: $0.textEmbeds.slice(rows: 1..<2), timeIds: [$0.timeIds[1]]) : $0
+    }
+    conditioning = try unit.model.makeConditioning(encoderHiddenStates: text, textTime: time)
     var processor = VaeImageProcessor(vaeScaleFactor: 8, doNormalize: false, doConvertRGB: true)
     processor.maxPixels = maxPixels
     embedding = try unit.model.embedControlImage(processor.preprocess(unit.image, height: height, width: width))

@@ -38,6 +38,14 @@ public struct GenerationParameters: Sendable {
   /// diffusers' `denoising_end` (0 < x < 1): stop after the timesteps at or above
   /// `round(num_train_timesteps × (1 − x))`, leaving the rest to a refiner (`--save-latents`).
   public var denoisingEnd: Double?
+  /// diffusers' `denoising_start` (0 < x < 1), image-to-image and inpainting only: skip the
+  /// timesteps at or above `round(num_train_timesteps × (1 − x))` and add no noise to the start
+  /// (the refiner's half of a hand-off; `strength` is then ignored, as diffusers).
+  public var denoisingStart: Double?
+  /// SDXL refiner (`requires_aesthetics_score`): diffusers' `aesthetic_score` (default 6.0) and
+  /// `negative_aesthetic_score` (default 2.5).
+  public var aestheticScore: Float?
+  public var negativeAestheticScore: Float?
   /// Seed of the torch-compatible CPU generator (`torch.Generator("cpu").manual_seed(seed)`).
   public var seed: UInt64 = 0
   /// Sampler; nil uses the class named in the pipeline's `scheduler_config.json`.
@@ -47,6 +55,10 @@ public struct GenerationParameters: Sendable {
   public var latents: Tensor?
   /// diffusers' `clip_skip`: condition on `hidden_states[-(clipSkip + 1)]`.
   public var clipSkip: Int = 0
+  /// Image-to-image from latents `[1, 4, H/8, W/8]` (NCHW, diffusers' 4-channel `image=`): a base
+  /// model's `denoisingEnd` output (`GenerationResult.latents`, `--save-latents`) continued by
+  /// another model with `denoisingStart`, without VAE encoding. The output size is 8× theirs.
+  public var initLatents: Tensor?
   /// Image-to-image / inpainting source (converted to RGB). The output size defaults to its size
   /// rounded down to a multiple of 8; with `width`/`height` it is resized (Pillow LANCZOS).
   public var initImage: Image?
@@ -58,7 +70,7 @@ public struct GenerationParameters: Sendable {
   /// parts, exactly as in diffusers.
   public var maskBlur: Double = 0
   /// How much of the schedule runs from the init image: default 0.8 for image-to-image (SDXL 0.3)
-  /// and 1.0 for inpainting, as diffusers.
+  /// and 1.0 for inpainting (SDXL 0.9999), as diffusers.
   public var strength: Double?
   /// Most pixels the generated image (and every resized copy of an input image) may have:
   /// `ImageLimits.maxPixels`, 16,777,216 (4096²) by default. An init image's size becomes the

@@ -42,17 +42,49 @@ extension StableDiffusionPipeline {
     return start
   }
 
-  /// Image-to-image: encode the image, add the noise of the first remaining timestep.
+  /// The first step for `denoising_start`: the timesteps below `round(T − start · T)` run
+  /// (T = `num_train_timesteps`, Python's half-to-even rounding).
+  ///
+  /// matches: `StableDiffusionXLImg2ImgPipeline.get_timesteps` with `denoising_start` (every
+  /// sampler here has diffusers `order` 1).
+  func denoisingStartIndex(_ start: Double, scheduler: any Scheduler) throws -> Int {
+    let trainSteps = Double(schedulerConfig.numTrainTimesteps ?? 1000)
+    let cutoff = Float((trainSteps - start * trainSteps).rounded(.toNearestOrEven))
+    let remaining = scheduler.timesteps.filter { $0 < cutoff }.count
+    guard remaining > 0 else {
+      throw PipelineError.invalidArgument(
+        name: "denoising start", reason: "\(start) leaves no denoising step (every timestep is at or above \(Int(cutoff)))")
+    }
+    return scheduler.timesteps.count - remaining
+  }
+
+  /// Where an image-to-image or inpainting run starts: `denoising_start` when given, else `strength`.
+  func startIndex(_ p: GenerationParameters, strength: Double, scheduler: any Scheduler) throws -> Int {
+    if let start = p.denoisingStart { return try denoisingStartIndex(start, scheduler: scheduler) }
+    return try firstStep(strength: strength, scheduler: scheduler, steps: p.steps)
+  }
+
+  /// Image-to-image: encode the image (or take the given latents), add the noise of the first
+  /// remaining timestep — none with `denoising_start`.
   ///
   /// matches: diffusers `StableDiffusionImg2ImgPipeline.prepare_latents` and `get_timesteps`
-  /// (random draws in order: the posterior sample, then the noise).
+  /// (random draws in order: the posterior sample, then the noise), and
+  /// `StableDiffusionXLImg2ImgPipeline`'s 4-channel `image` (latents used as they are, no draw)
+  /// and `denoising_start` (`add_noise=False`, no noise drawn).
   func imageToImageStart(
-    _ image: Image, width: Int, height: Int, strength: Double, scheduler: any Scheduler, steps: Int,
-    maxPixels: Int, generator: inout TorchGenerator
+    _ p: GenerationParameters, width: Int, height: Int, scheduler: any Scheduler, generator: inout TorchGenerator
   ) throws -> StartingPoint {
-    let start = try firstStep(strength: strength, scheduler: scheduler, steps: steps)
-    let pixels = try preprocessInitImage(image, width: width, height: height, maxPixels: maxPixels)
-    let initLatents = try encodeImage(pixels, generator: &generator)
+    let start = try startIndex(p, strength: p.strength ?? defaultStrength(inpainting: false), scheduler: scheduler)
+    let initLatents: Tensor
+    if let given = p.initLatents {
+      initLatents = try Ops.nchwToNhwc(given)
+    } else if let image = p.initImage {
+      let pixels = try preprocessInitImage(image, width: width, height: height, maxPixels: p.maxPixels)
+      initLatents = try encodeImage(pixels, generator: &generator)
+    } else {
+      throw PipelineError.invalidArgument(name: "initImage", reason: "image-to-image needs an init image or init latents")
+    }
+    guard p.denoisingStart == nil else { return StartingPoint(latents: initLatents, startIndex: start, stepExtension: nil) }
     let s = initLatents.shape
     let noise = generator.randn(nchw: [s[0], s[3], s[1], s[2]], layout: .nhwc)
     return StartingPoint(
@@ -65,10 +97,12 @@ extension StableDiffusionPipeline {
   /// matches: diffusers `StableDiffusionInpaintPipeline` (0.42.1): mask = grayscale, resized like
   /// the image, binarised at 0.5; masked image = image × (mask < 0.5); mask at latent size by
   /// nearest interpolation; random draws in diffusers' order (image latents when needed, noise,
-  /// masked-image latents); strength 1 starts from pure noise × `init_noise_sigma`.
+  /// masked-image latents); strength 1 starts from pure noise × `init_noise_sigma`. SDXL:
+  /// `StableDiffusionXLInpaintPipeline`, the same steps, plus `denoising_start` (start from the
+  /// image latents without noise; the noise is still drawn for the blending).
   func inpaintingStart(
-    _ image: Image, mask: Image, width: Int, height: Int, strength: Double, scheduler: any Scheduler, steps: Int,
-    guidance: Bool, maxPixels: Int, generator: inout TorchGenerator
+    _ image: Image, mask: Image, width: Int, height: Int, strength: Double, denoisingStart: Double?,
+    scheduler: any Scheduler, steps: Int, guidance: Bool, maxPixels: Int, generator: inout TorchGenerator
   ) throws -> StartingPoint {
     let channels = unet.inChannels
     let latentChannels = vae.config.latentChannels
@@ -76,16 +110,19 @@ extension StableDiffusionPipeline {
       throw PipelineError.invalidArgument(
         name: "model", reason: "an inpainting UNet takes \(latentChannels) or \(2 * latentChannels + 1) input channels, this one \(channels)")
     }
-    let start = try firstStep(strength: strength, scheduler: scheduler, steps: steps)
+    let start = try denoisingStart.map { try denoisingStartIndex($0, scheduler: scheduler) }
+      ?? firstStep(strength: strength, scheduler: scheduler, steps: steps)
     let isStrengthMax = strength == 1
     let initPixels = try preprocessInitImage(image, width: width, height: height, maxPixels: maxPixels)
-    let needsImageLatents = channels == latentChannels || !isStrengthMax
+    let needsImageLatents = channels == latentChannels || !isStrengthMax || denoisingStart != nil
     let imageLatents = needsImageLatents ? try encodeImage(initPixels, generator: &generator) : nil
     let shape = [1, latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
     let noise = generator.randn(nchw: shape, layout: .nhwc)
-    let latents = isStrengthMax
-      ? Ops.scale(noise, scheduler.initNoiseSigma)
-      : try scheduler.addNoise(original: imageLatents!, noise: noise, stepIndex: start)
+    let latents = denoisingStart != nil
+      ? imageLatents!
+      : isStrengthMax
+        ? Ops.scale(noise, scheduler.initNoiseSigma)
+        : try scheduler.addNoise(original: imageLatents!, noise: noise, stepIndex: start)
 
     var maskProcessor = VaeImageProcessor.mask(vaeScaleFactor: vaeScaleFactor)
     maskProcessor.maxPixels = maxPixels
@@ -105,7 +142,7 @@ extension StableDiffusionPipeline {
 ///
 /// 9-channel UNets get `[latents, mask, masked-image latents]` as input; 4-channel UNets get the
 /// known region re-imposed after every step: `(1 − m)·add_noise(image_latents, noise, t_{i+1}) + m·latents`
-/// (the last step blends with the clean image latents).
+/// (the last step run — the last before `denoising_end` — blends with the clean image latents).
 final class InpaintingExtension: DenoisingExtension {
   let mask: Tensor
   let maskedImageLatents: Tensor
@@ -132,7 +169,7 @@ final class InpaintingExtension: DenoisingExtension {
   func afterStep(_ latents: Tensor, step: StepContext, scheduler: any Scheduler) throws -> Tensor {
     guard let imageLatents else { return latents }
     var proper = imageLatents
-    if step.index < scheduler.timesteps.count - 1 {
+    if step.position < step.count - 1 {
       proper = try scheduler.addNoise(original: imageLatents, noise: noise, stepIndex: step.index + 1)
     }
     // (1 − m)·proper + m·latents, with the mask broadcast over the latent channels.

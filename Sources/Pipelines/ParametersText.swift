@@ -28,6 +28,10 @@ public enum ParametersText {
       if let value { fields.append((name, value)) }
     }
     if let end = p.denoisingEnd { fields.append(("Denoising end", "\(end)")) }
+    if let start = p.denoisingStart { fields.append(("Denoising start", "\(start)")) }
+    if let a = p.aestheticScore { fields.append(("Aesthetic score", format(a))) }
+    if let a = p.negativeAestheticScore { fields.append(("Negative aesthetic score", format(a))) }
+    if p.initLatents != nil { fields.append(("Init latents", "given")) }
     if p.latents != nil { fields.append(("Initial latents", "given")) }
     fields += extra
     lines.append(fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))

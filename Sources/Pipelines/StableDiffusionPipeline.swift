@@ -11,15 +11,18 @@ import TorchRandom
 /// A Stable Diffusion 1.x/2.x or SDXL pipeline loaded from a diffusers folder (`model_index.json`,
 /// `tokenizer/`, `text_encoder/`, `unet/`, `vae/`, `scheduler/`; SDXL adds `tokenizer_2/` and
 /// `text_encoder_2/`). The kind is detected from the UNet: an `addition_embed_type: "text_time"`
-/// UNet makes an SDXL pipeline (`sdxl` is set).
+/// UNet makes an SDXL pipeline (`sdxl` is set). An SDXL refiner folder (`model_index.json`
+/// without `text_encoder`, `requires_aesthetics_score`) has no first tokenizer and text encoder.
 ///
 /// matches: diffusers `StableDiffusionPipeline` (0.42.1) with `output_type="pil"`, no safety
-/// checker, and for SDXL `StableDiffusionXLPipeline` (no watermark). Limitations: one image per
+/// checker, and for SDXL `StableDiffusionXLPipeline`, `StableDiffusionXLImg2ImgPipeline` (the
+/// refiner) and `StableDiffusionXLInpaintPipeline` (no watermark). Limitations: one image per
 /// call, no prompt weighting, no textual inversion.
 public final class StableDiffusionPipeline: Sendable {
   public let folder: URL
-  public let tokenizer: CLIPTokenizer
-  public let textEncoder: CLIPTextModel
+  /// The (first) tokenizer and text encoder; nil only for an SDXL refiner.
+  public let tokenizer: CLIPTokenizer?
+  public let textEncoder: CLIPTextModel?
   /// SDXL's second tokenizer and text encoder (nil for SD 1.x/2.x).
   public let sdxl: SDXLTextEncoders?
   public let unet: UNet2DConditionModel
@@ -47,22 +50,32 @@ public final class StableDiffusionPipeline: Sendable {
       }
       throw PipelineError.notAPipelineFolder(path: folder.path)
     }
-    for component in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
+    func isFolder(_ component: String) -> Bool {
       var isDir: ObjCBool = false
-      if !fm.fileExists(atPath: folder.appendingPathComponent(component).path, isDirectory: &isDir) || !isDir.boolValue {
-        throw PipelineError.missingComponent(folder: folder.path, component: component)
-      }
+      return fm.fileExists(atPath: folder.appendingPathComponent(component).path, isDirectory: &isDir) && isDir.boolValue
+    }
+    for component in ["unet", "vae", "scheduler"] where !isFolder(component) {
+      throw PipelineError.missingComponent(folder: folder.path, component: component)
     }
     self.folder = folder
     self.precision = precision
     compute = ComputeQueue(label: "ipadapter.pipeline")
     let options = PrepareOptions(precision: precision, allowNonFiniteWeights: allowNonFiniteWeights)
-    tokenizer = try CLIPTokenizer(directory: folder.appendingPathComponent("tokenizer"))
-    textEncoder = try ModelLoader.textEncoder(
-      folder.appendingPathComponent("text_encoder"), prepare: options, variant: variant)
     unet = try ModelLoader.unet(folder.appendingPathComponent("unet"), prepare: options, variant: variant)
     sdxl = unet.textTimeEmbedding == nil
       ? nil : try SDXLTextEncoders.load(folder: folder, prepare: options, variant: variant)
+    // Only an SDXL refiner may lack the first encoder, and only when model_index.json says so.
+    let index = try ConfigFile.load(ModelIndexFlags.self, from: folder.appendingPathComponent("model_index.json"))
+    if sdxl != nil, !index.declaresTextEncoder, !isFolder("text_encoder") {
+      (tokenizer, textEncoder) = (nil, nil)
+    } else {
+      for component in ["tokenizer", "text_encoder"] where !isFolder(component) {
+        throw PipelineError.missingComponent(folder: folder.path, component: component)
+      }
+      tokenizer = try CLIPTokenizer(directory: folder.appendingPathComponent("tokenizer"))
+      textEncoder = try ModelLoader.textEncoder(
+        folder.appendingPathComponent("text_encoder"), prepare: options, variant: variant)
+    }
     vae = try ModelLoader.vae(folder.appendingPathComponent("vae"), prepare: options, variant: variant)
     let schedulerURL = folder.appendingPathComponent("scheduler/scheduler_config.json")
     guard fm.fileExists(atPath: schedulerURL.path) else { throw ModelConfigError.missingFile(path: schedulerURL.path) }
@@ -71,29 +84,43 @@ public final class StableDiffusionPipeline: Sendable {
     try Self.checkCompatible(unet: unet, textEncoder: textEncoder, sdxl: sdxl, unetConfig: folder.appendingPathComponent("unet/config.json").path)
   }
 
-  /// The UNet's cross-attention width must be the text width (SDXL: both encoders' widths), and an
-  /// SDXL UNet's `add_embedding` must take the pooled width plus 6 time ids.
+  /// The UNet's cross-attention width must be the text width (SDXL: both encoders' widths, a
+  /// refiner's second encoder's), and an SDXL UNet's `add_embedding` must take the pooled width
+  /// plus 6 time ids (5 with `requires_aesthetics_score`).
   static func checkCompatible(
-    unet: UNet2DConditionModel, textEncoder: CLIPTextModel, sdxl: SDXLTextEncoders?, unetConfig: String
+    unet: UNet2DConditionModel, textEncoder: CLIPTextModel?, sdxl: SDXLTextEncoders?, unetConfig: String
   ) throws {
-    let width = textEncoder.config.hiddenSize + (sdxl?.textEncoder2.config.hiddenSize ?? 0)
+    guard textEncoder != nil || sdxl != nil else {
+      throw PipelineError.invalidArgument(name: "textEncoder", reason: "a Stable Diffusion 1.x/2.x pipeline needs its text encoder")
+    }
+    let first = textEncoder?.config.hiddenSize ?? 0
+    let width = first + (sdxl?.textEncoder2.config.hiddenSize ?? 0)
     guard unet.crossAttentionDim == width else {
       let what = sdxl == nil
         ? "the text encoder's hidden_size \(width)"
-        : "the two text encoders' hidden sizes \(textEncoder.config.hiddenSize) + \(sdxl!.textEncoder2.config.hiddenSize)"
+        : textEncoder == nil
+          ? "text_encoder_2's hidden_size \(width) (a refiner without text_encoder)"
+          : "the two text encoders' hidden sizes \(first) + \(sdxl!.textEncoder2.config.hiddenSize)"
       throw ModelConfigError.malformed(
         path: unetConfig, field: "cross_attention_dim", reason: "\(unet.crossAttentionDim) does not match \(what)")
     }
     if let shape = unet.textTimeEmbedding, let xl = sdxl {
       let pooled = xl.textEncoder2.config.projectionDim
-      guard shape.inputDim == pooled + 6 * shape.timeEmbedDim else {
-        let ids = Double(shape.inputDim - pooled) / Double(shape.timeEmbedDim)
-        let hint = ids == 5 ? " (5 time ids: a refiner UNet with aesthetic scores, not supported yet)" : ""
+      let ids = xl.timeIdCount(for: shape)
+      guard shape.inputDim == pooled + ids * shape.timeEmbedDim else {
+        let hint = xl.requiresAestheticsScore == nil
+          ? "" : " (model_index.json's requires_aesthetics_score is \(xl.requiresAestheticsScore!))"
         throw ModelConfigError.malformed(
           path: unetConfig, field: "projection_class_embeddings_input_dim",
-          reason: "\(shape.inputDim) is not text_encoder_2's projection_dim \(pooled) + 6 × addition_time_embed_dim \(shape.timeEmbedDim)\(hint)")
+          reason: "\(shape.inputDim) is not text_encoder_2's projection_dim \(pooled) + \(ids) × addition_time_embed_dim \(shape.timeEmbedDim)\(hint)")
       }
     }
+  }
+
+  /// Whether the micro-conditioning is original size + crop + aesthetic score (an SDXL refiner).
+  public var requiresAestheticsScore: Bool {
+    guard let xl = sdxl, let shape = unet.textTimeEmbedding else { return false }
+    return xl.timeIdCount(for: shape) == 5
   }
 
   /// The model's name for the PNG parameters: the folder's, or the checkpoint file's without
@@ -114,10 +141,13 @@ public final class StableDiffusionPipeline: Sendable {
   /// A pipeline from already-loaded components (benchmarks with random weights, programmatic use).
   /// Throws when the components do not fit together (see `checkCompatible`).
   public init(
-    folder: URL, tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel,
+    folder: URL, tokenizer: CLIPTokenizer?, textEncoder: CLIPTextModel?, unet: UNet2DConditionModel,
     vae: AutoencoderKL, schedulerConfig: SchedulerConfig, precision: ComputePrecision = .float32,
     sdxl: SDXLTextEncoders? = nil
   ) throws {
+    if (tokenizer == nil) != (textEncoder == nil) {
+      throw PipelineError.invalidArgument(name: "tokenizer", reason: "give the tokenizer and the text encoder together")
+    }
     if (unet.textTimeEmbedding != nil) != (sdxl != nil) {
       throw PipelineError.invalidArgument(
         name: "sdxl", reason: unet.textTimeEmbedding != nil
@@ -146,15 +176,18 @@ public final class StableDiffusionPipeline: Sendable {
   /// Whether this is an SDXL pipeline.
   public var isSDXL: Bool { sdxl != nil }
 
-  /// The guidance scale used when a generation gives none: diffusers' default, 7.5 (SDXL 5.0).
-  public var defaultGuidanceScale: Float { isSDXL ? 5.0 : 7.5 }
+  /// The guidance scale used when a generation gives none: diffusers' default, 7.5 (SDXL 5.0,
+  /// SDXL inpainting 7.5).
+  public func defaultGuidanceScale(inpainting: Bool = false) -> Float { isSDXL && !inpainting ? 5.0 : 7.5 }
 
-  /// diffusers' default `strength`: image-to-image 0.8 (SDXL 0.3), inpainting 1.0.
-  public func defaultStrength(inpainting: Bool) -> Double { inpainting ? 1.0 : (isSDXL ? 0.3 : 0.8) }
+  /// diffusers' default `strength`: image-to-image 0.8 (SDXL 0.3), inpainting 1.0 (SDXL 0.9999).
+  public func defaultStrength(inpainting: Bool) -> Double {
+    inpainting ? (isSDXL ? 0.9999 : 1.0) : (isSDXL ? 0.3 : 0.8)
+  }
 
-  /// `parameters.guidanceScale`, or the pipeline's default.
+  /// `parameters.guidanceScale`, or the pipeline's default for that kind of generation.
   public func guidanceScale(for parameters: GenerationParameters) -> Float {
-    parameters.guidanceScale ?? defaultGuidanceScale
+    parameters.guidanceScale ?? defaultGuidanceScale(inpainting: parameters.mask != nil)
   }
 
   /// Tokenises and encodes `[negative, prompt]` (or just the prompt without guidance).
@@ -163,6 +196,9 @@ public final class StableDiffusionPipeline: Sendable {
   /// truncation, empty negative prompt when none is given, `clip_skip`).
   /// - Returns: `[B, 77, hidden]` and the truncation warnings.
   func encodePrompts(prompt: String, negativePrompt: String, guidance: Bool, clipSkip: Int = 0) throws -> (Tensor, [String]) {
+    guard let tokenizer, let textEncoder else {
+      throw PipelineError.invalidArgument(name: "prompt", reason: "\(modelName) has no text encoder")
+    }
     var warnings: [String] = []
     let texts = guidance ? [negativePrompt, prompt] : [prompt]
     let rows = texts.map { text -> [Int] in
@@ -212,7 +248,8 @@ public final class StableDiffusionPipeline: Sendable {
       text = try encodeTextNow(parameters)
     }
     if release {
-      textEncoder.releaseKernels()
+      textEncoder?.releaseKernels()
+      sdxl?.textEncoder2.releaseKernels()
       Runtime.returnFreedMemory()
     }
     let latents = try denoiseNow(
@@ -232,7 +269,7 @@ public final class StableDiffusionPipeline: Sendable {
     var extra = imagePrompts.map {
       ("IP-Adapter", "\(URL(fileURLWithPath: $0.adapter.path).lastPathComponent) (\(ParametersText.format($0.scale)))")
     }
-    if parameters.initImage != nil {
+    if parameters.initImage != nil || parameters.initLatents != nil, parameters.denoisingStart == nil {
       extra.append(("Denoising strength", "\(parameters.strength ?? defaultStrength(inpainting: parameters.mask != nil))"))
     }
     if parameters.mask != nil, parameters.maskBlur > 0 {
@@ -269,18 +306,17 @@ public final class StableDiffusionPipeline: Sendable {
       textTime = TextTimeConditions(
         textEmbeds: pooled,
         timeIds: Self.sdxlTimeIds(
-          parameters, width: width, height: height, imageToImage: parameters.initImage != nil, guidance: loop.usesGuidance))
+          parameters, width: width, height: height,
+          imageToImage: parameters.initImage != nil || parameters.initLatents != nil, guidance: loop.usesGuidance,
+          aesthetic: requiresAestheticsScore))
     }
     var conditioning = try unet.makeConditioning(encoderHiddenStates: text.embeddings, textTime: textTime)
     try attach(imagePrompts, to: &conditioning, loop: &loop, width: width, height: height)
-    if isSDXL, !controlNets.isEmpty {
-      throw PipelineError.invalidArgument(name: "controlNets", reason: "ControlNet is not supported for SDXL models yet (\(modelName))")
-    }
     for unit in controlNets {
       loop.extensions.append(
         try ControlNetExtension(
-          unit: unit, textEmbeddings: text.embeddings, guidance: loop.usesGuidance, width: width, height: height,
-          maxPixels: parameters.maxPixels, unet: unet))
+          unit: unit, textEmbeddings: text.embeddings, textTime: textTime, guidance: loop.usesGuidance, width: width,
+          height: height, maxPixels: parameters.maxPixels, unet: unet))
     }
 
     var scheduler = try makeScheduler(parameters.scheduler, steps: parameters.steps)
@@ -290,15 +326,16 @@ public final class StableDiffusionPipeline: Sendable {
     if let image = parameters.initImage, let mask = parameters.mask {
       let blurred = parameters.maskBlur > 0 ? VaeImageProcessor.blur(mask, blurFactor: parameters.maskBlur) : mask
       let point = try inpaintingStart(
-        image, mask: blurred, width: width, height: height, strength: parameters.strength ?? 1.0, scheduler: scheduler,
-        steps: parameters.steps, guidance: loop.usesGuidance, maxPixels: parameters.maxPixels, generator: &generator)
+        image, mask: blurred, width: width, height: height,
+        strength: parameters.strength ?? defaultStrength(inpainting: true), denoisingStart: parameters.denoisingStart,
+        scheduler: scheduler, steps: parameters.steps, guidance: loop.usesGuidance, maxPixels: parameters.maxPixels,
+        generator: &generator)
       (latents, start) = (point.latents, point.startIndex)
       if let e = point.stepExtension { loop.extensions.append(e) }
       if release { vae.encoder.releaseKernels() }
-    } else if let image = parameters.initImage {
+    } else if parameters.initImage != nil || parameters.initLatents != nil {
       let point = try imageToImageStart(
-        image, width: width, height: height, strength: parameters.strength ?? defaultStrength(inpainting: false), scheduler: scheduler,
-        steps: parameters.steps, maxPixels: parameters.maxPixels, generator: &generator)
+        parameters, width: width, height: height, scheduler: scheduler, generator: &generator)
       (latents, start) = (point.latents, point.startIndex)
       if release { vae.encoder.releaseKernels() }
     } else {
@@ -373,6 +410,39 @@ public final class StableDiffusionPipeline: Sendable {
     if let end = p.denoisingEnd, !(end > 0 && end < 1) {
       throw PipelineError.invalidArgument(name: "denoising end", reason: "\(end) must be strictly between 0 and 1")
     }
+    if let start = p.denoisingStart {
+      guard start > 0, start < 1 else {
+        throw PipelineError.invalidArgument(name: "denoising start", reason: "\(start) must be strictly between 0 and 1")
+      }
+      guard p.initImage != nil || p.initLatents != nil else {
+        throw PipelineError.invalidArgument(
+          name: "denoising start", reason: "continues an image-to-image run: give an init image or init latents")
+      }
+      if let end = p.denoisingEnd, start >= end {
+        throw PipelineError.invalidArgument(
+          name: "denoising start", reason: "\(start) must be smaller than denoising end \(end)")
+      }
+    }
+    for (name, score) in [("aesthetic score", p.aestheticScore), ("negative aesthetic score", p.negativeAestheticScore)] {
+      guard let score else { continue }
+      guard score.isFinite else { throw PipelineError.invalidArgument(name: name, reason: "must be a finite number") }
+      guard requiresAestheticsScore else {
+        throw PipelineError.invalidArgument(
+          name: name, reason: "only conditions an SDXL refiner (requires_aesthetics_score); \(modelName) does not use it")
+      }
+    }
+    if requiresAestheticsScore || tokenizer == nil {
+      if p.initImage == nil && p.initLatents == nil {
+        throw PipelineError.invalidArgument(
+          name: "initImage", reason: "\(modelName) is an SDXL refiner (image-to-image only): give an init image or init latents")
+      }
+    }
+    if tokenizer == nil {
+      for (name, value) in [("prompt 2", p.prompt2), ("negative prompt 2", p.negativePrompt2)] where value != nil {
+        throw PipelineError.invalidArgument(
+          name: name, reason: "\(modelName) has only one text encoder (a refiner): its prompt is the prompt")
+      }
+    }
     if !isSDXL {
       let sdxlOnly: [(String, Bool)] = [
         ("prompt 2", p.prompt2 != nil), ("negative prompt 2", p.negativePrompt2 != nil),
@@ -399,9 +469,17 @@ public final class StableDiffusionPipeline: Sendable {
           name: name, reason: "\(crop.top),\(crop.left) must be in 0...65536")
       }
     }
-    if p.latents != nil, p.initImage != nil {
+    if p.latents != nil, p.initImage != nil || p.initLatents != nil {
       throw PipelineError.invalidArgument(
-        name: "latents", reason: "initial latents cannot be combined with an init image (its noise comes from --seed)")
+        name: "latents", reason: "initial noise latents cannot be combined with an init image or init latents (their noise comes from --seed)")
+    }
+    if p.initLatents != nil {
+      if p.initImage != nil {
+        throw PipelineError.invalidArgument(name: "init latents", reason: "give an init image or init latents, not both")
+      }
+      if p.mask != nil {
+        throw PipelineError.invalidArgument(name: "init latents", reason: "inpainting needs the init image, not latents")
+      }
     }
     if p.mask != nil, p.initImage == nil {
       throw PipelineError.invalidArgument(name: "mask", reason: "a mask needs an init image to inpaint")
@@ -409,10 +487,7 @@ public final class StableDiffusionPipeline: Sendable {
     if !(p.maskBlur >= 0) || !p.maskBlur.isFinite {
       throw PipelineError.invalidArgument(name: "maskBlur", reason: "\(p.maskBlur) must be a finite number ≥ 0")
     }
-    if isSDXL, p.mask != nil {
-      throw PipelineError.invalidArgument(name: "mask", reason: "inpainting is not supported for SDXL models yet (\(modelName))")
-    }
-    if p.strength != nil, p.initImage == nil {
+    if p.strength != nil, p.initImage == nil && p.initLatents == nil {
       throw PipelineError.invalidArgument(name: "strength", reason: "strength needs an init image")
     }
   }
@@ -421,7 +496,23 @@ public final class StableDiffusionPipeline: Sendable {
   /// the UNet's default.
   func resolveSize(_ p: GenerationParameters) throws -> (width: Int, height: Int) {
     let size: (width: Int, height: Int)
-    if let image = p.initImage {
+    if let given = p.initLatents {
+      let expected = [1, vae.config.latentChannels]
+      guard given.rank == 4, Array(given.shape.prefix(2)) == expected, given.shape[2] > 0, given.shape[3] > 0 else {
+        throw PipelineError.invalidArgument(
+          name: "init latents", reason: "shape \(given.shape) is not [1, \(vae.config.latentChannels), H/8, W/8]")
+      }
+      let (h, overflowH) = given.shape[2].multipliedReportingOverflow(by: vaeScaleFactor)
+      let (w, overflowW) = given.shape[3].multipliedReportingOverflow(by: vaeScaleFactor)
+      guard !overflowH, !overflowW else {
+        throw PipelineError.invalidArgument(name: "init latents", reason: "shape \(given.shape) is too large")
+      }
+      if (p.width.map { $0 != w } ?? false) || (p.height.map { $0 != h } ?? false) {
+        throw PipelineError.invalidArgument(
+          name: "width × height", reason: "init latents \(given.shape) make a \(w)×\(h) image; leave the size out or match it")
+      }
+      size = try resolveSize(width: w, height: h)
+    } else if let image = p.initImage {
       let w = p.width ?? (image.width - image.width % vaeScaleFactor)
       let h = p.height ?? (image.height - image.height % vaeScaleFactor)
       size = try resolveSize(width: w, height: h)

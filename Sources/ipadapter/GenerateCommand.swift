@@ -120,7 +120,7 @@ struct GenerateCommand: AsyncParsableCommand {
     parameters.steps = steps
     parameters.guidanceScale = guidanceScale
     parameters.guidanceRescale = guidanceRescale
-    sdxl.apply(to: &parameters)
+    try sdxl.apply(to: &parameters)
     parameters.seed = seed ?? UInt64.random(in: 0..<(1 << 32))
     parameters.scheduler = scheduler
     parameters.clipSkip = clipSkip
@@ -199,13 +199,13 @@ enum OutputPath {
 
 /// Latent tensors exchanged as safetensors files (key `latents`, written as F32).
 enum LatentsFile {
-  static func read(_ path: String) throws -> Tensor {
+  static func read(_ path: String, option: String = "--latents") throws -> Tensor {
     let file = try SafeTensorsFile(path: path)
     guard file.info("latents") != nil else {
-      throw CLIError.invalid("--latents", "\(path) has no tensor named 'latents' (it has: \(file.keys.joined(separator: ", ")))")
+      throw CLIError.invalid(option, "\(path) has no tensor named 'latents' (it has: \(file.keys.joined(separator: ", ")))")
     }
     let t = try file.tensor("latents").toFloat32()
-    guard t.rank == 4 else { throw CLIError.invalid("--latents", "'latents' in \(path) must be 4-D [1,4,H/8,W/8], got \(t.shape)") }
+    guard t.rank == 4 else { throw CLIError.invalid(option, "'latents' in \(path) must be 4-D [1,4,H/8,W/8], got \(t.shape)") }
     return t
   }
 

@@ -11,7 +11,7 @@ struct InitImageOptions: ParsableArguments {
   @Option(help: "Start from this image (image-to-image); the output size defaults to its size rounded down to a multiple of 8 (with --width/--height it is resized with Pillow's LANCZOS filter).")
   var initImage: String?
 
-  @Option(help: "How much of the schedule to run from the init image, in (0, 1] (default 0.8, SDXL 0.3; 1.0 with --mask).")
+  @Option(help: "How much of the schedule to run from the init image, in (0, 1] (default 0.8, SDXL 0.3; with --mask 1.0, SDXL 0.9999, as diffusers).")
   var strength: Double?
 
   @Option(help: "Inpainting mask (white = repaint), with --init-image; resized to the output size if needed, binarised at 50 %.")

@@ -31,7 +31,19 @@ struct SDXLOptions: ParsableArguments {
   @Option(help: "Stop after this fraction of the schedule (diffusers' denoising_end, 0 < x < 1), e.g. to hand the latents (--save-latents) to a refiner.")
   var denoisingEnd: Double?
 
-  func apply(to p: inout GenerationParameters) {
+  @Option(help: "Image-to-image: skip this fraction of the schedule and add no noise (diffusers' denoising_start, 0 < x < 1): the refiner's half of a hand-off, with --init-latents (or --init-image).")
+  var denoisingStart: Double?
+
+  @Option(help: "A safetensors file with tensor 'latents' [1,4,H/8,W/8] to continue from (image-to-image without VAE encoding), e.g. a base model's --denoising-end --save-latents output.")
+  var initLatents: String?
+
+  @Option(help: "SDXL refiner (requires_aesthetics_score): the aesthetic score conditioning (default: 6.0).")
+  var aestheticScore: Float?
+
+  @Option(help: "SDXL refiner: the unconditional aesthetic score (default: 2.5).")
+  var negativeAestheticScore: Float?
+
+  func apply(to p: inout GenerationParameters) throws {
     p.prompt2 = prompt2
     p.negativePrompt2 = negativePrompt2
     p.originalSize = originalSize
@@ -41,5 +53,9 @@ struct SDXLOptions: ParsableArguments {
     p.negativeTargetSize = negativeTargetSize
     p.negativeCropTopLeft = negativeCropTopLeft
     p.denoisingEnd = denoisingEnd
+    p.denoisingStart = denoisingStart
+    p.aestheticScore = aestheticScore
+    p.negativeAestheticScore = negativeAestheticScore
+    if let initLatents { p.initLatents = try LatentsFile.read(initLatents, option: "--init-latents") }
   }
 }

@@ -11,11 +11,13 @@ import TestSupport
   static let model = Fixtures.url("tiny-sdxl").path
   static let sdxlAdapters = Fixtures.url("tiny-ip-adapter/sdxl_models").path
 
-  func generate(_ extra: [String], golden: String) throws -> String {
+  static func fixture(_ path: String) -> String { Fixtures.url(path).path }
+
+  func generate(_ extra: [String], golden: String, model: String = model, steps: Int = 4) throws -> String {
     let out = CLI.temporaryPath("sdxl.png")
     defer { try? FileManager.default.removeItem(atPath: out) }
     let r = try CLI.run(
-      ["generate", "--model", Self.model, "--prompt", "a red cube", "--seed", "0", "--steps", "4", "--width", "64",
+      ["generate", "--model", model, "--prompt", "a red cube", "--seed", "0", "--steps", "\(steps)", "--width", "64",
        "--height", "48", "--output", out, "--quiet"] + extra)
     #expect(r.status == 0, "\(r.stderr)")
     let decoded = try ImageCodec.decode(contentsOfFile: out)
@@ -48,7 +50,41 @@ import TestSupport
        "--ip-image", CLI.reference, "--ip-scale", "0.5"], golden: "ip-ip-adapter-plus_sdxl_vit-h")
   }
 
+  @Test func sdxlInpaintingAndControlNetRunThroughTheSameCommand() throws {
+    let inpaint = try generate(
+      ["--negative-prompt", "blurry, low quality", "--init-image", Self.fixture("images/init-64.png"), "--mask",
+       Self.fixture("images/mask-64.png")], golden: "inpaint-default", steps: 5)
+    #expect(inpaint.contains("CFG scale: 7.5") && inpaint.contains("Denoising strength: 0.9999"), "\(inpaint)")
+    let control = try generate(
+      ["--negative-prompt", "blurry, low quality", "--controlnet", Self.fixture("tiny-sdxl-controlnet"), "--control-image",
+       Self.fixture("images/control-64.png"), "--control-scale", "0.8", "--scheduler", "ddim"], golden: "controlnet")
+    #expect(control.contains("ControlNet: tiny-sdxl-controlnet (0.8)"), "\(control)")
+  }
+
+  /// diffusers' "ensemble of expert denoisers": the base stops at 0.7 and saves its latents, the
+  /// refiner continues from them.
+  @Test func baseToRefinerHandOffThroughLatentFiles() throws {
+    let latents = CLI.temporaryPath("handoff.safetensors")
+    defer { try? FileManager.default.removeItem(atPath: latents) }
+    let out = CLI.temporaryPath("base.png")
+    defer { try? FileManager.default.removeItem(atPath: out) }
+    let base = try CLI.run(
+      ["generate", "--model", Self.model, "--prompt", "a red cube", "--seed", "0", "--steps", "8", "--width", "64",
+       "--height", "48", "--output", out, "--quiet", "--negative-prompt", "blurry, low quality", "--denoising-end", "0.7",
+       "--save-latents", latents])
+    #expect(base.status == 0, "\(base.stderr)")
+    let parameters = try generate(
+      ["--negative-prompt", "blurry, low quality", "--init-latents", latents, "--denoising-start", "0.7"],
+      golden: "handoff-refiner", model: Self.fixture("tiny-sdxl-refiner"), steps: 8)
+    #expect(parameters.contains("Denoising start: 0.7, Init latents: given"), "\(parameters)")
+  }
+
   @Test(arguments: [
+    (["--model", fixture("tiny-sdxl-refiner")], "is an SDXL refiner (image-to-image only)"),
+    (["--model", model, "--aesthetic-score", "7"], "only conditions an SDXL refiner"),
+    (["--model", model, "--controlnet", fixture("tiny-controlnet"), "--control-image", fixture("images/control-64.png")],
+     "cross_attention_dim is 20 but the UNet's is 50"),
+    (["--model", model, "--init-latents", fixture("images/init-64.png")], "init-64.png: header length"),
     (["--model", model, "--ip-adapter", "\(CLI.adapters)/ip-adapter_sd15.safetensors", "--ip-image", CLI.reference], "ip-adapter_sd15.safetensors"),
     (["--model", CLI.model, "--prompt-2", "y"], "invalid prompt 2: is an SDXL option"),
     (["--model", model, "--original-size", "80"], "--original-size"),
@@ -74,22 +110,5 @@ import TestSupport
     let r = try CLI.run(["generate", "--model", copy.path, "--prompt", "x", "--steps", "1", "--quiet", "--output", out])
     #expect(r.status != 0)
     #expect(r.stderr.contains("has no 'text_encoder_2' folder"), "\(r.stderr)")
-  }
-}
-
-/// The SDXL parts not built yet are refused by name rather than run unchecked.
-@Suite struct SDXLNotYetTests {
-  @Test(arguments: [
-    (["--init-image", "Tests/Fixtures/images/init-64.png", "--mask", "Tests/Fixtures/images/mask-64.png"], "inpainting is not supported for SDXL"),
-    (["--controlnet", "Tests/Fixtures/tiny-controlnet", "--control-image", "Tests/Fixtures/images/control-64.png"], "ControlNet"),
-  ])
-  func unsupportedSDXLPipelinesAreRefused(extra: [String], message: String) throws {
-    let out = CLI.temporaryPath("bad.png")
-    let r = try CLI.run(
-      ["generate", "--model", SDXLCommandTests.model, "--prompt", "x", "--steps", "1", "--quiet", "--output", out]
-        + extra.map { $0.hasPrefix("Tests/") ? Fixtures.root.appendingPathComponent($0.replacingOccurrences(of: "Tests/Fixtures/", with: "")).path : $0 })
-    #expect(r.status != 0)
-    #expect(r.stderr.hasPrefix("error: ") && r.stderr.contains(message), "\(r.stderr)")
-    #expect(!FileManager.default.fileExists(atPath: out))
   }
 }

@@ -224,7 +224,8 @@ import Weights
       return try ConfigFile.decode(ControlNetConfig.self, from: Data(text.utf8), path: "config.json")
     }
     let cases: [(String, String, String)] = [
-      (#""addition_embed_type": null"#, #""addition_embed_type": "text_time""#, "addition_embed_type"),
+      (#""addition_embed_type": null"#, #""addition_embed_type": "text_image""#, "addition_embed_type"),
+      (#""addition_embed_type": null"#, #""addition_embed_type": "text_time""#, "addition_time_embed_dim"),
       (#""controlnet_conditioning_channel_order": "rgb""#, #""controlnet_conditioning_channel_order": "rbg""#, "controlnet_conditioning_channel_order"),
       (#""mid_block_type": "UNetMidBlock2DCrossAttn""#, #""mid_block_type": null"#, "mid_block_type"),
       (#""mid_block_type": "UNetMidBlock2DCrossAttn""#, #""mid_block_type": "UNetMidBlock2D""#, "mid_block_type"),

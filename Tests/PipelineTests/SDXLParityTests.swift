@@ -21,7 +21,7 @@ import Weights
 
   struct Case: Decodable {
     var num_inference_steps: Int
-    var guidance_scale: Float
+    var guidance_scale: Float?
     var scheduler: String?
     var width: Int?
     var height: Int?
@@ -41,12 +41,31 @@ import Weights
     var strength: Double?
     var ip_adapter_image: String?
     var ip_adapter: IPCase?
+    var model: String?
+    var mask_image: String?
+    var aesthetic_score: Float?
+    var negative_aesthetic_score: Float?
+    var denoising_start: Double?
+    var handoff: String?
+    var controlnet_conditioning_scale: Float?
+    var guess_mode: Bool?
+    var control_guidance_start: Double?
+    var control_guidance_end: Double?
   }
 
   struct IPCase: Decodable {
     var file: String
-    var scale: Float
+    /// A number, or a diffusers block dictionary (decoded as nil; the test gives the preset).
+    var scale: Float?
     var encoder: String
+
+    enum CodingKeys: CodingKey { case file, scale, encoder }
+    init(from decoder: Decoder) throws {
+      let c = try decoder.container(keyedBy: CodingKeys.self)
+      file = try c.decode(String.self, forKey: .file)
+      encoder = try c.decode(String.self, forKey: .encoder)
+      scale = try? c.decode(Float.self, forKey: .scale)
+    }
   }
 
   static let cases: [String: Case] = {
@@ -82,12 +101,40 @@ import Weights
     p.denoisingEnd = c.denoising_end
     p.strength = c.strength
     if let file = c.image { p.initImage = try image(file) }
+    if let file = c.mask_image { p.mask = try image(file) }
+    p.aestheticScore = c.aesthetic_score
+    p.negativeAestheticScore = c.negative_aesthetic_score
+    p.denoisingStart = c.denoising_start
+    if let handoff = c.handoff {
+      p.initLatents = try SafeTensorsFile(path: goldens.appendingPathComponent("handoff-\(handoff).safetensors").path)
+        .tensor("latents").toFloat32()
+    }
     return p
   }
 
-  func run(_ name: String) throws {
+  static let pipelines = PipelineCache()
+
+  /// Pipelines other than tiny-sdxl, loaded once per folder.
+  final class PipelineCache: @unchecked Sendable {
+    private var loaded: [String: StableDiffusionPipeline] = [:]
+    private let lock = NSLock()
+    func callAsFunction(_ name: String) throws -> StableDiffusionPipeline {
+      try lock.withLock {
+        if let p = loaded[name] { return p }
+        let p = try StableDiffusionPipeline(folder: Fixtures.url(name))
+        loaded[name] = p
+        return p
+      }
+    }
+  }
+
+  func run(_ name: String, layerScales: IPAdapterLayerScales? = nil) throws {
     let c = try #require(Self.cases[name], "no golden case \(name)")
-    let pipe = Self.pipeline
+    let pipe = try c.model.map { $0 == "tiny-sdxl" ? Self.pipeline : try Self.pipelines($0) } ?? Self.pipeline
+    try run(name, c, pipe: pipe, layerScales: layerScales)
+  }
+
+  func run(_ name: String, _ c: Case, pipe: StableDiffusionPipeline, layerScales: IPAdapterLayerScales?) throws {
     var prompts: [ImagePrompt] = []
     if let ip = c.ip_adapter {
       let root = Fixtures.url("tiny-ip-adapter")
@@ -97,9 +144,21 @@ import Weights
       let encoder = try ImagePromptEncoder(folder: encoderFolder, processorConfig: nil)
       let embeds = try ImagePrompt.embeds(
         adapter: adapter, encoder: encoder, images: [try Self.image(try #require(c.ip_adapter_image))])
-      prompts.append(ImagePrompt(adapter: adapter, embeds: embeds, scale: ip.scale))
+      var prompt = ImagePrompt(adapter: adapter, embeds: embeds, scale: ip.scale ?? 1)
+      prompt.layerScales = layerScales
+      prompts.append(prompt)
     }
-    let result = try pipe.generate(try Self.parameters(c), imagePrompts: prompts)
+    var units: [ControlNetUnit] = []
+    if c.controlnet_conditioning_scale != nil, let control = c.image {
+      units.append(
+        ControlNetUnit(
+          model: try ModelLoader.controlNet(Fixtures.url("tiny-sdxl-controlnet")), name: "tiny-sdxl-controlnet",
+          image: try Self.image(control), scale: c.controlnet_conditioning_scale ?? 1, guessMode: c.guess_mode ?? false,
+          start: c.control_guidance_start ?? 0, end: c.control_guidance_end ?? 1))
+    }
+    var p = try Self.parameters(c)
+    if !units.isEmpty { p.initImage = nil }  // diffusers' `image` is the control image there
+    let result = try pipe.generate(p, imagePrompts: prompts, controlNets: units)
     let expected = try SafeTensorsFile(path: Self.goldens.appendingPathComponent("\(name).safetensors").path)
       .tensor("latents")
     #expect(result.latents.shape == expected.shape)

@@ -10,6 +10,12 @@ Writes
   Tests/Fixtures/tiny-ip-adapter/sdxl_models/   ip-adapter_sdxl (global, bigG-like encoder),
                                                 ip-adapter_sdxl_vit-h (global, ViT-H-like encoder),
                                                 ip-adapter-plus_sdxl_vit-h (Resampler); h94 layout, fp16
+  Tests/Fixtures/tiny-sdxl-inpainting/          StableDiffusionXLInpaintPipeline folder: its own 9-channel UNet,
+                                                every other component a relative symlink into tiny-sdxl/
+  Tests/Fixtures/tiny-sdxl-refiner/             StableDiffusionXLImg2ImgPipeline refiner folder (no text_encoder,
+                                                requires_aesthetics_score, a UNet with 5 time ids and the second
+                                                encoder's width); tokenizer_2, text_encoder_2, vae, scheduler linked
+  Tests/Fixtures/tiny-sdxl-controlnet/          ControlNetModel.from_unet(tiny-sdxl UNet): text_time embedding
   Tests/Fixtures/goldens/sdxl-modules.safetensors   text encoder 2, encode_prompt, UNet tensors
   Tests/Fixtures/goldens/sdxl/<case>.{png,safetensors} + cases.json   end-to-end diffusers results
 Run after gen_sd15.py and gen_ip_adapter.py (it adds to tiny-ip-adapter/ and reuses its encoders):
@@ -26,6 +32,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(__file__))
 import clip_vocab  # noqa: E402
+import gen_controlnet as cn  # noqa: E402
 import gen_ip_adapter as ipa  # noqa: E402
 import tiny_models  # noqa: E402
 
@@ -33,6 +40,9 @@ torch.set_num_threads(1)
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.normpath(os.path.join(HERE, "..", "..", "Tests", "Fixtures"))
 PIPE = os.path.join(FIX, "tiny-sdxl")
+INPAINT = os.path.join(FIX, "tiny-sdxl-inpainting")
+REFINER = os.path.join(FIX, "tiny-sdxl-refiner")
+CONTROLNET = os.path.join(FIX, "tiny-sdxl-controlnet")
 IMAGES = os.path.join(FIX, "images")
 GOLD = os.path.join(FIX, "goldens")
 OUT = os.path.join(GOLD, "sdxl")
@@ -40,6 +50,7 @@ SDXL_MODELS = os.path.join(FIX, "tiny-ip-adapter", "sdxl_models")
 PROMPT = "a red cube"
 NEGATIVE = "blurry, low quality"
 CASES = {}
+HANDOFF = {}
 
 TEXT_1 = dict(tiny_models.TEXT)  # width 20
 TEXT_2 = dict(vocab_size=1000, hidden_size=30, intermediate_size=44, num_hidden_layers=3, num_attention_heads=3,
@@ -64,6 +75,21 @@ SCHEDULER = {
     "prediction_type": "epsilon", "sample_max_value": 1.0, "set_alpha_to_one": False, "skip_prk_steps": True,
     "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": None, "use_karras_sigmas": False,
 }
+
+# A 9-channel inpainting UNet (two blocks, so it stays small) and a refiner UNet: DownBlock2D
+# first and last as the real refiner, cross-attention over the second encoder only, 5 time ids
+# (original size, crop, aesthetic score) with a different sinusoid width.
+INPAINT_UNET = dict(
+    UNET, in_channels=9, block_out_channels=[16, 24], down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"], layers_per_block=1, transformer_layers_per_block=[1, 2],
+    attention_head_dim=[2, 4])
+REFINER_TIME_DIM = 6
+REFINER_UNET = dict(
+    UNET, block_out_channels=[16, 24, 32], down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], layers_per_block=1,
+    transformer_layers_per_block=2, attention_head_dim=[2, 3, 4], cross_attention_dim=TEXT_2["hidden_size"],
+    addition_time_embed_dim=REFINER_TIME_DIM,
+    projection_class_embeddings_input_dim=5 * REFINER_TIME_DIM + TEXT_2["projection_dim"])
 
 
 def randomised(model, seed):
@@ -112,10 +138,58 @@ def write_pipeline():
     tiny_models.normalise_configs(PIPE)
 
 
-def load(cls="StableDiffusionXLPipeline", **kw):
+def save_half(model, folder):
+    """config.json + fp16 weights under the default file name (as the tiny-sdxl UNet)."""
+    model.save_pretrained(folder, safe_serialization=True)
+    sd = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, os.path.join(folder, "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
+
+
+def linked_pipeline(folder, own, index):
+    """A pipeline folder holding `own` components and relative symlinks to tiny-sdxl's others."""
+    if os.path.lexists(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    for name, value in index.items():
+        if name.startswith("_") or not isinstance(value, list) or value[0] is None or name in own:
+            continue
+        os.symlink(os.path.join("..", "tiny-sdxl", name), os.path.join(folder, name))
+    with open(os.path.join(folder, "model_index.json"), "w") as fh:
+        json.dump(index, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+
+
+def write_extras():
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    with open(os.path.join(PIPE, "model_index.json")) as fh:
+        base_index = json.load(fh)
+    torch.manual_seed(60)
+    inpaint_unet = randomised(UNet2DConditionModel(**INPAINT_UNET), 61)
+    linked_pipeline(INPAINT, {"unet"}, dict(base_index, _class_name="StableDiffusionXLInpaintPipeline",
+                                             requires_aesthetics_score=False))
+    save_half(inpaint_unet, os.path.join(INPAINT, "unet"))
+    tiny_models.normalise_configs(INPAINT, recursive=False)
+    tiny_models.normalise_configs(os.path.join(INPAINT, "unet"))
+
+    refiner_unet = randomised(UNet2DConditionModel(**REFINER_UNET), 62)
+    refiner_index = dict(base_index, _class_name="StableDiffusionXLImg2ImgPipeline", force_zeros_for_empty_prompt=False,
+                         requires_aesthetics_score=True, text_encoder=[None, None], tokenizer=[None, None])
+    linked_pipeline(REFINER, {"unet"}, refiner_index)
+    save_half(refiner_unet, os.path.join(REFINER, "unet"))
+    tiny_models.normalise_configs(REFINER, recursive=False)
+    tiny_models.normalise_configs(os.path.join(REFINER, "unet"))
+
+    base_unet = UNet2DConditionModel.from_pretrained(os.path.join(PIPE, "unet"), torch_dtype=torch.float32).eval()
+    controlnet = ControlNetModel.from_unet(base_unet, conditioning_embedding_out_channels=cn.EMBED_CHANNELS).eval()
+    cn.randomise(controlnet, 63)
+    cn.save(controlnet, CONTROLNET)
+
+
+def load(cls="StableDiffusionXLPipeline", folder=PIPE, **kw):
     import diffusers
 
-    pipe = getattr(diffusers, cls).from_pretrained(PIPE, torch_dtype=torch.float32, **kw)
+    pipe = getattr(diffusers, cls).from_pretrained(folder, torch_dtype=torch.float32, **kw)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -182,8 +256,12 @@ def run(pipe, name, call, ip=None):
     kwargs.pop("scheduler", None)
     if "ip_adapter_image" in kwargs:
         kwargs["ip_adapter_image"] = Image.open(os.path.join(IMAGES, kwargs["ip_adapter_image"])).convert("RGB")
-    if "image" in kwargs:
-        kwargs["image"] = Image.open(os.path.join(IMAGES, kwargs["image"])).convert("RGB")
+    for key in ("image", "mask_image"):
+        if isinstance(kwargs.get(key), str):
+            kwargs[key] = Image.open(os.path.join(IMAGES, kwargs[key]))
+            kwargs[key] = kwargs[key].convert("L" if key == "mask_image" else "RGB")
+    if "handoff" in kwargs:
+        kwargs["image"] = HANDOFF[kwargs.pop("handoff")]
     for key in ("original_size", "target_size", "crops_coords_top_left", "negative_original_size",
                 "negative_target_size", "negative_crops_coords_top_left"):
         if key in kwargs:
@@ -273,9 +351,81 @@ def main():
     run(pipe, "img2img-ip-plus", dict(image="init-64.png", strength=0.7, num_inference_steps=4, guidance_scale=5.0,
                                       negative_prompt=NEGATIVE, ip_adapter_image="reference.png"), ip)
 
+    extra_cases(base)
+
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump(CASES, f, indent=2, sort_keys=True, default=str)
         f.write("\n")
+
+
+def extra_cases(base):
+    """Inpainting (4 and 9 channels), the refiner, the base → refiner hand-off, ControlNet, presets."""
+    from diffusers import ControlNetModel
+
+    write_extras()
+    size = {"width": 64, "height": 48}
+    inp = dict(size, image="init-64.png", mask_image="mask-64.png", num_inference_steps=5, negative_prompt=NEGATIVE)
+    for name, folder, call in (
+            ("inpaint-default", PIPE, inp),
+            ("inpaint-0.6-ddim", PIPE, dict(inp, strength=0.6, guidance_scale=5.0, scheduler="ddim")),
+            ("inpaint-denoising-end", PIPE, dict(inp, num_inference_steps=6, denoising_end=0.6, guidance_scale=5.0)),
+            ("inpaint9-default", INPAINT, inp),
+            ("inpaint9-0.7-rescale", INPAINT, dict(inp, strength=0.7, guidance_scale=5.0, guidance_rescale=0.5))):
+        pipe = load("StableDiffusionXLInpaintPipeline", folder=folder)
+        scheduler(pipe, call.get("scheduler"))
+        run(pipe, name, call)
+        CASES[name]["model"] = os.path.basename(folder)
+
+    # StableDiffusionXLImg2ImgPipeline has no width/height: the output has the init image's size.
+    ref = dict(image="init-64.png", num_inference_steps=10, negative_prompt=NEGATIVE)
+    for name, call in (
+            ("refiner-defaults", ref),
+            ("refiner-aesthetic", dict(ref, num_inference_steps=5, strength=0.6, guidance_scale=5.0,
+                                       aesthetic_score=7.0, negative_aesthetic_score=2.0,
+                                       original_size=[96, 80], crops_coords_top_left=[8, 4],
+                                       negative_original_size=[32, 40], negative_crops_coords_top_left=[2, 6]))):
+        run(load("StableDiffusionXLImg2ImgPipeline", folder=REFINER), name, call)
+        CASES[name]["model"] = "tiny-sdxl-refiner"
+
+    # Base → refiner hand-off: the base stops at denoising_end and returns latents, the refiner
+    # starts from them at the same fraction without adding noise.
+    handoff = dict(size, num_inference_steps=8, guidance_scale=5.0, negative_prompt=NEGATIVE)
+    latents = load()(PROMPT, generator=torch.Generator("cpu").manual_seed(0), output_type="latent",
+                     denoising_end=0.7, **handoff).images
+    save_file({"latents": latents.contiguous()}, os.path.join(OUT, "handoff-base.safetensors"))
+    HANDOFF["base"] = latents
+    run(load("StableDiffusionXLImg2ImgPipeline", folder=REFINER), "handoff-refiner",
+        dict(handoff, denoising_start=0.7, handoff="base"))
+    CASES["handoff-refiner"]["model"] = "tiny-sdxl-refiner"
+
+    def controlnet_pipe():
+        import diffusers
+
+        net = ControlNetModel.from_pretrained(CONTROLNET, torch_dtype=torch.float32)
+        pipe = diffusers.StableDiffusionXLControlNetPipeline.from_pretrained(
+            PIPE, controlnet=net, torch_dtype=torch.float32)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    ctrl = dict(base, image="control-64.png", controlnet_conditioning_scale=0.8)
+    pipe = controlnet_pipe()
+    scheduler(pipe, "ddim")
+    run(pipe, "controlnet", dict(ctrl, scheduler="ddim"))
+    run(controlnet_pipe(), "controlnet-guess-window",
+        dict(ctrl, num_inference_steps=5, guess_mode=True, control_guidance_start=0.2, control_guidance_end=0.8))
+    pipe = controlnet_pipe()
+    ip = with_ip(pipe, "ip-adapter_sdxl", 0.6, "image_encoder")
+    run(pipe, "controlnet-ip", dict(ctrl, ip_adapter_image="reference.png"), ip)
+
+    # InstantStyle on SDXL's blocks (diffusers' documented dictionaries).
+    for name, scale in (("ip-style", {"up": {"block_0": [0.0, 0.7, 0.0]}}),
+                        ("ip-style-and-composition", {"up": {"block_0": [0.0, 0.7, 0.0]},
+                                                      "down": {"block_2": [0.0, 0.7]}})):
+        pipe = load()
+        ip = with_ip(pipe, "ip-adapter-plus_sdxl_vit-h", 1.0, "models/image_encoder")
+        pipe.set_ip_adapter_scale(scale)
+        ip["scale"] = scale
+        run(pipe, name, dict(base, ip_adapter_image="reference.png"), ip)
 
 
 if __name__ == "__main__":

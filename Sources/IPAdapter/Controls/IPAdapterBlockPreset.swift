@@ -14,6 +14,14 @@ public enum IPAdapterUNetFamily: String, Sendable, CaseIterable {
   public static func detect(_ slots: [IPAdapterLayerSlot]) -> IPAdapterUNetFamily {
     slots.count > 50 ? .sdxl : .sd15
   }
+
+  /// The family whose block names a slot list has, for InstantStyle's block presets: SDXL UNets
+  /// start with a block without attention (`DownBlock2D`), so no slot lies in `down_blocks.0`;
+  /// SD1.x/2.x UNets have cross-attention there. Agrees with `detect` on every real model and,
+  /// unlike it, also recognises small SDXL-shaped UNets.
+  public static func detectBlockLayout(_ slots: [IPAdapterLayerSlot]) -> IPAdapterUNetFamily {
+    slots.contains { $0.name.hasPrefix("down_blocks.0.") } ? .sd15 : .sdxl
+  }
 }
 
 /// InstantStyle's block choices as named presets: only the listed attention modules receive the
@@ -83,9 +91,10 @@ public enum IPAdapterBlockPreset: String, Sendable, CaseIterable {
   }
 
   /// One scale per slot: `scale` on the preset's layers, 0 elsewhere. The family is detected from
-  /// the slots; a UNet without one of the preset's blocks is an error naming it.
+  /// the slots' block layout (`IPAdapterUNetFamily.detectBlockLayout`); a UNet without one of the
+  /// preset's blocks is an error naming it.
   public func scales(for slots: [IPAdapterLayerSlot], scale: Float = 1) throws -> [Float] {
-    let family = IPAdapterUNetFamily.detect(slots)
+    let family = IPAdapterUNetFamily.detectBlockLayout(slots)
     let present = Set(try slots.map { try $0.position().attentionModule })
     for module in attentionModules(family: family) where !present.contains(module) {
       throw IPAdapterControlError.presetNeedsMissingLayer(preset: rawValue, layer: module)

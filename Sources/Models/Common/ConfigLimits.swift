@@ -110,6 +110,32 @@ extension ConfigChecker {
 }
 
 extension ConfigChecker {
+  /// SDXL's `addition_embed_type` (null or `"text_time"`, which needs an even
+  /// `addition_time_embed_dim` and a `projection_class_embeddings_input_dim`), shared by the UNet
+  /// and ControlNet configs.
+  func checkTextTime(
+    additionEmbedType: String?, additionTimeEmbedDim: Int?, projectionClassEmbeddingsInputDim: Int?
+  ) throws(ModelConfigError) {
+    guard let additionEmbedType else { return }
+    guard additionEmbedType == "text_time" else {
+      throw .unsupported(path: path, field: "addition_embed_type", value: additionEmbedType, supported: "null, text_time")
+    }
+    guard let timeDim = additionTimeEmbedDim else {
+      throw .malformed(path: path, field: "addition_time_embed_dim", reason: "required with addition_embed_type text_time")
+    }
+    guard let inputDim = projectionClassEmbeddingsInputDim else {
+      throw .malformed(
+        path: path, field: "projection_class_embeddings_input_dim", reason: "required with addition_embed_type text_time")
+    }
+    try check("addition_time_embed_dim", timeDim, in: ConfigLimits.width)
+    try check("projection_class_embeddings_input_dim", inputDim, in: ConfigLimits.width)
+    guard timeDim % 2 == 0 else {
+      throw .malformed(path: path, field: "addition_time_embed_dim", reason: "\(timeDim) is not even")
+    }
+  }
+}
+
+extension ConfigChecker {
   /// The ranges of the transformer fields `CLIPTextConfig` and `CLIPVisionConfig` share.
   func checkCLIPEncoder(
     hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int, projectionDim: Int, layerNormEps: Float

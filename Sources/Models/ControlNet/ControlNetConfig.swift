@@ -36,6 +36,10 @@ public struct ControlNetConfig: Codable, Sendable, Equatable {
   public var useLinearProjection: Bool = false
   public var classEmbedType: String?
   public var additionEmbedType: String?
+  /// SDXL: width of each micro-conditioning sinusoid.
+  public var additionTimeEmbedDim: Int?
+  /// SDXL: input width of `add_embedding` (pooled text width + time ids × `addition_time_embed_dim`).
+  public var projectionClassEmbeddingsInputDim: Int?
   public var numClassEmbeds: Int?
   public var upcastAttention: Bool = false
   public var resnetTimeScaleShift: String = "default"
@@ -60,6 +64,8 @@ public struct ControlNetConfig: Codable, Sendable, Equatable {
     case attentionHeadDim = "attention_head_dim", numAttentionHeads = "num_attention_heads"
     case useLinearProjection = "use_linear_projection", classEmbedType = "class_embed_type"
     case additionEmbedType = "addition_embed_type", numClassEmbeds = "num_class_embeds"
+    case additionTimeEmbedDim = "addition_time_embed_dim"
+    case projectionClassEmbeddingsInputDim = "projection_class_embeddings_input_dim"
     case upcastAttention = "upcast_attention", resnetTimeScaleShift = "resnet_time_scale_shift"
     case controlnetConditioningChannelOrder = "controlnet_conditioning_channel_order"
     case conditioningEmbeddingOutChannels = "conditioning_embedding_out_channels"
@@ -101,6 +107,8 @@ public struct ControlNetConfig: Codable, Sendable, Equatable {
     try get(.useLinearProjection, &d.useLinearProjection)
     try getOptional(.classEmbedType, &d.classEmbedType)
     try getOptional(.additionEmbedType, &d.additionEmbedType)
+    try getOptional(.additionTimeEmbedDim, &d.additionTimeEmbedDim)
+    try getOptional(.projectionClassEmbeddingsInputDim, &d.projectionClassEmbeddingsInputDim)
     try getOptional(.numClassEmbeds, &d.numClassEmbeds)
     try get(.upcastAttention, &d.upcastAttention)
     try get(.resnetTimeScaleShift, &d.resnetTimeScaleShift)
@@ -169,9 +177,9 @@ public struct ControlNetConfig: Codable, Sendable, Equatable {
     }
     if actFn != "silu" { throw unsupported("act_fn", actFn, "silu") }
     if let classEmbedType { throw unsupported("class_embed_type", classEmbedType, "null") }
-    if let additionEmbedType {
-      throw unsupported("addition_embed_type", additionEmbedType, "null (SDXL ControlNets are not supported yet)")
-    }
+    try check.checkTextTime(
+      additionEmbedType: additionEmbedType, additionTimeEmbedDim: additionTimeEmbedDim,
+      projectionClassEmbeddingsInputDim: projectionClassEmbeddingsInputDim)
     if let numClassEmbeds { throw unsupported("num_class_embeds", numClassEmbeds, "null") }
     if let encoderHidDim { throw unsupported("encoder_hid_dim", encoderHidDim, "null") }
     if let encoderHidDimType { throw unsupported("encoder_hid_dim_type", encoderHidDimType, "null") }
@@ -188,6 +196,13 @@ public struct ControlNetConfig: Codable, Sendable, Equatable {
   public var headsPerBlock: [Int] { (numAttentionHeads ?? attentionHeadDim).perBlock(blockOutChannels.count) }
   public var transformerLayersList: [Int] { transformerLayersPerBlock.perBlock(blockOutChannels.count) }
   public var groups: Int { normNumGroups ?? 32 }
+  /// SDXL's text-and-time addition embedding (`addition_embed_type: "text_time"`), when present.
+  public var textTimeEmbedding: TextTimeEmbeddingShape? {
+    guard additionEmbedType == "text_time", let t = additionTimeEmbedDim, let i = projectionClassEmbeddingsInputDim else {
+      return nil
+    }
+    return TextTimeEmbeddingShape(timeEmbedDim: t, inputDim: i)
+  }
   /// The control-image embedding channels (validated non-nil).
   public var embeddingChannels: [Int] { conditioningEmbeddingOutChannels ?? [] }
   /// How many times the control image is halved: `conditioning_embedding_out_channels.count - 1`.

@@ -9,6 +9,9 @@ public enum ControlNetError: Error, CustomStringConvertible, Equatable, Sendable
   /// The ControlNet produces residuals whose count or channels differ from the UNet's skip
   /// connections (`controlNet` / `unet`: channels of each residual, in order, then the middle).
   case residualLayoutMismatch(controlNet: [Int], unet: [Int])
+  /// One of the two has SDXL's `text_time` addition embedding and the other not (or another
+  /// width): an SD 1.x ControlNet with an SDXL UNet or the reverse.
+  case additionEmbeddingMismatch(controlNet: String, unet: String)
 
   public var description: String {
     switch self {
@@ -18,6 +21,9 @@ public enum ControlNetError: Error, CustomStringConvertible, Equatable, Sendable
     case .residualLayoutMismatch(let controlNet, let unet):
       "the ControlNet's residuals have channels \(controlNet) but the UNet's skip connections have \(unet): "
         + "use a ControlNet trained for this base model (same block_out_channels and layers_per_block)"
+    case .additionEmbeddingMismatch(let controlNet, let unet):
+      "the ControlNet's addition embedding is \(controlNet) but the UNet's is \(unet): "
+        + "use a ControlNet trained for this base model (an SDXL ControlNet for an SDXL model)"
     }
   }
 }

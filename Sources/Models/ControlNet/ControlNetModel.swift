@@ -3,7 +3,7 @@ import NN
 import TensorCore
 import Weights
 
-/// A ControlNet for Stable Diffusion 1.x/2.x, built from its `config.json`, with NHWC
+/// A ControlNet for Stable Diffusion 1.x/2.x or SDXL, built from its `config.json`, with NHWC
 /// activations. Parameter keys are diffusers' (`controlnet_cond_embedding.blocks.3.weight`,
 /// `down_blocks.1.attentions.0.proj_in.weight`, `controlnet_down_blocks.4.weight`, …).
 ///
@@ -15,7 +15,10 @@ import Weights
 /// `logspace(-1, 0, n + 1) · conditioning_scale` instead (0.1 for the first skip, 1 for the
 /// middle); with `global_pool_conditions` each residual is replaced by its spatial mean.
 ///
-/// Limitations: no class/addition embeddings (SDXL, Kandinsky), no attention masks;
+/// An SDXL ControlNet (`addition_embed_type: "text_time"`) takes the same pooled text embedding
+/// and micro-conditioning as its UNet (`makeConditioning(encoderHiddenStates:textTime:)`).
+///
+/// Limitations: no class embeddings or other addition embeddings (Kandinsky), no attention masks;
 /// `upcast_attention` is irrelevant (attention always runs in fp32). With
 /// `global_pool_conditions` the means are returned broadcast to the full spatial size (diffusers
 /// returns `[B, C, 1, 1]` and relies on broadcasting in the UNet's additions — same sums).
@@ -77,6 +80,11 @@ public final class ControlNetModel: Module, @unchecked Sendable {
     guard crossAttentionDim == unet.crossAttentionDim else {
       throw ControlNetError.crossAttentionDimMismatch(controlNet: crossAttentionDim, unet: unet.crossAttentionDim)
     }
+    guard config.textTimeEmbedding == unet.textTimeEmbedding else {
+      throw ControlNetError.additionEmbeddingMismatch(
+        controlNet: config.textTimeEmbedding.map { "text_time \($0.inputDim)" } ?? "none",
+        unet: unet.textTimeEmbedding.map { "text_time \($0.inputDim)" } ?? "none")
+    }
     var unetChannels = [unet.convIn.outChannels]
     for block in unet.downBlocks {
       for resnet in block.resnets { unetChannels.append(resnet.conv2.outChannels) }
@@ -90,9 +98,15 @@ public final class ControlNetModel: Module, @unchecked Sendable {
 
   /// Computes the text keys/values of every cross-attention layer once.
   /// - Parameter encoderHiddenStates: `[B, L, cross_attention_dim]` (text only, uncond first with CFG).
-  public func makeConditioning(encoderHiddenStates: Tensor) throws -> CrossAttentionConditioning {
-    try UNetEncoder.conditioning(
+  /// - Parameter textTime: SDXL's pooled text embedding and time ids (required by an SDXL
+  ///   ControlNet, as for its UNet).
+  public func makeConditioning(
+    encoderHiddenStates: Tensor, textTime: TextTimeConditions? = nil
+  ) throws -> CrossAttentionConditioning {
+    var c = try UNetEncoder.conditioning(
       crossAttentionLayers, encoderHiddenStates: encoderHiddenStates, width: crossAttentionDim, model: "ControlNet")
+    c.textTime = textTime
+    return c
   }
 
   /// `controlnet_cond_embedding(image)` after the configured channel order is applied. It does not
@@ -132,11 +146,6 @@ public final class ControlNetModel: Module, @unchecked Sendable {
     let channels = config.blockOutChannels
     guard sample.rank == 4, sample.shape[3] == config.inChannels else {
       throw ModuleError.invalidInput("ControlNet input must be NHWC [B, H, W, \(config.inChannels)], got \(sample.shape)")
-    }
-    let factor = 1 << (channels.count - 1)
-    guard sample.shape[1] % factor == 0, sample.shape[2] % factor == 0 else {
-      throw ModuleError.invalidInput(
-        "ControlNet latent size \(sample.shape[1])×\(sample.shape[2]) must be a multiple of \(factor)")
     }
     let batch = sample.shape[0]
     guard conditioning.batch == batch else {

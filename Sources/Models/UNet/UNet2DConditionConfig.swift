@@ -199,24 +199,9 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
     if onlyCrossAttention { throw unsupported("only_cross_attention", true, "false") }
     if dualCrossAttention { throw unsupported("dual_cross_attention", true, "false") }
     if let classEmbedType { throw unsupported("class_embed_type", classEmbedType, "null") }
-    if let additionEmbedType {
-      guard additionEmbedType == "text_time" else {
-        throw unsupported("addition_embed_type", additionEmbedType, "null, text_time")
-      }
-      guard let timeDim = additionTimeEmbedDim else {
-        throw ModelConfigError.malformed(
-          path: path, field: "addition_time_embed_dim", reason: "required with addition_embed_type text_time")
-      }
-      guard let inputDim = projectionClassEmbeddingsInputDim else {
-        throw ModelConfigError.malformed(
-          path: path, field: "projection_class_embeddings_input_dim", reason: "required with addition_embed_type text_time")
-      }
-      try check.check("addition_time_embed_dim", timeDim, in: ConfigLimits.width)
-      try check.check("projection_class_embeddings_input_dim", inputDim, in: ConfigLimits.width)
-      guard timeDim % 2 == 0 else {
-        throw ModelConfigError.malformed(path: path, field: "addition_time_embed_dim", reason: "\(timeDim) is not even")
-      }
-    }
+    try check.checkTextTime(
+      additionEmbedType: additionEmbedType, additionTimeEmbedDim: additionTimeEmbedDim,
+      projectionClassEmbeddingsInputDim: projectionClassEmbeddingsInputDim)
     if let numClassEmbeds { throw unsupported("num_class_embeds", numClassEmbeds, "null") }
     if let encoderHidDimType { throw unsupported("encoder_hid_dim_type", encoderHidDimType, "null") }
     if resnetTimeScaleShift != "default" { throw unsupported("resnet_time_scale_shift", resnetTimeScaleShift, "default") }

@@ -199,5 +199,4 @@ extension ControlNetConfig: UNetEncoderConfiguration {
   public var encoderLayersPerBlock: [Int] { Array(repeating: layersPerBlock, count: blockOutChannels.count) }
   public var crossAttentionWidth: Int { crossAttentionDim }
   public var convInKernel: Int { 3 }
-  public var textTimeEmbedding: TextTimeEmbeddingShape? { nil }
 }
