@@ -33,11 +33,13 @@ public final class CLIPTokenizer: Sendable {
 
   /// Loads a tokenizer folder: `vocab.json` and `merges.txt` (required), `tokenizer_config.json`
   /// and `special_tokens_map.json` (optional, as for transformers).
-  public convenience init(directory: URL) throws {
+  /// - Parameter padToken: replaces the folder's pad token (SDXL's second tokenizer pads with `!`).
+  public convenience init(directory: URL, padToken: SpecialToken? = nil) throws {
     let vocabURL = directory.appendingPathComponent("vocab.json")
     let vocabulary = try Self.readVocabulary(vocabURL)
     let merges = try Self.readMerges(directory.appendingPathComponent("merges.txt"))
-    let config = try CLIPTokenizerConfig(directory: directory)
+    var config = try CLIPTokenizerConfig(directory: directory)
+    if let padToken { config.padToken = padToken }
     try self.init(vocabulary: vocabulary, merges: merges, config: config, source: vocabURL.path)
   }
 
@@ -95,6 +97,15 @@ public final class CLIPTokenizer: Sendable {
       throw TokenizerError.bundledResourcesMissing
     }
     return try CLIPTokenizer(directory: url)
+  }
+
+  /// SDXL's second tokenizer (`stabilityai/stable-diffusion-xl-base-1.0/tokenizer_2`): the same
+  /// vocabulary and merges as `bundledSD15()`, padding with `!` (id 0).
+  public static func bundledSDXLSecond() throws -> CLIPTokenizer {
+    guard let url = Bundle.module.url(forResource: "clip-vit-large-patch14", withExtension: nil) else {
+      throw TokenizerError.bundledResourcesMissing
+    }
+    return try CLIPTokenizer(directory: url, padToken: SpecialToken("!"))
   }
 
   // MARK: Encoding

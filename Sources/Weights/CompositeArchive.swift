@@ -82,12 +82,16 @@ public final class RenamedArchive: TensorArchive, @unchecked Sendable {
 public enum ArchiveError: Error, CustomStringConvertible, Equatable {
   case duplicateKey(key: String, first: String, second: String)
   case badReshape(key: String, from: [Int], to: [Int])
+  /// A `DerivedArchive` tensor whose source is missing or has a shape it cannot be derived from.
+  case badDerivation(key: String, source: String, shape: [Int]?)
 
   public var description: String {
     switch self {
     case .duplicateKey(let key, let first, let second):
       "tensor '\(key)' appears twice (in \(first) and in \(second))"
     case .badReshape(let key, let from, let to): "cannot view '\(key)' of shape \(from) as \(to)"
+    case .badDerivation(let key, let source, let shape):
+      shape.map { "cannot derive '\(key)' from '\(source)' of shape \($0)" } ?? "cannot derive '\(key)': '\(source)' is missing"
     }
   }
 }

@@ -13,10 +13,10 @@ struct GenerateCommand: AsyncParsableCommand {
     commandName: "generate",
     abstract: "Generate an image with Stable Diffusion from a text prompt.")
 
-  @Option(help: "A diffusers pipeline folder (with model_index.json), a single-file SD1.x checkpoint (.safetensors or .ckpt, LDM layout, e.g. from civitai), or a Hugging Face hub reference org/name[@revision] or org/name/file.safetensors (downloaded into the shared cache).")
+  @Option(help: "A diffusers pipeline folder (with model_index.json), a single-file SD1.x or SDXL checkpoint (.safetensors or .ckpt, LDM/SGM layout, e.g. from civitai), or a Hugging Face hub reference org/name[@revision] or org/name/file.safetensors (downloaded into the shared cache).")
   var model: String
 
-  @Option(help: "For a single-file --model: a diffusers pipeline folder whose configs and tokenizer to use (default: the bundled Stable Diffusion 1.5 ones).")
+  @Option(help: "For a single-file --model: a diffusers pipeline folder whose configs and tokenizer to use (default: the bundled Stable Diffusion 1.5 or SDXL base 1.0 ones, by the file's keys).")
   var modelConfig: String?
 
   @Option(help: "Weights variant (diffusers' variant=): e.g. fp16 loads — and downloads — each component's *.fp16.safetensors instead of the full-precision files.")

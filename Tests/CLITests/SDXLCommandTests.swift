@@ -61,6 +61,20 @@ import TestSupport
     #expect(control.contains("ControlNet: tiny-sdxl-controlnet (0.8)"), "\(control)")
   }
 
+  @Test func sdxlSingleFileCheckpointGeneratesWithItsConfigs() throws {
+    let out = CLI.temporaryPath("single.png")
+    defer { try? FileManager.default.removeItem(atPath: out) }
+    let r = try CLI.run(
+      ["generate", "--model", Self.fixture("single-file/tiny-sdxl.safetensors"), "--model-config",
+       Self.fixture("single-file/tiny-sdxl-configs"), "--prompt", "a red cube", "--negative-prompt", "blurry, low quality",
+       "--seed", "0", "--steps", "4", "--width", "64", "--height", "48", "--output", out, "--quiet"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let decoded = try ImageCodec.decode(contentsOfFile: out)
+    let png = try Image(contentsOfFile: Fixtures.url("single-file/sdxl-t2i.png").path)
+    #expect(Compare.closeFraction(decoded.image, png) >= 0.99)
+    #expect(decoded.text(forKey: "parameters")?.contains("Model: tiny-sdxl") == true)
+  }
+
   /// diffusers' "ensemble of expert denoisers": the base stops at 0.7 and saves its latents, the
   /// refiner continues from them.
   @Test func baseToRefinerHandOffThroughLatentFiles() throws {

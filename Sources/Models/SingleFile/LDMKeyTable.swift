@@ -47,8 +47,12 @@ public struct LDMRow: Sendable, Equatable {
 /// matches: diffusers single_file_utils (0.42.1) `convert_ldm_unet_checkpoint`,
 /// `convert_ldm_vae_checkpoint` (+ `conv_attn_to_linear`), `convert_ldm_clip_checkpoint`,
 /// `DIFFUSERS_TO_LDM_MAPPING`, and LDM's `LitEma` naming of EMA copies.
-/// Limitations: SD1.x only — no OpenCLIP (SD2.x), no `conditioner.embedders` (SDXL), no
-/// `control_model` (ControlNet), no class/label embeddings (`label_emb`, upscalers).
+/// SDXL files add `label_emb.0.{0,2}` (the `text_time` addition embedding) to the UNet, keep the
+/// CLIP ViT-L encoder under `conditioner.embedders.0.transformer.` and store the OpenCLIP bigG
+/// encoder under `conditioner.embedders.1.model.` (`openCLIPLayers`, fused `in_proj`, transposed
+/// `text_projection`; diffusers `convert_open_clip_checkpoint`).
+/// Limitations: no SD2.x (`cond_stage_model.model.`), no SDXL refiner (OpenCLIP as embedder 0), no
+/// `control_model` (ControlNet), no class embeddings (upscalers).
 public enum LDMKeyTable {
   // MARK: Components of a single file
 
@@ -63,6 +67,10 @@ public enum LDMKeyTable {
   public static let clipPrefixes = ["cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."]
   /// CLIP buffers that are not parameters (ignored).
   public static let clipBuffers = ["embeddings.position_ids"]
+  /// SDXL: the CLIP ViT-L text encoder (keys `text_model.*` below it).
+  public static let sdxlClipPrefix = "conditioner.embedders.0.transformer."
+  /// SDXL: the OpenCLIP ViT-bigG text encoder (`text_encoder_2`).
+  public static let openCLIPPrefix = "conditioner.embedders.1.model."
   /// Torch's container key around the weights of Lightning `.ckpt` files (may repeat).
   public static let stateDictWrapper = "state_dict."
 
@@ -78,6 +86,11 @@ public enum LDMKeyTable {
     LDMRow("middle_block.2", "mid_block.resnets.1", .unetResnet),
     LDMRow("out.0", "conv_norm_out"),
     LDMRow("out.2", "conv_out"),
+  ]
+  /// SDXL's `text_time` addition embedding (`add_embedding`; LDM `label_emb` is a Sequential).
+  public static let unetTextTime: [LDMRow] = [
+    LDMRow("label_emb.0.0", "add_embedding.linear_1"),
+    LDMRow("label_emb.0.2", "add_embedding.linear_2"),
   ]
   /// Per layer `{j}` of down block `{b}`; `{i}` counts from 1 (0 is `conv_in`).
   public static let unetDownResnet = LDMRow("input_blocks.{i}.0", "down_blocks.{b}.resnets.{j}", .unetResnet)
@@ -146,13 +159,61 @@ public enum LDMKeyTable {
     ("proj_out", "to_out.0", true),
   ]
 
+  // MARK: OpenCLIP text encoder (SDXL's second)
+
+  /// How one OpenCLIP tensor becomes transformers `CLIPTextModelWithProjection` tensors.
+  public enum OpenCLIPTensor: Sendable, Equatable {
+    /// Same values under the new name.
+    case renamed(String)
+    /// `[d, p]` stored transposed: the `[p, d]` linear weight is its transpose.
+    case transposed(String)
+    /// A fused `in_proj` (`[3d, d]` weight or `[3d]` bias): q, k and v are its thirds, in order.
+    case split([String])
+  }
+
+  /// Keys outside `transformer.` that diffusers reads; every other one (`logit_scale`,
+  /// `attn_mask`) is ignored as diffusers ignores it.
+  public static let openCLIPLayers: [String: OpenCLIPTensor] = [
+    "token_embedding.weight": .renamed("text_model.embeddings.token_embedding.weight"),
+    "positional_embedding": .renamed("text_model.embeddings.position_embedding.weight"),
+    "ln_final.weight": .renamed("text_model.final_layer_norm.weight"),
+    "ln_final.bias": .renamed("text_model.final_layer_norm.bias"),
+    "text_projection": .transposed("text_projection.weight"),
+  ]
+  /// The modules of `transformer.resblocks.{n}` → `text_model.encoder.layers.{n}`.
+  public static let openCLIPBlockLeaves: [(ldm: String, diffusers: String)] = [
+    ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"), ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2"),
+    ("attn.out_proj", "self_attn.out_proj"),
+  ]
+
+  /// The transformers tensor(s) of one OpenCLIP key (relative to `openCLIPPrefix`), nil when
+  /// diffusers ignores it.
+  public static func openCLIP(_ key: String) -> OpenCLIPTensor? {
+    if let layer = openCLIPLayers[key] { return layer }
+    let blocks = "transformer.resblocks."
+    guard key.hasPrefix(blocks) else { return nil }
+    let rest = key.dropFirst(blocks.count)
+    guard let dot = rest.firstIndex(of: "."), let n = Int(rest[..<dot]), n >= 0 else { return nil }
+    let leaf = String(rest[rest.index(after: dot)...])
+    let layer = "text_model.encoder.layers.\(n)."
+    switch leaf {
+    case "attn.in_proj_weight": return .split(["q", "k", "v"].map { layer + "self_attn.\($0)_proj.weight" })
+    case "attn.in_proj_bias": return .split(["q", "k", "v"].map { layer + "self_attn.\($0)_proj.bias" })
+    default:
+      for (ldm, diffusers) in openCLIPBlockLeaves where leaf.hasPrefix(ldm + ".") {
+        return .renamed(layer + diffusers + leaf.dropFirst(ldm.count))
+      }
+      return .renamed(layer + leaf)  // unknown leaves keep a name strict loading reports
+    }
+  }
+
   // MARK: Expansion with a configuration
 
   /// The UNet rows for a configuration (`layers_per_block`, block types).
   public static func unetRows(_ config: UNet2DConditionConfig) -> [LDMRow] {
     let n = config.blockOutChannels.count
     let layers = config.layersPerBlockList
-    var rows = unetFixed
+    var rows = unetFixed + (config.textTimeEmbedding == nil ? [] : unetTextTime)
     var i = 1
     for b in 0..<n {
       let cross = config.downBlockTypes[b] == "CrossAttnDownBlock2D"

@@ -4,15 +4,22 @@ import Weights
 
 /// What a single-file checkpoint holds, inferred from its tensors.
 ///
-/// matches: diffusers `infer_diffusers_model_type` (0.42.1) for the types `v1` and `inpainting`.
+/// matches: diffusers `infer_diffusers_model_type` (0.42.1) for the types `v1`, `inpainting`,
+/// `xl_base` and `xl_inpaint`.
 public enum SingleFileModelType: String, Sendable, Equatable {
   /// Stable Diffusion 1.x text-to-image: a 4-channel UNet.
   case sd1 = "Stable Diffusion 1.x"
   /// Stable Diffusion 1.x inpainting: a 9-channel UNet (latents, mask, masked-image latents).
   case sd1Inpainting = "Stable Diffusion 1.x inpainting"
+  /// SDXL base (and fine-tunes): two text encoders, a 4-channel UNet.
+  case sdxl = "Stable Diffusion XL"
+  /// SDXL inpainting: a 9-channel UNet.
+  case sdxlInpainting = "Stable Diffusion XL inpainting"
 
   /// The UNet's `in_channels`.
-  public var unetInChannels: Int { self == .sd1 ? 4 : 9 }
+  public var unetInChannels: Int { self == .sd1 || self == .sdxl ? 4 : 9 }
+  /// Whether the file holds SDXL's two text encoders.
+  public var isSDXL: Bool { self == .sdxl || self == .sdxlInpainting }
 }
 
 /// Which UNet weights to read from a file that has both the trained weights
@@ -38,9 +45,12 @@ public enum EMAChoice: Sendable, Equatable {
 /// matches: diffusers single_file_utils (0.42.1) `load_single_file_checkpoint` (`state_dict`
 /// unwrapping), `infer_diffusers_model_type`, `convert_ldm_unet_checkpoint` (with `extract_ema`),
 /// `convert_ldm_vae_checkpoint`, `convert_ldm_clip_checkpoint`.
+/// SDXL files (`conditioner.embedders.0.transformer.*` + OpenCLIP `conditioner.embedders.1.model.*`,
+/// diffusers' `xl_base`/`xl_inpaint`) are read the same way, the second encoder through
+/// `openCLIPWeights` (`convert_open_clip_checkpoint`).
 /// Known differences: EMA weights are preferred by default (`EMAChoice`), and EMA is used only
-/// when complete (diffusers: more than 100 `model_ema` keys). Limitations: SD1.x only (SD2.x,
-/// SDXL and ControlNet files are refused with `SingleFileError.unsupportedModel`); the model
+/// when complete (diffusers: more than 100 `model_ema` keys). Limitations: SD1.x and SDXL only
+/// (SD2.x, SDXL refiner and ControlNet files are refused with `SingleFileError.unsupportedModel`); the model
 /// configuration is not read from the file (callers pass diffusers configs); keys outside the
 /// three components (`model_ema.*` when unused, DDPM schedule buffers, `loss.*`) are ignored.
 /// `@unchecked Sendable`: immutable after init (read-only archives).
@@ -72,9 +82,10 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
     let keys = archive.keys
     self.archive = archive
     modelType = try Self.detect(archive, path: path)
-    guard let clip = LDMKeyTable.clipPrefixes.first(where: { p in keys.contains { $0.hasPrefix(p) } }) else {
+    let clipPrefixes = modelType.isSDXL ? Self.sdxlClipPrefixes : LDMKeyTable.clipPrefixes
+    guard let clip = clipPrefixes.first(where: { p in keys.contains { $0.hasPrefix(p) } }) else {
       throw SingleFileError.missingComponent(
-        path: path, component: "CLIP text encoder", prefix: LDMKeyTable.clipPrefixes[1],
+        path: path, component: "CLIP text encoder", prefix: clipPrefixes[1],
         hint: "this engine needs the text encoder inside the checkpoint")
     }
     clipPrefix = clip
@@ -92,6 +103,9 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
 
   /// EMA key → UNet key, when the UNet is read from its EMA copies.
   private let emaSources: [String: String]
+
+  /// SDXL's first text encoder, longest first (both map to our keys without `text_model.`).
+  static let sdxlClipPrefixes = [LDMKeyTable.sdxlClipPrefix + "text_model.", LDMKeyTable.sdxlClipPrefix]
 
   /// Deepest `state_dict` nesting accepted (real files have one or two levels).
   static let maximumWrapperDepth = 16
@@ -131,8 +145,15 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
   static func detect(_ archive: any TensorArchive, path: String) throws -> SingleFileModelType {
     let keys = archive.keys
     func first(_ prefix: String) -> String? { keys.first { $0.hasPrefix(prefix) } }
-    if let k = first("conditioner.embedders.") {
-      throw SingleFileError.unsupportedModel(path: path, family: "Stable Diffusion XL", evidence: "key '\(k)'")
+    let sdxl = first(LDMKeyTable.openCLIPPrefix) != nil
+    if !sdxl, let k = first("conditioner.embedders.0.model.") {
+      throw SingleFileError.unsupportedModel(
+        path: path, family: "Stable Diffusion XL refiner", evidence: "OpenCLIP as the only text encoder ('\(k)')")
+    }
+    if !sdxl, let k = first("conditioner.embedders.") {
+      throw SingleFileError.unsupportedModel(
+        path: path, family: "Stable Diffusion XL-style",
+        evidence: "key '\(k)' but no OpenCLIP text encoder '\(LDMKeyTable.openCLIPPrefix)*'")
     }
     if let k = first("cond_stage_model.model.") {
       throw SingleFileError.unsupportedModel(
@@ -145,7 +166,7 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
     guard let info = archive.info(convIn) else {
       throw SingleFileError.notAStableDiffusionCheckpoint(path: path, found: describe(keys))
     }
-    if let k = keys.first(where: { $0.hasPrefix(LDMKeyTable.unetPrefix) && $0.hasSuffix(".attn2.to_k.weight") }),
+    if !sdxl, let k = keys.first(where: { $0.hasPrefix(LDMKeyTable.unetPrefix) && $0.hasSuffix(".attn2.to_k.weight") }),
       let width = archive.info(k)?.shape.last, width == 1024 || width == 2048
     {
       throw SingleFileError.unsupportedModel(
@@ -154,8 +175,8 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
     }
     let channels = info.shape.count == 4 ? info.shape[1] : -1
     switch channels {
-    case 4: return .sd1
-    case 9: return .sd1Inpainting
+    case 4: return sdxl ? .sdxl : .sd1
+    case 9: return sdxl ? .sdxlInpainting : .sd1Inpainting
     default:
       let family = ["8": "InstructPix2Pix", "7": "x4 upscaler"][String(channels)] ?? "\(channels)-channel UNet"
       throw SingleFileError.unsupportedModel(path: path, family: family, evidence: "'\(convIn)' has shape \(info.shape)")
@@ -205,7 +226,7 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
 
   /// The CLIP text encoder's tensors under our names (no `text_model.`; buffers hidden).
   public func textEncoderWeights() throws -> any TensorArchive {
-    let prefixes = LDMKeyTable.clipPrefixes
+    let prefixes = modelType.isSDXL ? Self.sdxlClipPrefixes : LDMKeyTable.clipPrefixes
     return try RenamedArchive(archive) { key, _ in
       guard let p = prefixes.first(where: { key.hasPrefix($0) }) else { return nil }
       let name = String(key.dropFirst(p.count))
@@ -213,12 +234,38 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
     }
   }
 
+  /// SDXL's OpenCLIP text encoder (`conditioner.embedders.1.model.*`) under transformers
+  /// `CLIPTextModelWithProjection` names: `in_proj` split into q, k, v (thirds of its rows),
+  /// `text_projection` transposed, keys diffusers ignores (`logit_scale`, `attn_mask`) hidden.
+  ///
+  /// matches: diffusers `convert_open_clip_checkpoint` (0.42.1).
+  public func openCLIPWeights() throws -> any TensorArchive {
+    let prefix = LDMKeyTable.openCLIPPrefix
+    var tensors: [(String, DerivedArchive.Source)] = []
+    for key in archive.keys where key.hasPrefix(prefix) {
+      switch LDMKeyTable.openCLIP(String(key.dropFirst(prefix.count))) {
+      case .renamed(let name)?: tensors.append((name, .same(key: key)))
+      case .transposed(let name)?: tensors.append((name, .transposed(key: key)))
+      case .split(let names)?:
+        guard let rows = archive.info(key)?.shape.first, rows % 3 == 0 else {
+          throw ArchiveError.badDerivation(key: names[0], source: key, shape: archive.info(key)?.shape)
+        }
+        let d = rows / 3
+        for (i, name) in names.enumerated() { tensors.append((name, .rows(key: key, range: (i * d)..<((i + 1) * d)))) }
+      case nil: continue
+      }
+    }
+    return try DerivedArchive(archive, tensors: tensors)
+  }
+
   /// Keys of the file (after unwrapping) that no component reads: unused `model_ema.*`, DDPM
   /// buffers, CLIP `position_ids`, training leftovers. Empty for a pruned file.
   public var ignoredKeys: [String] {
     let unet = LDMKeyTable.unetPrefix
-    let clip = LDMKeyTable.clipPrefixes
+    let clip = modelType.isSDXL ? Self.sdxlClipPrefixes : LDMKeyTable.clipPrefixes
+    let openCLIP = LDMKeyTable.openCLIPPrefix
     return archive.keys.filter { key in
+      if modelType.isSDXL, key.hasPrefix(openCLIP) { return LDMKeyTable.openCLIP(String(key.dropFirst(openCLIP.count))) == nil }
       if usesEMA ? emaSources[key] != nil : key.hasPrefix(unet) { return false }
       if let vaePrefix, key.hasPrefix(vaePrefix) { return false }
       if let p = clip.first(where: { key.hasPrefix($0) }) { return LDMKeyTable.clipBuffers.contains(String(key.dropFirst(p.count))) }
@@ -247,6 +294,20 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
     let model = try AutoencoderKL(config: config, path: configPath)
     let source = "\(path) (VAE, \(vaePrefix ?? "")*)"
     try model.loadWeights(from: try vaeWeights(config: config), source: source, options: LoadOptions(prepare: prepare))
+    return model
+  }
+
+  /// Builds and loads SDXL's second text encoder (OpenCLIP bigG) from `openCLIPWeights`.
+  /// - Throws: `SingleFileError.missingComponent` for a file without it.
+  public func loadTextEncoder2(config: CLIPTextConfig, configPath: String, prepare: PrepareOptions = PrepareOptions()) throws
+    -> CLIPTextModel
+  {
+    guard modelType.isSDXL else {
+      throw SingleFileError.missingComponent(
+        path: path, component: "second text encoder", prefix: LDMKeyTable.openCLIPPrefix, hint: "not an SDXL checkpoint")
+    }
+    let model = try CLIPTextModel(config: config, path: configPath, withProjection: true)
+    try model.load(from: try openCLIPWeights(), source: "\(path) (text encoder 2, \(LDMKeyTable.openCLIPPrefix)*)", prepare: prepare)
     return model
   }
 

@@ -4,8 +4,8 @@
 /// matches: the checks diffusers' `infer_diffusers_model_type` and `from_single_file` make, as
 /// refusals instead of downloads of another pipeline's configuration.
 public enum SingleFileError: Error, CustomStringConvertible, Equatable, Sendable {
-  /// The file is a checkpoint of a model family this engine does not run (SD 2.x, SDXL, a
-  /// ControlNet, an InstructPix2Pix/upscaler UNet); `evidence` is the key (and shape) that shows it.
+  /// The file is a checkpoint of a model family this engine does not run (SD 2.x, the SDXL
+  /// refiner, a ControlNet, an InstructPix2Pix/upscaler UNet); `evidence` is the key (and shape) that shows it.
   case unsupportedModel(path: String, family: String, evidence: String)
   /// The file has no `model.diffusion_model.*` UNet; `found` describes what it seems to hold.
   case notAStableDiffusionCheckpoint(path: String, found: String)
@@ -20,7 +20,7 @@ public enum SingleFileError: Error, CustomStringConvertible, Equatable, Sendable
   public var description: String {
     switch self {
     case .unsupportedModel(let path, let family, let evidence):
-      "\(path) is a \(family) checkpoint (\(evidence)); only Stable Diffusion 1.x (text-to-image or inpainting) single files are supported"
+      "\(path) is a \(family) checkpoint (\(evidence)); only Stable Diffusion 1.x and SDXL base (text-to-image or inpainting) single files are supported"
     case .notAStableDiffusionCheckpoint(let path, let found):
       "\(path) is not a Stable Diffusion single-file checkpoint: it has no 'model.diffusion_model.*' UNet weights (\(found))"
     case .tooDeeplyWrapped(let path, let depth, let limit):

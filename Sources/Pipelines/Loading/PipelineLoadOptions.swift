@@ -12,8 +12,9 @@ public struct PipelineLoadOptions: Sendable {
   /// required for a single-file checkpoint without one.
   public var vae: HubReference?
   /// For single-file checkpoints: a diffusers pipeline folder whose configs and tokenizer describe
-  /// the checkpoint (default: the bundled Stable Diffusion 1.5 ones).
-  public var singleFileConfigs: URL = BundledConfigs.stableDiffusion15
+  /// the checkpoint (nil: the bundled Stable Diffusion 1.5 or SDXL base 1.0 ones, by the file's
+  /// model type).
+  public var singleFileConfigs: URL?
   /// Which UNet weights a single file with EMA copies provides.
   public var ema: EMAChoice = .preferEMA
   /// Accept weights holding NaN or infinity (refused with `WeightLoadingError.nonFinite` otherwise).

@@ -33,7 +33,7 @@ import Weights
       error == .unsupportedModel(
         path: "model.safetensors", family: "Stable Diffusion 2.x",
         evidence: "OpenCLIP text encoder key 'cond_stage_model.model.token_embedding.weight'"))
-    #expect(error?.description.contains("only Stable Diffusion 1.x") == true)
+    #expect(error?.description.contains("only Stable Diffusion 1.x and SDXL base") == true)
   }
 
   @Test func stableDiffusion2IsRefusedByItsCrossAttentionWidth() throws {
@@ -46,11 +46,19 @@ import Weights
     #expect(evidence.contains(key) && evidence.contains("1024"))
   }
 
-  @Test func sdxlIsRefused() throws {
+  @Test func sdxlWithoutItsSecondEncoderAndTheRefinerAreRefused() throws {
     let key = "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight"
     #expect(
       refusal(try variant([key: Tensor.zeros([77, 4])]))
-        == .unsupportedModel(path: "model.safetensors", family: "Stable Diffusion XL", evidence: "key '\(key)'"))
+        == .unsupportedModel(
+          path: "model.safetensors", family: "Stable Diffusion XL-style",
+          evidence: "key '\(key)' but no OpenCLIP text encoder 'conditioner.embedders.1.model.*'"))
+    let refiner = "conditioner.embedders.0.model.token_embedding.weight"
+    #expect(
+      refusal(try variant([refiner: Tensor.zeros([10, 4])]))
+        == .unsupportedModel(
+          path: "model.safetensors", family: "Stable Diffusion XL refiner",
+          evidence: "OpenCLIP as the only text encoder ('\(refiner)')"))
   }
 
   @Test func otherInputChannelCountsAreRefused() throws {
