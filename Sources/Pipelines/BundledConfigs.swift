@@ -16,6 +16,9 @@ public enum BundledConfigs {
   /// CLIP vocabulary, the second padding with `!`).
   public static var stableDiffusionXL: URL { root.appendingPathComponent("stable-diffusion-xl-base-1.0") }
 
+  /// The OpenCLIP ViT-bigG/14 image-encoder config of `ip-adapter_sdxl` (benchmarks).
+  public static var clipViTBigG14: URL { root.appendingPathComponent("clip-vit-bigg-14") }
+
   /// The OpenCLIP ViT-H/14 image-encoder config of IP-Adapter SD1.5.
   public static var clipViTH14: URL { root.appendingPathComponent("clip-vit-h-14") }
 }

@@ -19,17 +19,20 @@ import Weights
 struct BenchModelsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "models",
-    abstract: "Time real-size SD1.5 components (random weights) and the whole 512² generation.")
+    abstract: "Time real-size SD1.5 and SDXL components (random weights) and whole 512² / 1024² generations.")
 
-  static let allCases = [
+  static let sd15Cases = [
     "unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16",
     "vae-decode", "vit-h", "generate-512", "ip-overhead",
   ]
+  static let allCases = sd15Cases + sdxlCases
+  /// The SDXL cases (`BenchModelsSDXL.swift`).
+  static let sdxlCases = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vit-bigg", "sdxl-generate-1024"]
 
-  @Option(help: "Cases to run (default: all): \(Self.allCases.joined(separator: ", ")).")
+  @Option(help: "Cases to run (default: the SD1.5 ones): \(Self.allCases.joined(separator: ", ")).")
   var cases: [String] = []
 
-  @Option(help: "Timed repetitions per case (median reported; generate-512 runs once after no warm-up).")
+  @Option(help: "Timed repetitions per case (median reported; generate-512 and sdxl-generate-1024 run once after no warm-up).")
   var repeats: Int = 3
 
   @Option(help: "Arithmetic of convolutions and matrix products.")
@@ -41,7 +44,7 @@ struct BenchModelsCommand: ParsableCommand {
   @Flag(help: "Print one JSON object per case instead of a table.")
   var json = false
 
-  @Option(help: "Steps of the generate-512 case.")
+  @Option(help: "Steps of the generate-512 and sdxl-generate-1024 cases.")
   var steps: Int = 20
 
   @Option(help: "Storage dtype of the random checkpoint files the models load from: fp16 (like most released adapter and fine-tune files) or fp32 (like the default hub files of SD1.5 and the h94 image encoder).")
@@ -51,7 +54,7 @@ struct BenchModelsCommand: ParsableCommand {
     if let threads { Runtime.setThreadCount(threads) }
     let prec = precision
     let storage: DType = checkpointDtype == .fp16 ? .float16 : .float32
-    let selected = cases.isEmpty ? Self.allCases : cases
+    let selected = cases.isEmpty ? Self.sd15Cases : cases
     for c in selected where !Self.allCases.contains(c) {
       throw CLIError.invalid("--cases", "unknown case '\(c)' (known: \(Self.allCases.joined(separator: ", ")))")
     }
@@ -240,6 +243,8 @@ struct ModelBench {
       return try generate()
     case "ip-overhead":
       return try ipOverhead()
+    case let sdxl where BenchModelsCommand.sdxlCases.contains(sdxl):
+      return try runSDXL(sdxl)
     default:
       throw CLIError.invalid("--cases", "unknown case \(name)")
     }

@@ -3,7 +3,7 @@ alternating the two (a fresh process per case and engine, so peak RSS is per cas
 our time / torch time per case.
 
 Run (release build first): swift build -c release --product ipadapter
-  tools/reference/.venv/bin/python tools/reference/bench_compare.py [--cases unet-64 …] [--precision bf16] [--repeats 3]
+  tools/reference/.venv/bin/python tools/reference/bench_compare.py [--cases unet-64 …] [--sdxl] [--precision bf16] [--repeats 3]
       [--checkpoint-dtype fp32]   (the files the models load: fp16 by default, as both engines' random checkpoints)
 """
 import argparse
@@ -17,6 +17,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 ALL = ["unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16", "vae-decode", "vit-h", "generate-512"]
+SDXL = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vit-bigg", "sdxl-generate-1024"]
 
 
 def run(cmd):
@@ -29,7 +30,8 @@ def run(cmd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", nargs="*", default=ALL)
+    ap.add_argument("--cases", nargs="*", default=None, help="default: the SD1.5 cases (--sdxl: the SDXL ones)")
+    ap.add_argument("--sdxl", action="store_true", help=f"run the SDXL cases: {' '.join(SDXL)}")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
@@ -37,6 +39,7 @@ def main():
                     help="storage dtype of the random checkpoint files both engines load from")
     ap.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "ipadapter"))
     a = ap.parse_args()
+    a.cases = a.cases or (SDXL if a.sdxl else ALL)
     rows = []
     for i, case in enumerate(a.cases):
         swift = [a.binary, "bench", "models", "--json", "--cases", case, "--repeats", str(a.repeats),

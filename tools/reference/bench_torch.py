@@ -20,7 +20,9 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = os.path.normpath(os.path.join(HERE, "..", "..", "Sources", "Pipelines", "Resources", "configs"))
 SD15 = os.path.join(CONFIGS, "stable-diffusion-v1-5")
+SDXL = os.path.join(CONFIGS, "stable-diffusion-xl-base-1.0")
 ALL = ["unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16", "vae-decode", "vit-h", "generate-512"]
+SDXL_CASES = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vit-bigg", "sdxl-generate-1024"]
 
 
 def reset_peak():
@@ -41,25 +43,39 @@ def load_json(path):
         return json.load(f)
 
 
-def unet(dtype):
+def unet(dtype, root=SD15):
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel.from_config(load_json(os.path.join(SD15, "unet", "config.json"))).eval().to(dtype)
+    return UNet2DConditionModel.from_config(load_json(os.path.join(root, "unet", "config.json"))).eval().to(dtype)
 
 
-def ip_state_dict(unet_model, tokens):
-    """A random IP-Adapter state dict in the original layout (global 4-token or Plus 16-query)."""
+def text_config(path):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(**{k: v for k, v in load_json(path).items() if k not in ("architectures", "model_type", "torch_dtype")})
+
+
+def vision_config(name):
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(**{k: v for k, v in load_json(os.path.join(CONFIGS, name, "config.json")).items()
+                               if k not in ("architectures", "model_type", "torch_dtype")})
+
+
+def ip_state_dict(unet_model, tokens, cross=768, dim=768):
+    """A random IP-Adapter state dict in the original layout (global 4-token or Plus 16-query;
+    SDXL Plus: cross 2048, dim 1280)."""
     g = torch.Generator().manual_seed(5)
     proj = {}
     if tokens == 16:
-        dim, inner = 768, 768
+        inner = dim
         proj["latents"] = torch.randn(1, 16, dim, generator=g) / dim**0.5
         proj["proj_in.weight"] = torch.randn(dim, 1280, generator=g) / 1280**0.5
         proj["proj_in.bias"] = torch.zeros(dim)
-        proj["proj_out.weight"] = torch.randn(768, dim, generator=g) / dim**0.5
-        proj["proj_out.bias"] = torch.zeros(768)
-        proj["norm_out.weight"] = torch.ones(768)
-        proj["norm_out.bias"] = torch.zeros(768)
+        proj["proj_out.weight"] = torch.randn(cross, dim, generator=g) / dim**0.5
+        proj["proj_out.bias"] = torch.zeros(cross)
+        proj["norm_out.weight"] = torch.ones(cross)
+        proj["norm_out.bias"] = torch.zeros(cross)
         for i in range(4):
             for n in ("norm1", "norm2"):
                 proj[f"layers.{i}.0.{n}.weight"] = torch.ones(dim)
@@ -83,8 +99,8 @@ def ip_state_dict(unet_model, tokens):
             continue
         block = unet_model.get_submodule(name[: -len(".processor")])
         h = block.to_q.out_features
-        ip[f"{key}.to_k_ip.weight"] = torch.randn(h, 768, generator=g) / 768**0.5
-        ip[f"{key}.to_v_ip.weight"] = torch.randn(h, 768, generator=g) / 768**0.5
+        ip[f"{key}.to_k_ip.weight"] = torch.randn(h, cross, generator=g) / cross**0.5
+        ip[f"{key}.to_v_ip.weight"] = torch.randn(h, cross, generator=g) / cross**0.5
         key += 2
     return {"image_proj": proj, "ip_adapter": ip}
 
@@ -133,7 +149,91 @@ def run_case(name, dtype, repeats, steps, storage=torch.float16):
             return timed(lambda: enc(px), repeats), {}
         if name == "generate-512":
             return generate(dtype, steps, storage)
+        if name.startswith("sdxl-unet-128"):
+            m = unet(torch.float32, SDXL)
+            kwargs = {}
+            added = {"text_embeds": torch.randn(2, 1280, dtype=dtype),
+                     "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * 2, dtype=dtype)}
+            if name.endswith("ip16"):
+                m._load_ip_adapter_weights([ip_state_dict(m, 16, cross=2048, dim=1280)])
+                added["image_embeds"] = [torch.randn(2, 1, 257, 1280, dtype=dtype)]
+            m = m.to(dtype)
+            sample = torch.randn(2, 4, 128, 128, dtype=dtype)
+            text = torch.randn(2, 77, 2048, dtype=dtype)
+            return timed(lambda: m(sample, 500, encoder_hidden_states=text, added_cond_kwargs=added), repeats), {}
+        if name == "sdxl-vae-decode-1024":
+            from diffusers import AutoencoderKL
+
+            vae = AutoencoderKL.from_config(load_json(os.path.join(SDXL, "vae", "config.json"))).eval().to(dtype)
+            z = torch.randn(1, 4, 128, 128, dtype=dtype)
+            return timed(lambda: vae.decode(z), repeats), {}
+        if name == "vit-bigg":
+            from transformers import CLIPVisionModelWithProjection
+
+            enc = CLIPVisionModelWithProjection(vision_config("clip-vit-bigg-14")).eval().to(dtype)
+            px = torch.randn(1, 3, 224, 224, dtype=dtype)
+            return timed(lambda: enc(px), repeats), {}
+        if name == "sdxl-generate-1024":
+            return generate_sdxl(dtype, steps, storage)
     raise SystemExit(f"unknown case {name}")
+
+
+def generate_sdxl(dtype, steps, storage=torch.float16):
+    """As generate(), for SDXL base at 1024² with `ip-adapter-plus_sdxl_vit-h`'s shape (ViT-H encoder)."""
+    import shutil
+    import tempfile
+
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from PIL import Image
+    from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
+
+    tmp = tempfile.mkdtemp()
+    u = unet(torch.float32, SDXL)
+    ip = ip_state_dict(u, 16, cross=2048, dim=1280)
+    u.to(storage).save_pretrained(os.path.join(tmp, "unet"))
+    del u
+    gc.collect()
+    AutoencoderKL.from_config(load_json(os.path.join(SDXL, "vae", "config.json"))).to(storage).save_pretrained(os.path.join(tmp, "vae"))
+    CLIPTextModel(text_config(os.path.join(SDXL, "text_encoder", "config.json"))).to(storage).save_pretrained(
+        os.path.join(tmp, "text_encoder"))
+    CLIPTextModelWithProjection(text_config(os.path.join(SDXL, "text_encoder_2", "config.json"))).to(storage).save_pretrained(
+        os.path.join(tmp, "text_encoder_2"))
+    CLIPVisionModelWithProjection(vision_config("clip-vit-h-14")).to(storage).save_pretrained(os.path.join(tmp, "image_encoder"))
+    gc.collect()
+    reset_peak()
+
+    start = time.perf_counter()
+    u = UNet2DConditionModel.from_pretrained(os.path.join(tmp, "unet"), torch_dtype=dtype)
+    vae = AutoencoderKL.from_pretrained(os.path.join(tmp, "vae"), torch_dtype=dtype)
+    text = CLIPTextModel.from_pretrained(os.path.join(tmp, "text_encoder"), torch_dtype=dtype)
+    text2 = CLIPTextModelWithProjection.from_pretrained(os.path.join(tmp, "text_encoder_2"), torch_dtype=dtype)
+    enc = CLIPVisionModelWithProjection.from_pretrained(os.path.join(tmp, "image_encoder"), torch_dtype=dtype)
+    vocab = os.path.join(HERE, "..", "..", "Sources", "Tokenizers", "Resources", "clip-vit-large-patch14")
+    tok = CLIPTokenizer.from_pretrained(vocab)
+    tok2 = CLIPTokenizer.from_pretrained(vocab, pad_token="!")
+    sched = DPMSolverMultistepScheduler.from_config(load_json(os.path.join(SDXL, "scheduler", "scheduler_config.json")),
+                                                    algorithm_type="dpmsolver++", solver_order=2)
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text, text_encoder_2=text2, tokenizer=tok, tokenizer_2=tok2,
+                                     unet=u, scheduler=sched, image_encoder=enc, feature_extractor=CLIPImageProcessor(),
+                                     add_watermarker=False)
+    pipe.load_ip_adapter(ip, subfolder="", weight_name="", image_encoder_folder=None)
+    pipe.set_ip_adapter_scale(0.6)
+    pipe = pipe.to(dtype)
+    pipe.set_progress_bar_config(disable=True)
+    loaded = time.perf_counter() - start
+    first = {}
+
+    def mark_first_step(module, args):
+        first.setdefault("t", time.perf_counter())
+
+    pipe.unet.register_forward_pre_hook(mark_first_step)
+    image = Image.new("RGB", (1024, 1024), (128, 128, 128))
+    with torch.inference_mode():
+        pipe("a photo of a cat", ip_adapter_image=image, num_inference_steps=steps, width=1024, height=1024,
+             generator=torch.Generator().manual_seed(0))
+    total = time.perf_counter() - start
+    shutil.rmtree(tmp, ignore_errors=True)
+    return total, {"load_s": loaded, "first_step_s": first.get("t", start) - start}
 
 
 def generate(dtype, steps, storage=torch.float16):
@@ -197,7 +297,7 @@ def generate(dtype, steps, storage=torch.float16):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", nargs="*", default=ALL)
+    ap.add_argument("--cases", nargs="*", default=ALL, help=f"default: the SD1.5 cases; SDXL: {' '.join(SDXL_CASES)}")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
