@@ -13,9 +13,10 @@ struct StartingPoint {
 
 extension StableDiffusionPipeline {
   /// `retrieve_latents(vae.encode(image), generator)` × `scaling_factor`: the posterior sampled
-  /// with the shared generator (one draw of the latent's size), as diffusers' `_encode_vae_image`.
-  func encodeImage(_ pixels: Tensor, generator: inout TorchGenerator) throws -> Tensor {
-    let posterior = try vae.encode(pixels)
+  /// with the shared generator (one draw of the latent's size), as diffusers' `_encode_vae_image`;
+  /// tiled as `vaeTiling` says.
+  func encodeImage(_ pixels: Tensor, vaeTiling: VAETilingMode, generator: inout TorchGenerator) throws -> Tensor {
+    let posterior = try encodeVAE(pixels, tiling: vaeTiling)
     let shape = posterior.mean.shape
     let noise = generator.randn(nchw: [shape[0], shape[3], shape[1], shape[2]], layout: .nhwc)
     return Ops.scale(try posterior.sample(noise: noise), vae.config.scalingFactor)
@@ -72,7 +73,8 @@ extension StableDiffusionPipeline {
   /// `StableDiffusionXLImg2ImgPipeline`'s 4-channel `image` (latents used as they are, no draw)
   /// and `denoising_start` (`add_noise=False`, no noise drawn).
   func imageToImageStart(
-    _ p: GenerationParameters, width: Int, height: Int, scheduler: any Scheduler, generator: inout TorchGenerator
+    _ p: GenerationParameters, width: Int, height: Int, scheduler: any Scheduler, vaeTiling: VAETilingMode,
+    generator: inout TorchGenerator
   ) throws -> StartingPoint {
     let start = try startIndex(p, strength: p.strength ?? defaultStrength(inpainting: false), scheduler: scheduler)
     let initLatents: Tensor
@@ -80,7 +82,7 @@ extension StableDiffusionPipeline {
       initLatents = try Ops.nchwToNhwc(given)
     } else if let image = p.initImage {
       let pixels = try preprocessInitImage(image, width: width, height: height, maxPixels: p.maxPixels)
-      initLatents = try encodeImage(pixels, generator: &generator)
+      initLatents = try encodeImage(pixels, vaeTiling: vaeTiling, generator: &generator)
     } else {
       throw PipelineError.invalidArgument(name: "initImage", reason: "image-to-image needs an init image or init latents")
     }
@@ -102,7 +104,8 @@ extension StableDiffusionPipeline {
   /// image latents without noise; the noise is still drawn for the blending).
   func inpaintingStart(
     _ image: Image, mask: Image, width: Int, height: Int, strength: Double, denoisingStart: Double?,
-    scheduler: any Scheduler, steps: Int, guidance: Bool, maxPixels: Int, generator: inout TorchGenerator
+    scheduler: any Scheduler, steps: Int, guidance: Bool, maxPixels: Int, vaeTiling: VAETilingMode,
+    generator: inout TorchGenerator
   ) throws -> StartingPoint {
     let channels = unet.inChannels
     let latentChannels = vae.config.latentChannels
@@ -115,7 +118,7 @@ extension StableDiffusionPipeline {
     let isStrengthMax = strength == 1
     let initPixels = try preprocessInitImage(image, width: width, height: height, maxPixels: maxPixels)
     let needsImageLatents = channels == latentChannels || !isStrengthMax || denoisingStart != nil
-    let imageLatents = needsImageLatents ? try encodeImage(initPixels, generator: &generator) : nil
+    let imageLatents = needsImageLatents ? try encodeImage(initPixels, vaeTiling: vaeTiling, generator: &generator) : nil
     let shape = [1, latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
     let noise = generator.randn(nchw: shape, layout: .nhwc)
     let latents = denoisingStart != nil
@@ -129,7 +132,7 @@ extension StableDiffusionPipeline {
     let maskPixels = try maskProcessor.preprocess(mask, height: height, width: width)
     let keep = Ops.map(maskPixels) { m in SIMD16<Float>(repeating: 1).replacing(with: 0, where: m .>= SIMD16(repeating: 0.5)) }
     let maskedPixels = try Ops.mul(initPixels, try Ops.broadcastChannels(keep, to: initPixels.shape[3]))
-    let maskedLatents = try encodeImage(maskedPixels, generator: &generator)
+    let maskedLatents = try encodeImage(maskedPixels, vaeTiling: vaeTiling, generator: &generator)
     let latentMask = try Ops.nearestDownsample(maskPixels, factor: vaeScaleFactor)
     let ext = InpaintingExtension(
       mask: latentMask, maskedImageLatents: maskedLatents, imageLatents: channels == latentChannels ? imageLatents : nil,

@@ -261,7 +261,7 @@ public final class StableDiffusionPipeline: Sendable {
       for unit in controlNets { unit.model.releaseKernels() }
       Runtime.returnFreedMemory()
     }
-    let image = try decodeNHWC(latents.nhwc)
+    let image = try decodeNHWC(latents.nhwc, tiling: options.vaeTiling)
     if release {
       vae.releaseKernels()
       Runtime.returnFreedMemory()
@@ -329,13 +329,13 @@ public final class StableDiffusionPipeline: Sendable {
         image, mask: blurred, width: width, height: height,
         strength: parameters.strength ?? defaultStrength(inpainting: true), denoisingStart: parameters.denoisingStart,
         scheduler: scheduler, steps: parameters.steps, guidance: loop.usesGuidance, maxPixels: parameters.maxPixels,
-        generator: &generator)
+        vaeTiling: options.vaeTiling, generator: &generator)
       (latents, start) = (point.latents, point.startIndex)
       if let e = point.stepExtension { loop.extensions.append(e) }
       if release { vae.encoder.releaseKernels() }
     } else if parameters.initImage != nil || parameters.initLatents != nil {
       let point = try imageToImageStart(
-        parameters, width: width, height: height, scheduler: scheduler, generator: &generator)
+        parameters, width: width, height: height, scheduler: scheduler, vaeTiling: options.vaeTiling, generator: &generator)
       (latents, start) = (point.latents, point.startIndex)
       if release { vae.encoder.releaseKernels() }
     } else {
@@ -359,7 +359,7 @@ public final class StableDiffusionPipeline: Sendable {
       let wantsImage = options.preview == .image
       loop.afterEachStep = { [self] done, total, current in
         guard done % every == 0, done < total else { return }
-        let image = wantsImage ? try decodeNHWC(current) : nil
+        let image = wantsImage ? try decodeNHWC(current, tiling: options.vaeTiling) : nil
         preview(GenerationPreview(step: done, total: total, latents: try Ops.nhwcToNchw(current), image: image))
       }
     }
@@ -530,9 +530,9 @@ public final class StableDiffusionPipeline: Sendable {
   }
 
   /// VAE-decodes NHWC latents into an 8-bit image (diffusers' `VaeImageProcessor.postprocess`).
-  func decodeNHWC(_ latents: Tensor) throws -> Image {
+  func decodeNHWC(_ latents: Tensor, tiling: VAETilingMode = .off) throws -> Image {
     let scaled = Ops.divide(latents, vae.config.scalingFactor)  // `latents / scaling_factor`
-    let decoded = try vae.decode(scaled)
+    let decoded = try decodeVAE(scaled, tiling: tiling)
     let processor = VaeImageProcessor(vaeScaleFactor: vaeScaleFactor)
     guard let image = processor.postprocess(decoded).first else {
       throw PipelineError.invalidArgument(name: "latents", reason: "decoded to no image")

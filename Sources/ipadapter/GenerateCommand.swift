@@ -85,6 +85,9 @@ struct GenerateCommand: AsyncParsableCommand {
   @OptionGroup(title: "Limits")
   var limits: LimitOptions
 
+  @Flag(help: "Decode (and encode --init-image) with a tiled VAE, as diffusers' enable_vae_tiling(): tiles of the VAE's sample_size (512 pixels for SD1.5, 1024 for SDXL) overlapping by a quarter, seams blended as diffusers does; used only when the image is larger than one tile. Bounds the VAE's memory for large images; results differ slightly from untiled decoding.")
+  var vaeTiling = false
+
   @Flag(help: "Do not show the progress bar.")
   var quiet = false
 
@@ -142,6 +145,7 @@ struct GenerateCommand: AsyncParsableCommand {
     request.imagePrompts = try imagePrompts.specs(limits: limits)
     request.controlNets = try controlNets.specs(limits: limits)
     request.options.memory = .releaseAfterUse
+    request.options.vaeTiling = vaeTiling ? .on : .off
     request.builder.maxPixels = limits.maxPixels
     request.builder.allowNonFiniteWeights = limits.allowNan
     request.builder.downloadProgress = load.downloadProgress

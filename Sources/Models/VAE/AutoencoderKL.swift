@@ -183,8 +183,10 @@ public struct DiagonalGaussian: Sendable {
 /// The Stable Diffusion VAE with NHWC activations: keys `encoder.*`, `decoder.*`, `quant_conv`,
 /// `post_quant_conv`.
 ///
-/// matches: diffusers `AutoencoderKL` (0.42.1). Limitations: no tiling or slicing; the mid-block
-/// attention runs at the full latent resolution with bounded memory (`Attention.multiHead`).
+/// matches: diffusers `AutoencoderKL` (0.42.1); tiling as `enable_tiling()` with
+/// `decode(_:tiling:)` / `encode(_:tiling:)` (`VAETiling`). Limitations: no slicing; without
+/// tiling the mid-block attention runs at the full latent resolution with bounded memory
+/// (`Attention.multiHead`).
 /// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`; a pipeline's queue runs one generation at a time.
 public final class AutoencoderKL: Module, @unchecked Sendable {
   public let config: AutoencoderKLConfig
@@ -226,8 +228,21 @@ public final class AutoencoderKL: Module, @unchecked Sendable {
     guard images.rank == 4, images.shape[3] == config.inChannels else {
       throw ModuleError.invalidInput("VAE images must be NHWC [N, H, W, \(config.inChannels)], got \(images.shape)")
     }
+    return gaussian(fromMoments: try encodeMoments(images))
+  }
+
+  /// The encoder and `quant_conv`: the moments `[N, h, w, 2·latent_channels]` (mean, then
+  /// log-variance), as diffusers' `_encode` returns them.
+  func encodeMoments(_ images: Tensor) throws -> Tensor {
     var moments = try encoder(images)
     if let quantConv { moments = try quantConv(moments) }
+    return moments
+  }
+
+  /// Splits the moments into mean and log-variance clamped to [−30, 20].
+  ///
+  /// matches: diffusers `DiagonalGaussianDistribution.__init__`.
+  func gaussian(fromMoments moments: Tensor) -> DiagonalGaussian {
     let (n, h, w, c2) = (moments.shape[0], moments.shape[1], moments.shape[2], moments.shape[3])
     let z = c2 / 2
     var mean = Tensor(uninitializedShape: [n, h, w, z])

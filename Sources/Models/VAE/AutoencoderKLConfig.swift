@@ -47,7 +47,11 @@ public struct AutoencoderKLConfig: Codable, Sendable, Equatable {
     d.actFn = try get(.actFn, d.actFn)
     d.latentChannels = try get(.latentChannels, d.latentChannels)
     d.normNumGroups = try get(.normNumGroups, d.normNumGroups)
-    if let s = try? c.decodeIfPresent(Int.self, forKey: .sampleSize) { d.sampleSize = s }
+    if let s = try? c.decodeIfPresent(Int.self, forKey: .sampleSize) {
+      d.sampleSize = s
+    } else if let s = try? c.decodeIfPresent([Int].self, forKey: .sampleSize), let first = s.first {
+      d.sampleSize = first  // a list: its first entry, as diffusers' tile_latent_min_size takes it
+    }
     d.scalingFactor = try get(.scalingFactor, d.scalingFactor)
     d.shiftFactor = try c.decodeIfPresent(Float.self, forKey: .shiftFactor)
     d.useQuantConv = try get(.useQuantConv, d.useQuantConv)

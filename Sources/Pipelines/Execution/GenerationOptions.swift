@@ -27,11 +27,18 @@ public struct GenerationOptions: Sendable {
   /// the result follows it.
   public var previewEvery: Int = 0
   public var preview: PreviewKind = .latents
+  /// Whether the VAE decodes (and encodes init images) in tiles, as diffusers' `enable_vae_tiling()`
+  /// (default `.off`: untiled, as diffusers' default).
+  public var vaeTiling: VAETilingMode = .off
 
-  public init(memory: MemoryPolicy = .keepModelsReady, previewEvery: Int = 0, preview: PreviewKind = .latents) {
+  public init(
+    memory: MemoryPolicy = .keepModelsReady, previewEvery: Int = 0, preview: PreviewKind = .latents,
+    vaeTiling: VAETilingMode = .off
+  ) {
     self.memory = memory
     self.previewEvery = previewEvery
     self.preview = preview
+    self.vaeTiling = vaeTiling
   }
 }
 

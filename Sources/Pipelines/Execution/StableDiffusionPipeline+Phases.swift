@@ -115,10 +115,11 @@ extension StableDiffusionPipeline {
   /// VAE-decodes latents NCHW `[1, 4, h, w]` (as `GenerationResult.latents` or `denoise`
   /// return them) into an 8-bit RGB image (phase 3).
   ///
-  /// matches: diffusers `vae.decode(latents / scaling_factor)` then `VaeImageProcessor.postprocess`.
-  public func decode(_ latents: Tensor) throws -> Image {
+  /// matches: diffusers `vae.decode(latents / scaling_factor)` then `VaeImageProcessor.postprocess`
+  /// (after `enable_vae_tiling()` as `vaeTiling` says).
+  public func decode(_ latents: Tensor, vaeTiling: VAETilingMode = .off) throws -> Image {
     try checkLatents(latents)
-    return try compute.sync { try decodeNHWC(try Ops.nchwToNhwc(latents)) }
+    return try compute.sync { try decodeNHWC(try Ops.nchwToNhwc(latents), tiling: vaeTiling) }
   }
 
   func checkLatents(_ latents: Tensor) throws {
@@ -184,8 +185,8 @@ extension StableDiffusionPipeline {
   }
 
   /// `decode(_:)` without blocking a thread.
-  public func decode(_ latents: Tensor) async throws -> Image {
+  public func decode(_ latents: Tensor, vaeTiling: VAETilingMode = .off) async throws -> Image {
     try checkLatents(latents)
-    return try await compute.run { try self.decodeNHWC(try Ops.nchwToNhwc(latents)) }
+    return try await compute.run { try self.decodeNHWC(try Ops.nchwToNhwc(latents), tiling: vaeTiling) }
   }
 }
