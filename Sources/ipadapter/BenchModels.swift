@@ -103,18 +103,20 @@ enum Memory {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return "" }
     return status.split(separator: "\n").filter { $0.hasPrefix("VmRSS:") || $0.hasPrefix("RssAnon:") || $0.hasPrefix("RssFile:") }
       .map { line in
-        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
-        return "\(line.split(separator: ":")[0]) \(kb / 1024)"
+        return "\(line.split(separator: ":")[0]) \(kilobytes(line) / 1024)"
       }.joined(separator: " ")
   }
 
   static func peakRSSMegabytes() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-      let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
-      return kb / 1024
-    }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") { return kilobytes(line) / 1024 }
     return 0
+  }
+
+  /// The number of a `/proc/self/status` line (`VmHWM:\t11534336 kB`: a tab, and no padding
+  /// spaces once the value has 8 digits).
+  static func kilobytes(_ line: Substring) -> Int {
+    line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }.first ?? 0
   }
 }
 

@@ -53,6 +53,22 @@ import Weights
   }
 }
 
+/// SDXL's VAE has `force_upcast` because fp16 activations overflow in it; bf16 compute keeps fp32
+/// activations (bf16 only in the weights and products), so no upcast is needed and the image
+/// stays finite and close to the fp32 one.
+@Suite struct SDXLPrecisionTests {
+  @Test func bf16ComputeGivesAFiniteImageNearTheFP32One() throws {
+    var p = try SDXLParityTests.parameters(try #require(SDXLParityTests.cases["t2i-default"]))
+    p.allowNaN = false
+    let bf16 = try StableDiffusionPipeline(folder: SDXLParityTests.folder, precision: .bfloat16).generate(p)
+    let fp32 = try SDXLParityTests.pipeline.generate(p)
+    #expect(try bf16.latents.scalars().allSatisfy(\.isFinite))
+    let error = Compare.relativeError(bf16.latents, fp32.latents)
+    #expect(error < 0.05, "bf16 vs fp32 latents relative error \(error)")
+    #expect(Set(bf16.image.pixels).count > 16, "the image is not blank")
+  }
+}
+
 /// Refused SDXL combinations: one typed error naming the flag or file.
 @Suite struct SDXLPipelineErrorTests {
   static var refiner: StableDiffusionPipeline { get throws { try SDXLParityTests.pipelines("tiny-sdxl-refiner") } }

@@ -16,6 +16,9 @@ Writes
                                                 requires_aesthetics_score, a UNet with 5 time ids and the second
                                                 encoder's width); tokenizer_2, text_encoder_2, vae, scheduler linked
   Tests/Fixtures/tiny-sdxl-controlnet/          ControlNetModel.from_unet(tiny-sdxl UNet): text_time embedding
+  Tests/Fixtures/tiny-unet-nested/              an SDXL-shaped UNet with per-layer transformer_layers_per_block and
+                                                reverse_transformer_layers_per_block (SSD-1B style), fp16
+  Tests/Fixtures/goldens/sdxl-nested-unet.safetensors   its inputs and output
   Tests/Fixtures/goldens/sdxl-modules.safetensors   text encoder 2, encode_prompt, UNet tensors
   Tests/Fixtures/goldens/sdxl/<case>.{png,safetensors} + cases.json   end-to-end diffusers results
 Run after gen_sd15.py and gen_ip_adapter.py (it adds to tiny-ip-adapter/ and reuses its encoders):
@@ -83,6 +86,11 @@ INPAINT_UNET = dict(
     UNET, in_channels=9, block_out_channels=[16, 24], down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
     up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"], layers_per_block=1, transformer_layers_per_block=[1, 2],
     attention_head_dim=[2, 4])
+# Per-layer transformer counts (distilled SDXL models such as SSD-1B): down blocks list one count per
+# layer, the up blocks theirs in reverse_transformer_layers_per_block, the middle takes the last entry's first.
+NESTED_UNET = dict(
+    UNET, block_out_channels=[8, 16, 24], norm_num_groups=4, attention_head_dim=[2, 2, 4],
+    transformer_layers_per_block=[1, [1, 2], [2, 1]], reverse_transformer_layers_per_block=[[1, 2, 1], [2, 1, 3], 1])
 REFINER_TIME_DIM = 6
 REFINER_UNET = dict(
     UNET, block_out_channels=[16, 24, 32], down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
@@ -358,11 +366,35 @@ def main():
         f.write("\n")
 
 
+def write_nested_unet():
+    from diffusers import UNet2DConditionModel
+
+    folder = os.path.join(FIX, "tiny-unet-nested")
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    torch.manual_seed(80)
+    unet = randomised(UNet2DConditionModel(**NESTED_UNET), 81)
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.copy_(p.half().float())
+    save_half(unet, folder)
+    tiny_models.normalise_configs(folder)
+    g = torch.Generator().manual_seed(82)
+    t = {"sample": torch.randn(2, 4, 6, 8, generator=g), "context": torch.randn(2, 77, CROSS, generator=g),
+         "text_embeds": torch.randn(2, TEXT_2["projection_dim"], generator=g),
+         "time_ids": torch.tensor([[48.0, 64.0, 0.0, 0.0, 48.0, 64.0], [96.0, 80.0, 8.0, 4.0, 48.0, 64.0]])}
+    with torch.no_grad():
+        t["out_t500"] = unet(t["sample"], 500, encoder_hidden_states=t["context"],
+                             added_cond_kwargs={"text_embeds": t["text_embeds"], "time_ids": t["time_ids"]}).sample
+    save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(GOLD, "sdxl-nested-unet.safetensors"))
+
+
 def extra_cases(base):
     """Inpainting (4 and 9 channels), the refiner, the base → refiner hand-off, ControlNet, presets."""
     from diffusers import ControlNetModel
 
     write_extras()
+    write_nested_unet()
     size = {"width": 64, "height": 48}
     inp = dict(size, image="init-64.png", mask_image="mask-64.png", num_inference_steps=5, negative_prompt=NEGATIVE)
     for name, folder, call in (

@@ -91,29 +91,27 @@ extension IPAdapterLayerTable {
   /// the controls use to resolve SDXL presets and weight types.
   ///
   /// matches: diffusers `UNet2DConditionModel.attn_processors` order for `CrossAttn*Block2D` /
-  /// `UNetMidBlock2DCrossAttn` UNets (`transformer_layers_per_block` per block, reversed for the
-  /// up path; the mid block uses the last entry).
+  /// `UNetMidBlock2DCrossAttn` UNets (`transformer_layers_per_block` per block or per layer; the
+  /// up path reversed or `reverse_transformer_layers_per_block`; the mid block the last entry).
   public static func slots(for config: UNet2DConditionConfig) -> [IPAdapterLayerSlot] {
     let n = config.blockOutChannels.count
-    let layers = config.layersPerBlockList
-    let depth = config.transformerLayersList
     var names: [(String, Int)] = []
-    func stack(_ prefix: String, attentions: Int, depth: Int, hidden: Int) {
-      for a in 0..<attentions {
+    func stack(_ prefix: String, depths: [Int], hidden: Int) {
+      for (a, depth) in depths.enumerated() {
         for b in 0..<depth { names.append(("\(prefix).attentions.\(a).transformer_blocks.\(b).attn2", hidden)) }
       }
     }
+    let down = config.downTransformerLayers
     for i in 0..<n where config.downBlockTypes[i] == "CrossAttnDownBlock2D" {
-      stack("down_blocks.\(i)", attentions: layers[i], depth: depth[i], hidden: config.blockOutChannels[i])
+      stack("down_blocks.\(i)", depths: down[i], hidden: config.blockOutChannels[i])
     }
     let reversedChannels = Array(config.blockOutChannels.reversed())
-    let reversedLayers = Array(layers.reversed())
-    let reversedDepth = Array(depth.reversed())
+    let up = config.upTransformerLayers
     for i in 0..<n where config.upBlockTypes[i] == "CrossAttnUpBlock2D" {
-      stack("up_blocks.\(i)", attentions: reversedLayers[i] + 1, depth: reversedDepth[i], hidden: reversedChannels[i])
+      stack("up_blocks.\(i)", depths: up[i], hidden: reversedChannels[i])
     }
     if config.midBlockType != nil {
-      stack("mid_block", attentions: 1, depth: depth[n - 1], hidden: config.blockOutChannels[n - 1])
+      stack("mid_block", depths: [config.midTransformerLayers], hidden: config.blockOutChannels[n - 1])
     }
     return names.enumerated().map { k, e in IPAdapterLayerSlot(key: 2 * k + 1, layer: k, name: e.0, hidden: e.1) }
   }

@@ -98,4 +98,85 @@ public enum IntOrList: Codable, Equatable, Sendable {
     case .list(let v): v
     }
   }
+
+  /// Every number it holds.
+  var values: [Int] {
+    switch self {
+    case .single(let v): [v]
+    case .list(let v): v
+    }
+  }
+}
+
+/// diffusers' `transformer_layers_per_block`: one count for every block, one per block, or per
+/// block a list with one count per layer (distilled SDXL models such as SSD-1B).
+///
+/// matches: the `int | tuple[int] | tuple[tuple]` argument of diffusers `UNet2DConditionModel`
+/// (0.42.1) and how its blocks expand it (`[n] * num_layers` for a single count).
+public enum LayerCounts: Codable, Equatable, Sendable {
+  case single(Int)
+  /// One entry per block: a count for all its layers, or one count per layer.
+  case perBlock([IntOrList])
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if let v = try? c.decode(Int.self) {
+      self = .single(v)
+    } else {
+      self = .perBlock(try c.decode([IntOrList].self))
+    }
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch self {
+    case .single(let v): try c.encode(v)
+    case .perBlock(let v): try c.encode(v)
+    }
+  }
+
+  /// The entry of each of `count` blocks.
+  public func entries(_ count: Int) -> [IntOrList] {
+    switch self {
+    case .single(let v): Array(repeating: .single(v), count: count)
+    case .perBlock(let v): v
+    }
+  }
+
+  /// One count per layer of each block, for a validated config (a per-layer list is taken as it
+  /// is; a missing entry counts 1).
+  public static func expand(_ counts: LayerCounts, layers: [Int]) -> [[Int]] {
+    let entries = counts.entries(layers.count)
+    return layers.enumerated().map { b, n in
+      guard b < entries.count else { return Array(repeating: 1, count: n) }
+      switch entries[b] {
+      case .single(let v): return Array(repeating: v, count: n)
+      case .list(let v): return (0..<n).map { $0 < v.count ? v[$0] : 1 }
+      }
+    }
+  }
+
+  /// The middle block's count: diffusers passes the last entry to `UNetMidBlock2DCrossAttn`, whose
+  /// one attention takes its first value.
+  public static func midCount(_ counts: LayerCounts, blocks: Int) -> Int {
+    switch counts.entries(blocks).last {
+    case .single(let v)?: return v
+    case .list(let v)?: return v.first ?? 1
+    case nil: return 1
+    }
+  }
+
+  /// Whether some block lists per-layer counts.
+  public var isNested: Bool {
+    if case .perBlock(let v) = self { return v.contains { if case .list = $0 { true } else { false } } }
+    return false
+  }
+
+  /// Every number it holds.
+  var values: [Int] {
+    switch self {
+    case .single(let v): [v]
+    case .perBlock(let v): v.flatMap(\.values)
+    }
+  }
 }

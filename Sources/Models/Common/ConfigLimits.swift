@@ -91,7 +91,7 @@ extension ConfigChecker {
   func checkUNetEncoder(
     inChannels: Int, blockOutChannels: [Int], layersPerBlock: IntOrList, normNumGroups: Int?, normEps: Float,
     crossAttentionDim: IntOrList, attentionHeadDim: IntOrList, numAttentionHeads: IntOrList?,
-    transformerLayersPerBlock: IntOrList, freqShift: Int, downsamplePadding: Int, midBlockScaleFactor: Float
+    transformerLayersPerBlock: LayerCounts, freqShift: Int, downsamplePadding: Int, midBlockScaleFactor: Float
   ) throws(ModelConfigError) {
     try check("in_channels", inChannels, in: ConfigLimits.imageChannels)
     try check("block_out_channels (count)", blockOutChannels.count, in: ConfigLimits.blocks)
@@ -102,10 +102,36 @@ extension ConfigChecker {
     try check("cross_attention_dim", crossAttentionDim, in: ConfigLimits.width)
     try check("attention_head_dim", attentionHeadDim, in: ConfigLimits.heads)
     if let numAttentionHeads { try check("num_attention_heads", numAttentionHeads, in: ConfigLimits.heads) }
-    try check("transformer_layers_per_block", transformerLayersPerBlock, in: ConfigLimits.layers)
+    try check("transformer_layers_per_block", transformerLayersPerBlock.values, in: ConfigLimits.layers)
     try check("freq_shift", freqShift, in: 0...1)
     try check("downsample_padding", downsamplePadding, in: 0...1)
     try checkFinite("mid_block_scale_factor", midBlockScaleFactor)
+  }
+}
+
+extension ConfigChecker {
+  /// Expands `transformer_layers_per_block` to one count per layer of each block (`layers[b]`
+  /// layers in block `b`): a per-layer list must have exactly that many entries.
+  func layerCounts(
+    _ counts: LayerCounts, layers: [Int], field: String = "transformer_layers_per_block"
+  ) throws(ModelConfigError) -> [[Int]] {
+    let entries = counts.entries(layers.count)
+    guard entries.count == layers.count else {
+      throw .malformed(path: path, field: field, reason: "has \(entries.count) entries, expected \(layers.count)")
+    }
+    var out: [[Int]] = []
+    for (b, entry) in entries.enumerated() {
+      switch entry {
+      case .single(let v): out.append(Array(repeating: v, count: layers[b]))
+      case .list(let v):
+        guard v.count == layers[b] else {
+          throw .malformed(
+            path: path, field: "\(field)[\(b)]", reason: "lists \(v.count) layers, the block has \(layers[b])")
+        }
+        out.append(v)
+      }
+    }
+    return out
   }
 }
 

@@ -28,7 +28,7 @@ public struct ControlNetConfig: Codable, Sendable, Equatable {
   public var normNumGroups: Int? = 32
   public var normEps: Float = 1e-5
   public var crossAttentionDim: Int = 1280
-  public var transformerLayersPerBlock: IntOrList = .single(1)
+  public var transformerLayersPerBlock: LayerCounts = .single(1)
   public var encoderHidDim: Int?
   public var encoderHidDimType: String?
   public var attentionHeadDim: IntOrList = .single(8)
@@ -150,9 +150,8 @@ public struct ControlNetConfig: Codable, Sendable, Equatable {
     if midBlockType != "UNetMidBlock2DCrossAttn" {
       throw unsupported("mid_block_type", midBlockType, "UNetMidBlock2DCrossAttn")
     }
-    for (field, list) in [("attention_head_dim", attentionHeadDim), ("transformer_layers_per_block", transformerLayersPerBlock)] {
-      if case .list(let v) = list, v.count != n { throw malformed(field, "has \(v.count) entries, expected \(n)") }
-    }
+    if case .list(let v) = attentionHeadDim, v.count != n { throw malformed("attention_head_dim", "has \(v.count) entries, expected \(n)") }
+    _ = try check.layerCounts(transformerLayersPerBlock, layers: Array(repeating: layersPerBlock, count: n))
     if case .list(let v)? = numAttentionHeads, v.count != n {
       throw malformed("num_attention_heads", "has \(v.count) entries, expected \(n)")
     }
@@ -194,7 +193,10 @@ public struct ControlNetConfig: Codable, Sendable, Equatable {
 
   /// Attention heads per block (diffusers quirk: `num_attention_heads or attention_head_dim`).
   public var headsPerBlock: [Int] { (numAttentionHeads ?? attentionHeadDim).perBlock(blockOutChannels.count) }
-  public var transformerLayersList: [Int] { transformerLayersPerBlock.perBlock(blockOutChannels.count) }
+  public var downTransformerLayers: [[Int]] {
+    LayerCounts.expand(transformerLayersPerBlock, layers: Array(repeating: layersPerBlock, count: blockOutChannels.count))
+  }
+  public var midTransformerLayers: Int { LayerCounts.midCount(transformerLayersPerBlock, blocks: blockOutChannels.count) }
   public var groups: Int { normNumGroups ?? 32 }
   /// SDXL's text-and-time addition embedding (`addition_embed_type: "text_time"`), when present.
   public var textTimeEmbedding: TextTimeEmbeddingShape? {

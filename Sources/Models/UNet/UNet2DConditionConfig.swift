@@ -29,7 +29,11 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
   public var normNumGroups: Int? = 32
   public var normEps: Float = 1e-5
   public var crossAttentionDim: IntOrList = .single(1280)
-  public var transformerLayersPerBlock: IntOrList = .single(1)
+  /// Transformer blocks per attention: one count, one per block, or per block one per layer.
+  public var transformerLayersPerBlock: LayerCounts = .single(1)
+  /// The up blocks' counts (required with per-layer `transformer_layers_per_block`); nil = the
+  /// down blocks' counts reversed.
+  public var reverseTransformerLayersPerBlock: [IntOrList]?
   public var encoderHidDim: Int?
   public var encoderHidDimType: String?
   public var attentionHeadDim: IntOrList = .single(8)
@@ -68,6 +72,7 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
     case normNumGroups = "norm_num_groups", normEps = "norm_eps"
     case crossAttentionDim = "cross_attention_dim"
     case transformerLayersPerBlock = "transformer_layers_per_block"
+    case reverseTransformerLayersPerBlock = "reverse_transformer_layers_per_block"
     case encoderHidDim = "encoder_hid_dim", encoderHidDimType = "encoder_hid_dim_type"
     case attentionHeadDim = "attention_head_dim", numAttentionHeads = "num_attention_heads"
     case dualCrossAttention = "dual_cross_attention", useLinearProjection = "use_linear_projection"
@@ -113,6 +118,7 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
     d.normEps = try get(.normEps, d.normEps)
     d.crossAttentionDim = try get(.crossAttentionDim, d.crossAttentionDim)
     d.transformerLayersPerBlock = try get(.transformerLayersPerBlock, d.transformerLayersPerBlock)
+    d.reverseTransformerLayersPerBlock = try c.decodeIfPresent([IntOrList].self, forKey: .reverseTransformerLayersPerBlock)
     d.encoderHidDim = try c.decodeIfPresent(Int.self, forKey: .encoderHidDim)
     d.encoderHidDimType = try c.decodeIfPresent(String.self, forKey: .encoderHidDimType)
     d.attentionHeadDim = try get(.attentionHeadDim, d.attentionHeadDim)
@@ -179,7 +185,7 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
     }
     for (field, list) in [
       ("layers_per_block", layersPerBlock), ("attention_head_dim", attentionHeadDim),
-      ("transformer_layers_per_block", transformerLayersPerBlock), ("cross_attention_dim", crossAttentionDim),
+      ("cross_attention_dim", crossAttentionDim),
     ] {
       if case .list(let v) = list, v.count != n {
         throw ModelConfigError.malformed(path: path, field: field, reason: "has \(v.count) entries, expected \(n)")
@@ -187,6 +193,17 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
     }
     if case .list(let v)? = numAttentionHeads, v.count != n {
       throw ModelConfigError.malformed(path: path, field: "num_attention_heads", reason: "has \(v.count) entries, expected \(n)")
+    }
+    let layers = layersPerBlock.perBlock(n)
+    _ = try check.layerCounts(transformerLayersPerBlock, layers: layers)
+    if let reverse = reverseTransformerLayersPerBlock {
+      try check.check("reverse_transformer_layers_per_block", reverse.flatMap(\.values), in: ConfigLimits.layers)
+      _ = try check.layerCounts(
+        .perBlock(reverse), layers: layers.reversed().map { $0 + 1 }, field: "reverse_transformer_layers_per_block")
+    } else if transformerLayersPerBlock.isNested {
+      throw ModelConfigError.malformed(
+        path: path, field: "reverse_transformer_layers_per_block",
+        reason: "is required with per-layer transformer_layers_per_block (an asymmetric UNet), as in diffusers")
     }
     if case .list = crossAttentionDim { throw unsupported("cross_attention_dim", "a list", "one integer") }
     guard let groups = normNumGroups else { throw unsupported("norm_num_groups", "null", "an integer") }
@@ -228,7 +245,22 @@ public struct UNet2DConditionConfig: Codable, Sendable, Equatable {
   /// of heads (`num_attention_heads = num_attention_heads or attention_head_dim`).
   public var headsPerBlock: [Int] { (numAttentionHeads ?? attentionHeadDim).perBlock(blockOutChannels.count) }
   public var layersPerBlockList: [Int] { layersPerBlock.perBlock(blockOutChannels.count) }
-  public var transformerLayersList: [Int] { transformerLayersPerBlock.perBlock(blockOutChannels.count) }
+  /// The first count of each block (the whole story unless the config lists per-layer counts).
+  public var transformerLayersList: [Int] { downTransformerLayers.map { $0.first ?? 1 } }
+  /// Transformer blocks of each attention of each down block (validated shape).
+  public var downTransformerLayers: [[Int]] {
+    LayerCounts.expand(transformerLayersPerBlock, layers: layersPerBlockList)
+  }
+  /// Of each up block (`layers_per_block + 1` attentions): `reverse_transformer_layers_per_block`
+  /// or the down counts reversed.
+  public var upTransformerLayers: [[Int]] {
+    let layers = layersPerBlockList.reversed().map { $0 + 1 }
+    if let reverse = reverseTransformerLayersPerBlock { return LayerCounts.expand(.perBlock(reverse), layers: layers) }
+    let down = transformerLayersPerBlock.entries(layersPerBlockList.count).reversed()
+    return LayerCounts.expand(.perBlock(Array(down)), layers: layers)
+  }
+  /// The middle block's one attention: the last block's (first) count.
+  public var midTransformerLayers: Int { LayerCounts.midCount(transformerLayersPerBlock, blocks: blockOutChannels.count) }
   public var crossAttentionWidth: Int { crossAttentionDim.perBlock(1)[0] }
   public var groups: Int { normNumGroups ?? 32 }
 

@@ -52,7 +52,7 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
     let reversed = Array(channels.reversed())
     let reversedHeads = Array(config.headsPerBlock.reversed())
     let reversedLayers = Array(config.layersPerBlockList.reversed())
-    let reversedTransformerLayers = Array(config.transformerLayersList.reversed())
+    let upTransformerLayers = config.upTransformerLayers
     let (groups, eps) = (config.groups, config.normEps)
     let (context, linear) = (config.crossAttentionWidth, config.useLinearProjection)
     var up: [UpBlock] = []
@@ -66,7 +66,7 @@ public final class UNet2DConditionModel: Module, @unchecked Sendable {
         UpBlock(
           inChannels: input, outChannels: output, previousOutChannels: previous,
           layers: reversedLayers[i] + 1, timeChannels: timeChannels, groups: groups, eps: eps,
-          attention: cross ? (reversedHeads[i], context, reversedTransformerLayers[i], linear) : nil,
+          attention: cross ? (reversedHeads[i], context, upTransformerLayers[i], linear) : nil,
           addUpsample: i < n - 1))
     }
     upBlocks = up

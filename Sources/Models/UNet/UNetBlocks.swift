@@ -12,7 +12,7 @@ public final class DownBlock: Module {
 
   init(
     inChannels: Int, outChannels: Int, layers: Int, timeChannels: Int, groups: Int, eps: Float,
-    attention: (heads: Int, contextDim: Int, transformerLayers: Int, linear: Bool)?,
+    attention: (heads: Int, contextDim: Int, transformerLayers: [Int], linear: Bool)?,
     addDownsample: Bool, downsamplePadding: Int
   ) {
     resnets = (0..<layers).map { i in
@@ -21,10 +21,11 @@ public final class DownBlock: Module {
         timeEmbeddingChannels: timeChannels, groups: groups, eps: eps)
     }
     if let attention {
-      attentions = (0..<layers).map { _ in
+      attentions = (0..<layers).map { i in
         Transformer2DModel(
           channels: outChannels, heads: attention.heads, contextDim: attention.contextDim,
-          layers: attention.transformerLayers, groups: groups, linearProjection: attention.linear)
+          layers: i < attention.transformerLayers.count ? attention.transformerLayers[i] : 1, groups: groups,
+          linearProjection: attention.linear)
       }
     } else {
       attentions = []
@@ -71,7 +72,7 @@ public final class UpBlock: Module {
 
   init(
     inChannels: Int, outChannels: Int, previousOutChannels: Int, layers: Int, timeChannels: Int,
-    groups: Int, eps: Float, attention: (heads: Int, contextDim: Int, transformerLayers: Int, linear: Bool)?,
+    groups: Int, eps: Float, attention: (heads: Int, contextDim: Int, transformerLayers: [Int], linear: Bool)?,
     addUpsample: Bool
   ) {
     resnets = (0..<layers).map { i in
@@ -82,10 +83,11 @@ public final class UpBlock: Module {
         groups: groups, eps: eps)
     }
     if let attention {
-      attentions = (0..<layers).map { _ in
+      attentions = (0..<layers).map { i in
         Transformer2DModel(
           channels: outChannels, heads: attention.heads, contextDim: attention.contextDim,
-          layers: attention.transformerLayers, groups: groups, linearProjection: attention.linear)
+          layers: i < attention.transformerLayers.count ? attention.transformerLayers[i] : 1, groups: groups,
+          linearProjection: attention.linear)
       }
     } else {
       attentions = []

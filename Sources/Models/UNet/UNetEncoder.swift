@@ -10,7 +10,10 @@ public protocol UNetEncoderConfiguration {
   /// Resnets per down block, one entry per block.
   var encoderLayersPerBlock: [Int] { get }
   var headsPerBlock: [Int] { get }
-  var transformerLayersList: [Int] { get }
+  /// Transformer blocks of each attention of each down block.
+  var downTransformerLayers: [[Int]] { get }
+  /// Of the middle block's attention.
+  var midTransformerLayers: Int { get }
   var groups: Int { get }
   var normEps: Float { get }
   /// Width of the tokens the cross-attention layers take.
@@ -55,7 +58,7 @@ public final class UNetEncoder {
     let timeChannels = channels[0] * 4
     let heads = config.headsPerBlock
     let layers = config.encoderLayersPerBlock
-    let transformerLayers = config.transformerLayersList
+    let transformerLayers = config.downTransformerLayers
     let (groups, eps) = (config.groups, config.normEps)
     let (context, linear) = (config.crossAttentionWidth, config.useLinearProjection)
 
@@ -82,7 +85,7 @@ public final class UNetEncoder {
     midBlock = MidBlock(
       channels: channels[n - 1], timeChannels: timeChannels, groups: groups, eps: eps,
       outputScaleFactor: config.midBlockScaleFactor, heads: heads[n - 1], contextDim: context,
-      transformerLayers: transformerLayers[n - 1], linear: linear)
+      transformerLayers: config.midTransformerLayers, linear: linear)
     timeDimension = channels[0]
     flipSinToCos = config.flipSinToCos
     freqShift = config.freqShift
