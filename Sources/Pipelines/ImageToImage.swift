@@ -15,11 +15,31 @@ extension StableDiffusionPipeline {
   /// `retrieve_latents(vae.encode(image), generator)` × `scaling_factor`: the posterior sampled
   /// with the shared generator (one draw of the latent's size), as diffusers' `_encode_vae_image`;
   /// tiled as `vaeTiling` says.
-  func encodeImage(_ pixels: Tensor, vaeTiling: VAETilingMode, generator: inout TorchGenerator) throws -> Tensor {
+  ///
+  /// With `normalized` (SDXL image-to-image) and a VAE with `latents_mean`/`latents_std`:
+  /// `(sample − mean) · scaling_factor / std` per channel instead, as
+  /// `StableDiffusionXLImg2ImgPipeline.prepare_latents` (its inpainting pipeline does not).
+  func encodeImage(
+    _ pixels: Tensor, vaeTiling: VAETilingMode, normalized: Bool = false, generator: inout TorchGenerator
+  ) throws -> Tensor {
     let posterior = try encodeVAE(pixels, tiling: vaeTiling)
     let shape = posterior.mean.shape
     let noise = generator.randn(nchw: [shape[0], shape[3], shape[1], shape[2]], layout: .nhwc)
-    return Ops.scale(try posterior.sample(noise: noise), vae.config.scalingFactor)
+    let sample = try posterior.sample(noise: noise)
+    if normalized, let (mean, std) = vae.config.latentStatistics {
+      let scaling = vae.config.scalingFactor
+      return Self.perChannel(sample) { x, c in (x - mean[c]) * scaling / std[c] }
+    }
+    return Ops.scale(sample, vae.config.scalingFactor)
+  }
+
+  /// `f(value, channel)` over an NHWC tensor (the latent statistics' per-channel arithmetic).
+  static func perChannel(_ x: Tensor, _ f: (Float, Int) -> Float) -> Tensor {
+    var out = x.toFloat32(pooled: false)
+    let channels = x.shape.last ?? 1
+    let p = out.mutableFloatPointer
+    for i in 0..<out.count { p[i] = f(p[i], i % channels) }
+    return out
   }
 
   /// The RGB image as the VAE input `[1, H, W, 3]` in [−1, 1], resized (Pillow LANCZOS) to the
@@ -82,7 +102,7 @@ extension StableDiffusionPipeline {
       initLatents = try Ops.nchwToNhwc(given)
     } else if let image = p.initImage {
       let pixels = try preprocessInitImage(image, width: width, height: height, maxPixels: p.maxPixels)
-      initLatents = try encodeImage(pixels, vaeTiling: vaeTiling, generator: &generator)
+      initLatents = try encodeImage(pixels, vaeTiling: vaeTiling, normalized: isSDXL, generator: &generator)
     } else {
       throw PipelineError.invalidArgument(name: "initImage", reason: "image-to-image needs an init image or init latents")
     }

@@ -530,8 +530,15 @@ public final class StableDiffusionPipeline: Sendable {
   }
 
   /// VAE-decodes NHWC latents into an 8-bit image (diffusers' `VaeImageProcessor.postprocess`).
+  /// SDXL with a VAE's `latents_mean`/`latents_std`: `latents · std / scaling_factor + mean`.
   func decodeNHWC(_ latents: Tensor, tiling: VAETilingMode = .off) throws -> Image {
-    let scaled = Ops.divide(latents, vae.config.scalingFactor)  // `latents / scaling_factor`
+    let scaling = vae.config.scalingFactor
+    let scaled: Tensor
+    if isSDXL, let (mean, std) = vae.config.latentStatistics {
+      scaled = Self.perChannel(latents) { x, c in x * std[c] / scaling + mean[c] }
+    } else {
+      scaled = Ops.divide(latents, scaling)  // `latents / scaling_factor`
+    }
     let decoded = try decodeVAE(scaled, tiling: tiling)
     let processor = VaeImageProcessor(vaeScaleFactor: vaeScaleFactor)
     guard let image = processor.postprocess(decoded).first else {

@@ -44,6 +44,11 @@ import Weights
   @Test(arguments: ["controlnet", "controlnet-guess-window", "controlnet-ip"])
   func controlNetMatchesDiffusers(name: String) throws { try parity.run(name) }
 
+  /// A VAE config with `latents_mean`/`latents_std`: decoding and image-to-image encoding
+  /// normalise per channel as diffusers' SDXL pipelines do.
+  @Test(arguments: ["latent-stats-t2i", "latent-stats-img2img"])
+  func vaeLatentStatisticsMatchDiffusers(name: String) throws { try parity.run(name) }
+
   @Test func styleBlockPresetMatchesDiffusersBlockDictionary() throws {
     try parity.run("ip-style", layerScales: .preset(.style, scale: 0.7))
   }

@@ -16,6 +16,8 @@ Writes
                                                 requires_aesthetics_score, a UNet with 5 time ids and the second
                                                 encoder's width); tokenizer_2, text_encoder_2, vae, scheduler linked
   Tests/Fixtures/tiny-sdxl-controlnet/          ControlNetModel.from_unet(tiny-sdxl UNet): text_time embedding
+  Tests/Fixtures/tiny-sdxl-latent-stats/         tiny-sdxl with a VAE config carrying latents_mean/latents_std
+                                                (Playground v2.5 style; the weights are tiny-sdxl's, linked)
   Tests/Fixtures/tiny-unet-nested/              an SDXL-shaped UNet with per-layer transformer_layers_per_block and
                                                 reverse_transformer_layers_per_block (SSD-1B style), fp16
   Tests/Fixtures/goldens/sdxl-nested-unet.safetensors   its inputs and output
@@ -366,6 +368,26 @@ def main():
         f.write("\n")
 
 
+LATENT_STATS = dict(latents_mean=[0.2, -0.4, 0.1, 0.3], latents_std=[1.5, 0.7, 1.2, 0.9])
+
+
+def write_latent_stats_pipeline():
+    folder = os.path.join(FIX, "tiny-sdxl-latent-stats")
+    with open(os.path.join(PIPE, "model_index.json")) as fh:
+        index = json.load(fh)
+    linked_pipeline(folder, {"vae"}, index)
+    os.makedirs(os.path.join(folder, "vae"))
+    with open(os.path.join(PIPE, "vae", "config.json")) as fh:
+        config = json.load(fh)
+    config.update(LATENT_STATS)
+    with open(os.path.join(folder, "vae", "config.json"), "w") as fh:
+        json.dump(config, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    name = "diffusion_pytorch_model.safetensors"
+    os.symlink(os.path.join("..", "..", "tiny-sdxl", "vae", name), os.path.join(folder, "vae", name))
+    return folder
+
+
 def write_nested_unet():
     from diffusers import UNet2DConditionModel
 
@@ -395,6 +417,7 @@ def extra_cases(base):
 
     write_extras()
     write_nested_unet()
+    stats = write_latent_stats_pipeline()
     size = {"width": 64, "height": 48}
     inp = dict(size, image="init-64.png", mask_image="mask-64.png", num_inference_steps=5, negative_prompt=NEGATIVE)
     for name, folder, call in (
@@ -448,6 +471,13 @@ def extra_cases(base):
     pipe = controlnet_pipe()
     ip = with_ip(pipe, "ip-adapter_sdxl", 0.6, "image_encoder")
     run(pipe, "controlnet-ip", dict(ctrl, ip_adapter_image="reference.png"), ip)
+
+    # A VAE with latents_mean/latents_std: decoding (text-to-image) and image-to-image encoding use them.
+    run(load(folder=stats), "latent-stats-t2i", dict(base))
+    CASES["latent-stats-t2i"]["model"] = "tiny-sdxl-latent-stats"
+    run(load("StableDiffusionXLImg2ImgPipeline", folder=stats), "latent-stats-img2img",
+        dict(image="init-64.png", strength=0.6, num_inference_steps=5, guidance_scale=5.0, negative_prompt=NEGATIVE))
+    CASES["latent-stats-img2img"]["model"] = "tiny-sdxl-latent-stats"
 
     # InstantStyle on SDXL's blocks (diffusers' documented dictionaries).
     for name, scale in (("ip-style", {"up": {"block_0": [0.0, 0.7, 0.0]}}),

@@ -16,6 +16,11 @@ public struct AutoencoderKLConfig: Codable, Sendable, Equatable {
   public var sampleSize: Int = 32
   public var scalingFactor: Float = 0.18215
   public var shiftFactor: Float?
+  /// Per-channel latent statistics (Playground v2.5-style SDXL VAEs): SDXL pipelines decode
+  /// `latents · std / scaling_factor + mean` and image-to-image encodes
+  /// `(latents − mean) · scaling_factor / std` (diffusers 0.42.1); nil for every SD1.5/SDXL VAE.
+  public var latentsMean: [Float]?
+  public var latentsStd: [Float]?
   public var useQuantConv: Bool = true
   public var usePostQuantConv: Bool = true
   public var midBlockAddAttention: Bool = true
@@ -26,6 +31,7 @@ public struct AutoencoderKLConfig: Codable, Sendable, Equatable {
     case blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block"
     case actFn = "act_fn", latentChannels = "latent_channels", normNumGroups = "norm_num_groups"
     case sampleSize = "sample_size", scalingFactor = "scaling_factor", shiftFactor = "shift_factor"
+    case latentsMean = "latents_mean", latentsStd = "latents_std"
     case useQuantConv = "use_quant_conv", usePostQuantConv = "use_post_quant_conv"
     case midBlockAddAttention = "mid_block_add_attention"
   }
@@ -54,6 +60,8 @@ public struct AutoencoderKLConfig: Codable, Sendable, Equatable {
     }
     d.scalingFactor = try get(.scalingFactor, d.scalingFactor)
     d.shiftFactor = try c.decodeIfPresent(Float.self, forKey: .shiftFactor)
+    d.latentsMean = try c.decodeIfPresent([Float].self, forKey: .latentsMean)
+    d.latentsStd = try c.decodeIfPresent([Float].self, forKey: .latentsStd)
     d.useQuantConv = try get(.useQuantConv, d.useQuantConv)
     d.usePostQuantConv = try get(.usePostQuantConv, d.usePostQuantConv)
     d.midBlockAddAttention = try get(.midBlockAddAttention, d.midBlockAddAttention)
@@ -75,6 +83,16 @@ public struct AutoencoderKLConfig: Codable, Sendable, Equatable {
     try check.check("sample_size", sampleSize, in: ConfigLimits.imageSide)
     try check.checkFiniteNonZero("scaling_factor", scalingFactor)
     if let shiftFactor { try check.checkFinite("shift_factor", shiftFactor) }
+    for (field, values) in [("latents_mean", latentsMean), ("latents_std", latentsStd)] {
+      guard let values else { continue }
+      guard values.count == latentChannels else {
+        throw ModelConfigError.malformed(
+          path: path, field: field, reason: "has \(values.count) entries, latent_channels is \(latentChannels)")
+      }
+      for (i, v) in values.enumerated() {
+        if field == "latents_std" { try check.checkFiniteNonZero("\(field)[\(i)]", v) } else { try check.checkFinite("\(field)[\(i)]", v) }
+      }
+    }
     let n = blockOutChannels.count
     for (field, list) in [("down_block_types", downBlockTypes), ("up_block_types", upBlockTypes)] where list.count != n {
       throw ModelConfigError.malformed(
@@ -91,6 +109,12 @@ public struct AutoencoderKLConfig: Codable, Sendable, Equatable {
       throw ModelConfigError.malformed(
         path: path, field: "block_out_channels[\(i)]", reason: "\(ch) is not divisible by norm_num_groups \(normNumGroups)")
     }
+  }
+
+  /// Both latent statistics when the config has both (diffusers applies them only then).
+  public var latentStatistics: (mean: [Float], std: [Float])? {
+    guard let latentsMean, let latentsStd else { return nil }
+    return (latentsMean, latentsStd)
   }
 
   /// Pixels per latent along each axis (`2^(blocks − 1)`, 8 for Stable Diffusion).
