@@ -1,5 +1,4 @@
 import Foundation
-import IPAdapter
 import Models
 import TensorCore
 import Testing
@@ -18,9 +17,8 @@ import Weights
     #expect(config.downTransformerLayers == [[1, 1], [1, 2], [2, 1]])
     #expect(config.upTransformerLayers == [[1, 2, 1], [2, 1, 3], [1, 1, 1]])
     #expect(config.midTransformerLayers == 2)
-    // The slot table computed from the config agrees with the built model's.
     let unet = try ModelLoader.unet(Self.folder)
-    #expect(IPAdapterLayerTable.slots(for: config) == IPAdapterLayerTable.slots(for: unet))
+    #expect(unet.crossAttentionLayers.count == (1 + 2) + (2 + 1) + (1 + 2 + 1) + (2 + 1 + 3) + 2)
   }
 
   @Test func unetWithPerLayerTransformerCountsMatchesDiffusers() throws {
