@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// The GPT-2/CLIP byte ↔ printable-character table: printable Latin-1 bytes (`!`…`~`, `¡`…`¬`,
 /// `®`…`ÿ`) stand for themselves, the other 68 bytes for U+0100, U+0101, … in byte order.
@@ -54,7 +53,7 @@ final class BytePairModel: Sendable {
   private let merges: [UInt64: Merge]
   private let byteIds: [Int32]  // per byte: id of its symbol, -1 when absent
   private let byteEndIds: [Int32]  // per byte: id of its symbol + "</w>", -1 when absent
-  private let cache = Mutex<[[UInt8]: [Int32]]>([:])
+  private let cache = WordCache()
   static let cacheCapacity = 10_000
   static let endOfWord = "</w>"
 
@@ -92,13 +91,12 @@ final class BytePairModel: Sendable {
 
   /// Appends the ids of one word (its UTF-8 bytes) to `output`.
   func encodeWord(_ bytes: [UInt8], into output: inout [Int]) {
-    let cached = cache.withLock { $0[bytes] }
-    if let cached {
+    if let cached = cache[bytes] {
       output.append(contentsOf: cached.lazy.map { Int($0) })
       return
     }
     let ids = merge(bytes)
-    cache.withLock { if $0.count < Self.cacheCapacity { $0[bytes] = ids } }
+    cache.insert(ids, for: bytes, capacity: Self.cacheCapacity)
     output.append(contentsOf: ids.lazy.map { Int($0) })
   }
 
@@ -127,5 +125,27 @@ final class BytePairModel: Sendable {
       symbols.remove(at: position + 1)
     }
     return symbols
+  }
+}
+
+/// The per-word result cache of `BytePairModel`, shared by every thread that tokenises with one
+/// tokenizer. Guarded by an `NSLock` (a pthread mutex, which ThreadSanitizer understands; the
+/// stdlib `Mutex` waits on futexes it cannot see, so concurrent tokenisation was reported as a
+/// race). `@unchecked Sendable`: every access to `words` holds `lock`.
+private final class WordCache: @unchecked Sendable {
+  private var words: [[UInt8]: [Int32]] = [:]
+  private let lock = NSLock()
+
+  subscript(bytes: [UInt8]) -> [Int32]? {
+    lock.lock()
+    defer { lock.unlock() }
+    return words[bytes]
+  }
+
+  /// Keeps `ids` unless the cache already holds `capacity` words.
+  func insert(_ ids: [Int32], for bytes: [UInt8], capacity: Int) {
+    lock.lock()
+    defer { lock.unlock() }
+    if words.count < capacity { words[bytes] = ids }
   }
 }
