@@ -9,8 +9,9 @@ import Weights
 ///
 /// matches: tencent-ailab/IP-Adapter `IPAdapter`/`IPAdapterPlus`/`IPAdapterFull` (original
 /// checkpoint layout: `image_proj.*` and `ip_adapter.*`, as `.safetensors` or a `.bin` pickle of
-/// the two dicts) and diffusers `load_ip_adapter`. Limitations: FaceID variants are refused with
-/// `IPAdapterError.unsupportedVariant`.
+/// the two dicts) and diffusers `load_ip_adapter`, FaceID included (`ip_adapter_faceid.py`: the
+/// LoRA of `n.to_{q,k,v,out}_lora` keys is read into `faceIDLoRA`, fused into the UNet while the
+/// adapter is in use).
 /// `@unchecked Sendable`: its layers' only mutable state, the lazily packed kernels, is guarded by `KernelLock`.
 public final class IPAdapter: @unchecked Sendable {
   public let path: String
@@ -19,6 +20,10 @@ public final class IPAdapter: @unchecked Sendable {
   /// The `to_k_ip`/`to_v_ip` weights; nil when loaded without a UNet (projection only, as
   /// `ipadapter embed` needs).
   public let attention: IPAdapterAttentionWeights?
+  /// The FaceID LoRA stored in the adapter file (`ip_adapter.n.to_q_lora.down.weight` …, one set
+  /// per attention processor n, self-attention included), resolved to the UNet's attention
+  /// modules; nil when the file has none (Portrait adapters) or without a UNet.
+  public let faceIDLoRA: LoRAFile?
 
   /// Opens `path`, detects the variant, checks it against `unet` before reading any weight, then
   /// loads both parts strictly. Without a UNet only the image projection is loaded.
@@ -35,22 +40,89 @@ public final class IPAdapter: @unchecked Sendable {
     projection = variant.makeProjection()
     try projection.loadWeights(
       from: imageProj, source: "\(path) (image_proj)", options: LoadOptions(prepare: prepare))
-    if unet != nil {
+    if let unet {
       let weights = IPAdapterAttentionWeights(slots: slots, crossDim: variant.crossDim)
       try weights.loadWeights(
-        from: ipAdapter, source: "\(path) (ip_adapter)", options: LoadOptions(prepare: prepare))
+        from: ipAdapter, source: "\(path) (ip_adapter)",
+        options: LoadOptions(ignore: { Self.isFaceIDLoRAKey($0) }, prepare: prepare))
       attention = weights
+      faceIDLoRA = try Self.faceIDLoRA(ipAdapter, unet: unet, path: path)
     } else {
       attention = nil
+      faceIDLoRA = nil
     }
   }
 
+  /// `n.to_q_lora.down.weight` and the like.
+  static let faceIDLoRAParts: [(file: String, module: String)] = [
+    ("to_q_lora", "to_q"), ("to_k_lora", "to_k"), ("to_v_lora", "to_v"), ("to_out_lora", "to_out.0"),
+  ]
+
+  static func isFaceIDLoRAKey(_ key: String) -> Bool {
+    faceIDLoRAParts.contains { key.contains(".\($0.file).") }
+  }
+
+  /// The FaceID LoRA of the `ip_adapter` part as a `LoRAFile` over the UNet's attention modules
+  /// (scale 1: the reference's `LoRALinearLayer` has no alpha).
+  ///
+  /// matches: tencent-ailab/IP-Adapter `LoRAAttnProcessor`/`LoRAIPAttnProcessor` (rank from the
+  /// file) and diffusers `_load_ip_adapter_loras` (the same keys under the processor names).
+  static func faceIDLoRA(_ ipAdapter: any TensorArchive, unet: UNet2DConditionModel, path: String) throws -> LoRAFile? {
+    var layers: [LoRALayerWeights] = []
+    for key in ipAdapter.keys where key.hasSuffix(".down.weight") && isFaceIDLoRAKey(key) {
+      let parts = key.split(separator: ".")
+      guard parts.count == 4, let n = Int(parts[0]),
+        let part = faceIDLoRAParts.first(where: { $0.file == parts[1] })
+      else {
+        throw IPAdapterError.notAnIPAdapter(path: path, reason: "ip_adapter.\(key) is not a FaceID LoRA key (n.to_q_lora.down.weight)")
+      }
+      guard let attention = IPAdapterLayerTable.processorPath(n, unet: unet) else {
+        throw IPAdapterError.wrongUNet(
+          path: path, reason: "its FaceID LoRA names attention processor \(n), this UNet has \(2 * unet.crossAttentionLayers.count)")
+      }
+      let upKey = "\(n).\(part.file).up.weight"
+      guard ipAdapter.info(upKey) != nil else {
+        throw IPAdapterError.notAnIPAdapter(path: path, reason: "ip_adapter.\(key) has no ip_adapter.\(upKey)")
+      }
+      let down = try ipAdapter.tensor(key)
+      let up = try ipAdapter.tensor(upKey)
+      for (k, t) in [(key, down), (upKey, up)] {
+        guard t.rank == 2, t.shape.allSatisfy({ $0 > 0 }) else {
+          throw IPAdapterError.notAnIPAdapter(path: path, reason: "ip_adapter.\(k) must be a non-empty matrix, found \(t.shape)")
+        }
+        if let i = NonFinite.firstIndex(t) {
+          throw LoRAError.nonFinite(path: path, key: "ip_adapter." + k, index: i)
+        }
+      }
+      guard up.shape[1] == down.shape[0] else {
+        throw IPAdapterError.notAnIPAdapter(
+          path: path, reason: "ip_adapter.\(upKey) \(up.shape) and \(key) \(down.shape) disagree on the rank")
+      }
+      layers.append(
+        LoRALayerWeights(
+          component: .unet, module: attention + "." + part.module, flat: false, down: down, up: up, alpha: nil,
+          key: "ip_adapter." + key))
+    }
+    for key in ipAdapter.keys where key.hasSuffix(".up.weight") && isFaceIDLoRAKey(key) {
+      let down = String(key.dropLast("up.weight".count)) + "down.weight"
+      if ipAdapter.info(down) == nil {
+        throw IPAdapterError.notAnIPAdapter(path: path, reason: "ip_adapter.\(key) has no ip_adapter.\(down)")
+      }
+    }
+    guard !layers.isEmpty else { return nil }
+    return LoRAFile(path: path + " (FaceID LoRA)", layers: layers, styles: ["IP-Adapter FaceID"])
+  }
+
   /// An adapter assembled from already-loaded parts (tests, benchmarks, programmatic use).
-  public init(path: String, variant: IPAdapterVariant, projection: any ImagePromptProjection, attention: IPAdapterAttentionWeights?) {
+  public init(
+    path: String, variant: IPAdapterVariant, projection: any ImagePromptProjection, attention: IPAdapterAttentionWeights?,
+    faceIDLoRA: LoRAFile? = nil
+  ) {
     self.path = path
     self.variant = variant
     self.projection = projection
     self.attention = attention
+    self.faceIDLoRA = faceIDLoRA
   }
 
   /// Pre-flight: the adapter's token width must be the UNet's cross-attention width, it must
@@ -97,6 +169,7 @@ public final class IPAdapter: @unchecked Sendable {
 
   /// Pre-flight: the image encoder must produce what the projection consumes.
   public func checkEncoder(_ config: CLIPVisionConfig, encoderPath: String) throws {
+    guard variant.needsImageEncoder else { return }
     let produced = variant.usesImageEmbeds ? config.projectionDim : config.hiddenSize
     let field = variant.usesImageEmbeds ? "image embeddings (projection_dim)" : "hidden states (hidden_size)"
     guard produced == variant.inputWidth else {

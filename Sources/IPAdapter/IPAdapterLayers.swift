@@ -29,6 +29,21 @@ public enum IPAdapterLayerTable {
   }
 }
 
+extension IPAdapterLayerTable {
+  /// The attention module of processor `n` in diffusers' `unet.attn_processors` order: every
+  /// transformer block contributes its self-attention (`attn1`, even n) then its cross-attention
+  /// (`attn2`, odd n), blocks in the order of `slots` — how the FaceID LoRA keys
+  /// (`n.to_q_lora.down.weight`) are numbered. Nil when `n` is out of range.
+  public static func processorPath(_ n: Int, unet: UNet2DConditionModel) -> String? {
+    let layers = unet.crossAttentionLayers
+    guard n >= 0, n / 2 < layers.count else { return nil }
+    let cross = layers[n / 2].name
+    guard n % 2 == 0 else { return cross }
+    guard cross.hasSuffix(".attn2") else { return nil }
+    return String(cross.dropLast("attn2".count)) + "attn1"
+  }
+}
+
 /// The decoupled key/value projections of one adapter: for every slot, `N.to_k_ip` and
 /// `N.to_v_ip` (`Linear(cross_dim → hidden, bias=False)`).
 ///

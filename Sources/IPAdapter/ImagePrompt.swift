@@ -57,6 +57,9 @@ public struct ImagePrompt: Sendable {
   public var masks: Tensor?
   /// How the adapter's keys/values carry its weight (ComfyUI's embeds scaling).
   public var embedsScaling: IPAdapterEmbedsScaling = .vOnly
+  /// The weight of the adapter's FaceID LoRA (`adapter.faceIDLoRA`), fused into the UNet while
+  /// this prompt is used (the reference's `lora_scale`, default 1; 0 leaves the UNet as is).
+  public var faceIDLoRAScale: Float = 1
 
   public init(adapter: IPAdapter, embeds: ImagePromptEmbeds, scale: Float) {
     self.adapter = adapter
@@ -83,6 +86,65 @@ public struct ImagePrompt: Sendable {
     }
     return ImagePromptEmbeds(
       conditional: try adapter.tokens(features), unconditional: try adapter.tokens(uncond), imageCount: count)
+  }
+
+  /// Projects face embeddings (FaceID family): `faces` `[N, idDim]`, one row per face; each face
+  /// gives its own block of tokens, concatenated (Portrait: 16 tokens per face).
+  ///
+  /// matches: tencent-ailab/IP-Adapter `IPAdapterFaceID.get_image_embeds` (conditional: the
+  /// projection of the embedding; unconditional: of a zero embedding), `IPAdapterFaceIDPlus`
+  /// (plus the CLIP penultimate hidden states of the face crop, unconditional: of zero pixels;
+  /// `shortcut`/`s_scale`), `ip_adapter_faceid_separate` (Portrait: several faces concatenated).
+  /// - Parameters:
+  ///   - encoder, faceImages: FaceID-Plus only — the CLIP encoder and one aligned face crop per face.
+  ///   - shortcutScale: FaceID-Plus only — nil: Plus v1 (no shortcut); s: Plus v2, `x + s·out`.
+  public static func faceEmbeds(
+    adapter: IPAdapter, faces: Tensor, encoder: ImagePromptEncoder? = nil, faceImages: [Image] = [],
+    shortcutScale: Float? = nil, maxPixels: Int = ImageLimits.default.maxPixels
+  ) throws -> ImagePromptEmbeds {
+    guard let dim = adapter.variant.faceEmbeddingDim else {
+      throw IPAdapterError.badInput("\(adapter.path) is not a FaceID adapter (\(adapter.variant)); it takes images, not face embeddings")
+    }
+    guard faces.rank == 2, faces.shape[1] == dim, faces.shape[0] >= 1 else {
+      throw IPAdapterError.badEmbeds(
+        path: adapter.path, reason: "face embeddings must be [faces, \(dim)] (one \(dim)-d embedding per face), got \(faces.shape)")
+    }
+    if let i = NonFinite.firstIndex(faces) {
+      throw IPAdapterError.badEmbeds(path: adapter.path, reason: "face embedding element \(i) is NaN or infinite")
+    }
+    let n = faces.shape[0]
+    if case .faceID(let f) = adapter.variant, f.tokens >= 16, n < 2 {
+      // The Portrait adapters (16 tokens per face) were trained on several photos of one person.
+      throw IPAdapterError.badInput(
+        "\(adapter.path) is a FaceID Portrait adapter (\(f.tokens) tokens per face): it takes several face embeddings of one person (the reference uses 5), got 1")
+    }
+    let zeros = Tensor.zeros(faces.shape)
+    func joined(_ t: Tensor) -> Tensor { t.reshaped([1, t.shape[0] * t.shape[1], t.shape[2]]) }
+    switch adapter.variant {
+    case .faceIDPlus:
+      guard let plus = adapter.projection as? FaceIDPlusProjModel else {
+        throw IPAdapterError.badInput("\(adapter.path): FaceID-Plus adapter without its projection")
+      }
+      guard let encoder else {
+        throw IPAdapterError.missingImageEncoder(path: adapter.path, tried: "none given (FaceID-Plus reads the face crop with the ViT-H image encoder)")
+      }
+      guard faceImages.count == n else {
+        throw IPAdapterError.badInput(
+          "\(adapter.path) is a FaceID-Plus adapter: it needs one aligned face crop per face embedding (\(n) embedding(s), \(faceImages.count) face image(s))")
+      }
+      try adapter.checkEncoder(encoder.model.config, encoderPath: encoder.path)
+      let clip = try encoder.features(faceImages, kind: .penultimateHiddenState, maxPixels: maxPixels)
+      let zeroClip = try encoder.unconditionalFeatures(count: n, kind: .penultimateHiddenState)
+      return ImagePromptEmbeds(
+        conditional: joined(try plus(faces: faces, clip: clip, shortcutScale: shortcutScale)),
+        unconditional: joined(try plus(faces: zeros, clip: zeroClip, shortcutScale: shortcutScale)), imageCount: n)
+    default:
+      guard faceImages.isEmpty else {
+        throw IPAdapterError.badInput("\(adapter.path) is a plain FaceID adapter: it takes face embeddings only, not face images")
+      }
+      return ImagePromptEmbeds(
+        conditional: joined(try adapter.projection(faces)), unconditional: joined(try adapter.projection(zeros)), imageCount: n)
+    }
   }
 
   /// The attention sources of every patched layer, computed once per generation: keys/values of

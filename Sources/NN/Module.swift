@@ -8,6 +8,8 @@ import TensorCore
 public final class Parameter {
   public let shape: [Int]
   public internal(set) var storedValue: Tensor?
+  /// The value as loaded, kept while a fused value (`fuse(_:)`) replaces it.
+  public private(set) var unfusedValue: Tensor?
 
   public init(_ shape: [Int]) { self.shape = shape }
 
@@ -23,6 +25,27 @@ public final class Parameter {
       throw TensorError.shapeMismatch(operation: "assign parameter", expected: shape, actual: tensor.shape)
     }
     storedValue = tensor
+  }
+
+  /// The value before any fusion: what was loaded (a view of the file).
+  public var loadedValue: Tensor { unfusedValue ?? value }
+
+  /// Replaces the value by `fused` (e.g. the weight with LoRA products added), keeping the loaded
+  /// tensor so that `unfuse()` (or another `fuse`) can start from it again without re-reading the
+  /// file. The owning layer must drop its packed kernel (`Module.releaseKernels`).
+  public func fuse(_ fused: Tensor) throws {
+    guard fused.shape == shape else {
+      throw TensorError.shapeMismatch(operation: "fuse parameter", expected: shape, actual: fused.shape)
+    }
+    if unfusedValue == nil { unfusedValue = value }
+    storedValue = fused
+  }
+
+  /// Restores the loaded value (no effect when nothing was fused).
+  public func unfuse() {
+    guard let unfusedValue else { return }
+    storedValue = unfusedValue
+    self.unfusedValue = nil
   }
 }
 
@@ -77,6 +100,16 @@ extension Module {
     if let l = self as? Linear { l.release() }
     if let c = self as? Conv2d { c.release() }
     for (_, child) in children { child.releaseKernels() }
+  }
+
+  /// Every module of the tree with its dotted key path (the root as `prefix` without its dot),
+  /// parents before children.
+  public func namedModules(prefix: String = "") -> [(String, any Module)] {
+    var out: [(String, any Module)] = [(prefix, self)]
+    for (name, child) in children {
+      out += child.namedModules(prefix: prefix.isEmpty ? name : prefix + "." + name)
+    }
+    return out
   }
 
   /// Total number of scalar parameters.

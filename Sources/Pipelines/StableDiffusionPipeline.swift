@@ -34,6 +34,8 @@ public final class StableDiffusionPipeline: Sendable {
   /// The serial queue every generation, encoding and decoding of this pipeline runs on: one at a
   /// time, in call order (see `ComputeQueue`).
   let compute: ComputeQueue
+  /// The LoRAs fused into the UNet and text encoders (`applyLoRAs`).
+  let loraState = LoRAState()
 
   /// Loads every component. Weights are memory-mapped; kernels are prepared lazily per shape.
   /// Weights holding NaN or infinity are refused (`WeightLoadingError.nonFinite`) unless
@@ -278,10 +280,14 @@ public final class StableDiffusionPipeline: Sendable {
     for unit in controlNets {
       extra.append(("ControlNet", "\(unit.name) (\(ParametersText.format(unit.scale)))"))
     }
+    var shown = parameters
+    let lora = loraParameters(prompt: parameters.prompt)
+    shown.prompt = lora.prompt
+    if let field = lora.field { extra.append(field) }
     return GenerationResult(
       latents: try Ops.nhwcToNchw(latents.nhwc), image: image,
       parametersText: ParametersText.describe(
-        parameters, width: width, height: height, model: modelName,
+        shown, width: width, height: height, model: modelName,
         schedulerName: parameters.scheduler?.displayName ?? SchedulerKind.displayName(forClass: schedulerClassName),
         guidanceScale: guidanceScale(for: parameters), extra: extra),
       preparationSeconds: latents.firstStepAt.timeIntervalSince(began),
@@ -294,6 +300,7 @@ public final class StableDiffusionPipeline: Sendable {
     controlNets: [ControlNetUnit], extensions: [any DenoisingExtension], options: GenerationOptions,
     progress: ProgressHandler?, preview: ((GenerationPreview) -> Void)?
   ) throws -> (nhwc: Tensor, firstStepAt: Date) {
+    try syncFusedLoRAs(for: imagePrompts)
     let latentShape = [1, vae.config.latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
     var loop = DenoisingLoop(unet: unet, guidanceScale: guidanceScale(for: parameters), extensions: extensions)
     loop.guidanceRescale = parameters.guidanceRescale

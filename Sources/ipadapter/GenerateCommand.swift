@@ -73,6 +73,9 @@ struct GenerateCommand: AsyncParsableCommand {
   @OptionGroup(title: "SDXL")
   var sdxl: SDXLOptions
 
+  @OptionGroup(title: "LoRA")
+  var loras: LoRAOptions
+
   @OptionGroup(title: "Image prompts (IP-Adapter)")
   var imagePrompts: ImagePromptOptions
 
@@ -140,6 +143,7 @@ struct GenerateCommand: AsyncParsableCommand {
     load.vae = try vae.map { try HubReference.parse($0) }
     if let modelConfig { load.singleFileConfigs = URL(fileURLWithPath: modelConfig) }
     load.allowNonFiniteWeights = limits.allowNan
+    try loras.apply(to: &load)
     if let downloads { load.downloadProgress = { @Sendable p in downloads.update(p) } }
     var request = GenerationRequest(parameters: parameters)
     request.imagePrompts = try imagePrompts.specs(limits: limits)
@@ -152,6 +156,12 @@ struct GenerateCommand: AsyncParsableCommand {
 
     let pipeline = try await StableDiffusionPipeline.load(try ModelSource.parse(model), options: load)
     downloads?.finish()
+    if let report = pipeline.loraReport {
+      for (i, skipped) in report.unmatched.enumerated() where !skipped.isEmpty {
+        FileHandle.standardError.write(
+          Data("warning: \(load.loras[i].file): \(skipped.count) LoRA layer(s) match no layer of the model and were skipped\n".utf8))
+      }
+    }
     let bar = quiet ? nil : ProgressBar()
     let result = try await pipeline.generate(request) { event in
       if case .step(let step) = event { bar?.update(step) }

@@ -67,6 +67,21 @@ struct ImagePromptOptions: ParsableArguments {
   @Option(help: "Unconditional image convention: zeros (diffusers and the original code), black (ComfyUI), noise (ComfyUI's IPAdapter Noise, fade); one for all or one per adapter.")
   var ipUncond: [UnconditionalImageChoice] = []
 
+  @Option(help: "FaceID adapters: a face embedding file, '[N=]FILE' — .npy float32 [512] or [faces, 512] (insightface's normed_embedding saved with numpy.save) or .safetensors; repeat for several faces (the Portrait adapters take several, 16 tokens each).")
+  var faceEmbedding: [String] = []
+
+  @Option(help: "FaceID-Plus adapters: an aligned face crop, '[N=]FILE' (224×224, insightface norm_crop), one per face embedding, read by the image encoder.")
+  var faceImage: [String] = []
+
+  @Option(help: "Weight of the LoRA inside a FaceID adapter file (default 1.0, as the reference; 0 leaves the UNet unchanged); one for all or one per adapter.")
+  var faceidLoraScale: [Float] = []
+
+  @Option(help: "FaceID-Plus v2 shortcut scale s (the reference's s_scale, default 1.0; implies --faceid-v2); one for all or one per adapter.")
+  var faceidSScale: [Float] = []
+
+  @Flag(help: "FaceID-Plus: use the v2 shortcut, tokens = x + s·perceiver(x) (for ip-adapter-faceid-plusv2_sd15; SDXL FaceID-Plus adapters use it by default, as the reference).")
+  var faceidV2 = false
+
   /// `N=FILE` → (N−1, FILE); a bare FILE → (0, FILE).
   static func assignment(_ value: String, option: String, adapters: Int) throws -> (Int, String) {
     if let eq = value.firstIndex(of: "="), let n = Int(value[..<eq]) {
@@ -91,7 +106,10 @@ struct ImagePromptOptions: ParsableArguments {
   /// Checks the flags without loading anything.
   func validate(requireImages: Bool) throws {
     if ipAdapter.isEmpty {
-      for (flag, list) in [("--ip-image", ipImage), ("--ip-embeds", ipEmbeds), ("--image-encoder", imageEncoder)]
+      for (flag, list) in [
+        ("--ip-image", ipImage), ("--ip-embeds", ipEmbeds), ("--image-encoder", imageEncoder),
+        ("--face-embedding", faceEmbedding), ("--face-image", faceImage),
+      ]
       where !list.isEmpty {
         throw CLIError.invalid(flag, "needs --ip-adapter")
       }
@@ -115,8 +133,21 @@ struct ImagePromptOptions: ParsableArguments {
       }
       hasInput[i] = true
     }
+    for v in faceEmbedding {
+      let (i, file) = try Self.assignment(v, option: "--face-embedding", adapters: ipAdapter.count)
+      guard FileManager.default.fileExists(atPath: file) else { throw CLIError.invalid("--face-embedding", "file not found: \(file)") }
+      hasInput[i] = true
+    }
+    for v in faceImage {
+      let (_, file) = try Self.assignment(v, option: "--face-image", adapters: ipAdapter.count)
+      guard FileManager.default.fileExists(atPath: file) else { throw CLIError.invalid("--face-image", "file not found: \(file)") }
+    }
+    for (flag, list) in [("--faceid-lora-scale", faceidLoraScale), ("--faceid-s-scale", faceidSScale)] {
+      for s in list where !s.isFinite { throw CLIError.invalid(flag, "\(s) is not a finite number") }
+      _ = try Self.perAdapter(list, count: ipAdapter.count, option: flag)
+    }
     if requireImages, let missing = hasInput.firstIndex(of: false) {
-      throw CLIError.invalid("--ip-image", "adapter \(missing + 1) (\(ipAdapter[missing])) has no --ip-image or --ip-embeds")
+      throw CLIError.invalid("--ip-image", "adapter \(missing + 1) (\(ipAdapter[missing])) has no --ip-image, --ip-embeds or --face-embedding")
     }
   }
 
@@ -148,6 +179,27 @@ struct ImagePromptOptions: ParsableArguments {
       let (i, file) = try Self.assignment(v, option: "--ip-embeds", adapters: ipAdapter.count)
       specs[i].embedsFile = URL(fileURLWithPath: file)
     }
+    var faceFiles = Array(repeating: [String](), count: ipAdapter.count)
+    for v in faceEmbedding {
+      let (i, file) = try Self.assignment(v, option: "--face-embedding", adapters: ipAdapter.count)
+      faceFiles[i].append(file)
+    }
+    let loraScales = try Self.perAdapter(faceidLoraScale, count: ipAdapter.count, option: "--faceid-lora-scale")
+    let sScales = try Self.perAdapter(faceidSScale, count: ipAdapter.count, option: "--faceid-s-scale")
+    for i in specs.indices {
+      if !faceFiles[i].isEmpty { specs[i].faceEmbeddings = try FaceEmbeddingFile.read(faceFiles[i]) }
+      if let l = loraScales[i] { specs[i].faceIDLoRAScale = l }
+      if let s = sScales[i] {
+        specs[i].faceIDShortcut = true
+        specs[i].faceIDShortcutScale = s
+      } else if faceidV2 {
+        specs[i].faceIDShortcut = true
+      }
+    }
+    for v in faceImage {
+      let (i, file) = try Self.assignment(v, option: "--face-image", adapters: ipAdapter.count)
+      specs[i].faceImages.append(try Image(contentsOfFile: file, limits: limits.limits))
+    }
     for (i, spec) in specs.enumerated() {
       if let w = spec.imageWeights, w.count != spec.images.count {
         throw CLIError.invalid("--ip-image-weight", "adapter \(i + 1) has \(spec.images.count) image(s) but \(w.count) weight(s)")
@@ -164,6 +216,9 @@ struct ImagePromptOptions: ParsableArguments {
     case "embedsFile": return "--ip-embeds"
     case "imageWeights": return "--ip-image-weight"
     case "masks": return "--ip-mask"
+    case "faceEmbeddings": return "--face-embedding"
+    case "faceImages": return "--face-image"
+    case "faceIDLoRAScale": return "--faceid-lora-scale"
     default: return nil
     }
   }

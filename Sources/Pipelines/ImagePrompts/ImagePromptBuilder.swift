@@ -126,6 +126,7 @@ public struct ImagePromptBuilder: Sendable {
       let embeds = try self.embeds(
         located, name: name, adapter: adapter, processorConfig: pipeline.featureExtractorConfig, encoders: &encoders)
       var prompt = ImagePrompt(adapter: adapter, embeds: embeds, scale: spec.scale)
+      prompt.faceIDLoRAScale = spec.faceIDLoRAScale
       prompt.layerScales = spec.resolvedLayerScales
       prompt.window = spec.window
       prompt.embedsScaling = spec.embedsScaling
@@ -161,6 +162,14 @@ public struct ImagePromptBuilder: Sendable {
       }
       return try ImagePromptEmbedsFile.read(file.path, adapter: adapter)
     }
+    if adapter.variant.usesFaceEmbedding {
+      return try faceEmbeds(located, name: name, adapter: adapter, processorConfig: processorConfig, encoders: &encoders)
+    }
+    if spec.faceEmbeddings != nil || !spec.faceImages.isEmpty {
+      throw PipelineError.invalidArgument(
+        name: "\(name).faceEmbeddings",
+        reason: "\(located.adapter.lastPathComponent) is not a FaceID adapter (\(adapter.variant)): give images, not face embeddings")
+    }
     guard !spec.images.isEmpty else {
       throw PipelineError.invalidArgument(
         name: "\(name).images", reason: "no image (and no embeddings file) for \(located.adapter.lastPathComponent)")
@@ -179,6 +188,45 @@ public struct ImagePromptBuilder: Sendable {
       ?? ImagePromptEncoder(folder: folder, processorConfig: processorConfig, prepare: prepare)
     encoders[folder.path] = encoder
     return try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: spec.images, options: features)
+  }
+
+  /// A FaceID adapter's tokens from the spec's face embeddings (and, for FaceID-Plus, face crops
+  /// through the image encoder).
+  func faceEmbeds(
+    _ located: Located, name: String, adapter: IPAdapter, processorConfig: URL?,
+    encoders: inout [String: ImagePromptEncoder]
+  ) throws -> ImagePromptEmbeds {
+    let spec = located.spec
+    let file = located.adapter.lastPathComponent
+    guard let faces = spec.faceEmbeddings else {
+      throw PipelineError.invalidArgument(
+        name: "\(name).faceEmbeddings", reason: "\(file) is a \(adapter.variant): it needs face embeddings (insightface normed_embedding, \(adapter.variant.faceEmbeddingDim ?? 512)-d)")
+    }
+    guard spec.images.isEmpty else {
+      throw PipelineError.invalidArgument(
+        name: "\(name).images", reason: "\(file) is a FaceID adapter: it takes face embeddings\(adapter.variant.needsImageEncoder ? " and face crops (faceImages)" : ""), not image prompts")
+    }
+    guard spec.faceIDLoRAScale.isFinite, spec.faceIDShortcutScale.isFinite else {
+      throw PipelineError.invalidArgument(name: "\(name).faceIDLoRAScale", reason: "the FaceID LoRA and shortcut scales must be finite")
+    }
+    var encoder: ImagePromptEncoder?
+    var shortcut: Float?
+    if case .faceIDPlus(let f, _) = adapter.variant {
+      guard !spec.faceImages.isEmpty else {
+        throw PipelineError.invalidArgument(
+          name: "\(name).faceImages", reason: "\(file) is FaceID-Plus: it needs an aligned face crop per face embedding (224×224, insightface norm_crop)")
+      }
+      let folder = try located.encoder ?? Self.encoderBeside(located.adapter)
+      let e = try encoders[folder.path] ?? ImagePromptEncoder(folder: folder, processorConfig: processorConfig, prepare: prepare)
+      encoders[folder.path] = e
+      encoder = e
+      if spec.faceIDShortcut ?? (f.crossDim == 2048) { shortcut = spec.faceIDShortcutScale }
+    } else if !spec.faceImages.isEmpty {
+      throw PipelineError.invalidArgument(
+        name: "\(name).faceImages", reason: "\(file) is a plain FaceID adapter: it reads face embeddings only (face crops are for FaceID-Plus)")
+    }
+    return try ImagePrompt.faceEmbeds(
+      adapter: adapter, faces: faces, encoder: encoder, faceImages: spec.faceImages, shortcutScale: shortcut, maxPixels: maxPixels)
   }
 
   /// The adapter's encoder by the h94 layout (`AdapterEncoderLayout`): `image_encoder/` next to

@@ -2,6 +2,7 @@ import Foundation
 import Hub
 import IPAdapter
 import Imaging
+import TensorCore
 
 /// One adapter's image prompt as an app describes it: which files, which images, and every
 /// control. `ImagePromptBuilder` turns a list of these into `ImagePrompt`s (loading adapters,
@@ -37,6 +38,23 @@ public struct ImagePromptSpec: Sendable {
   /// Regional masks, one per image after combining (white = where the image acts), resized to the
   /// output size.
   public var masks: [Image] = []
+
+  // MARK: FaceID adapters
+
+  /// Face embeddings `[N, D]`, one row per face (`FaceEmbeddingFile`; insightface's
+  /// `normed_embedding`, 512-d) — what every FaceID adapter takes instead of `images`.
+  public var faceEmbeddings: Tensor?
+  /// FaceID-Plus: one aligned face crop per face (insightface `norm_crop`, 224×224), read by the
+  /// CLIP image encoder.
+  public var faceImages: [Image] = []
+  /// The weight of the LoRA inside a FaceID adapter file (the reference's `lora_scale`, 1.0).
+  public var faceIDLoRAScale: Float = 1
+  /// FaceID-Plus v2's shortcut (`x + s·perceiver(x)`); nil = the reference's default: on for
+  /// SDXL-wide (2048) adapters (only -plusv2_sdxl exists), off for SD1.5 (`-plus_sd15`; set it for
+  /// `-plusv2_sd15`).
+  public var faceIDShortcut: Bool?
+  /// FaceID-Plus v2's `s_scale` (default 1.0).
+  public var faceIDShortcutScale: Float = 1
 
   public init(adapter: HubReference, images: [Image] = [], scale: Float = 1) {
     self.adapter = adapter

@@ -28,6 +28,12 @@ public struct PipelineLoadOptions: Sendable {
   public var variant: String?
   /// Download progress of hub references.
   public var downloadProgress: HubProgressHandler?
+  /// LoRAs fused into the UNet and text encoders once loaded (local files or hub files), each at
+  /// its weight; see `StableDiffusionPipeline.applyLoRAs`.
+  public var loras: [LoRAReference] = []
+  /// Skip LoRA layers that match no layer of the model (reported in `loraReport`) instead of
+  /// refusing the file.
+  public var ignoreUnmatchedLoRALayers = false
 
   public init(precision: ComputePrecision = .float32, vae: HubReference? = nil) {
     self.precision = precision
@@ -49,8 +55,8 @@ extension StableDiffusionPipeline {
     -> StableDiffusionPipeline
   {
     if let variant = options.variant { try ModelLoader.checkVariant(variant) }
-    let (local, vae) = try await fetch(source, options: options)
-    return try await ComputeQueue.detached { try loadLocal(local, vae: vae, options: options) }
+    let (local, vae, loras) = try await fetch(source, options: options)
+    return try await ComputeQueue.detached { try loadLocal(local, vae: vae, loras: loras, options: options) }
   }
 
   /// `load(_:options:)` for synchronous code: blocks the calling thread (hub downloads included).
@@ -58,15 +64,16 @@ extension StableDiffusionPipeline {
     -> StableDiffusionPipeline
   {
     if let variant = options.variant { try ModelLoader.checkVariant(variant) }
-    var needsHub = options.vae?.isRemote == true
+    var needsHub = options.vae?.isRemote == true || options.loras.contains { $0.file.isRemote }
     if case .hub = source { needsHub = true }
-    let (local, vae) = needsHub
-      ? try HubClient.runBlocking { try await fetch(source, options: options) } : (source, options.vae?.localURL)
-    return try loadLocal(local, vae: vae, options: options)
+    let (local, vae, loras) = needsHub
+      ? try HubClient.runBlocking { try await fetch(source, options: options) }
+      : (source, options.vae?.localURL, options.loras.compactMap { $0.file.localURL })
+    return try loadLocal(local, vae: vae, loras: loras, options: options)
   }
 
   /// Hub references fetched into the cache and classified as local sources.
-  static func fetch(_ source: ModelSource, options: PipelineLoadOptions) async throws -> (ModelSource, URL?) {
+  static func fetch(_ source: ModelSource, options: PipelineLoadOptions) async throws -> (ModelSource, URL?, [URL]) {
     var client: HubClient?
     func hub() -> HubClient {
       if let client { return client }
@@ -85,10 +92,27 @@ extension StableDiffusionPipeline {
         ? try await hub().resolveFile(reference, progress: options.downloadProgress)
         : reference.localURL
     }
-    return (local, vae)
+    var loras: [URL] = []
+    for lora in options.loras {
+      loras.append(
+        lora.file.isRemote
+          ? try await hub().resolveFile(lora.file, progress: options.downloadProgress) : lora.file.localURL!)
+    }
+    return (local, vae, loras)
   }
 
-  /// Loads a local source.
+  /// Loads a local source, then fuses the LoRAs (`loras`: the local files of `options.loras`).
+  static func loadLocal(
+    _ source: ModelSource, vae: URL?, loras: [URL] = [], options: PipelineLoadOptions
+  ) throws -> StableDiffusionPipeline {
+    let pipeline = try loadLocal(source, vae: vae, options: options)
+    if !loras.isEmpty {
+      let files = try zip(loras, options.loras).map { (try LoRAFile(path: $0.0.path), $0.1.weight) }
+      pipeline.loraReport = try pipeline.applyLoRAs(files, ignoreUnmatched: options.ignoreUnmatchedLoRALayers)
+    }
+    return pipeline
+  }
+
   static func loadLocal(_ source: ModelSource, vae: URL?, options: PipelineLoadOptions) throws -> StableDiffusionPipeline {
     switch source {
     case .diffusersFolder(let folder):

@@ -1,0 +1,142 @@
+import Foundation
+import Hub
+import Models
+import NN
+import IPAdapter
+
+/// A LoRA to apply: a local file or hub file, at a weight (`--lora FILE[:WEIGHT]`).
+public struct LoRAReference: Sendable, Equatable {
+  public var file: HubReference
+  public var weight: Float
+  public init(_ file: HubReference, weight: Float = 1) {
+    self.file = file
+    self.weight = weight
+  }
+}
+
+/// A LoRA fused into a pipeline's weights, as the PNG parameters record it.
+public struct AppliedLoRA: Sendable {
+  public var file: LoRAFile
+  public var weight: Float
+  /// AUTOMATIC1111's short hash (`Lora hashes:`): the first 12 hex digits of the sha256 of the
+  /// tensor data (safetensors, the "addnet" hash) or of the whole file.
+  public var shortHash: String
+}
+
+/// The LoRAs currently fused into a pipeline (guarded by a lock: read by generations, written by
+/// `applyLoRAs` on the compute queue).
+final class LoRAState: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value: [AppliedLoRA] = []
+  private var lastReport: LoRAFusionReport?
+  private var fused: [String] = []
+  var applied: [AppliedLoRA] {
+    get { lock.withLock { value } }
+    set { lock.withLock { value = newValue } }
+  }
+  var report: LoRAFusionReport? {
+    get { lock.withLock { lastReport } }
+    set { lock.withLock { lastReport = newValue } }
+  }
+  /// What is fused now (file path @ weight, in order): user LoRAs and the FaceID LoRAs of the
+  /// last generation's image prompts.
+  var fusedKey: [String] {
+    get { lock.withLock { fused } }
+    set { lock.withLock { fused = newValue } }
+  }
+  static func key(_ loras: [WeightedLoRA]) -> [String] { loras.map { "\($0.file.path)@\($0.weight)" } }
+}
+
+extension StableDiffusionPipeline {
+  /// The LoRA lookup tables of this pipeline's UNet and text encoders.
+  public var loraTargets: [LoRAComponent: LoRATargetTable] {
+    var t: [LoRAComponent: LoRATargetTable] = [.unet: LoRATargetTable(component: .unet, model: unet, unetConfig: unet.config)]
+    if let textEncoder { t[.textEncoder] = LoRATargetTable(component: .textEncoder, model: textEncoder) }
+    if let xl = sdxl { t[.textEncoder2] = LoRATargetTable(component: .textEncoder2, model: xl.textEncoder2) }
+    return t
+  }
+
+  /// The LoRAs fused into the weights now, in order.
+  public var appliedLoRAs: [AppliedLoRA] { loraState.applied }
+
+  /// What the last `applyLoRAs` did (layers fused, unmatched layers skipped); nil before any.
+  public internal(set) var loraReport: LoRAFusionReport? {
+    get { loraState.report }
+    set { loraState.report = newValue }
+  }
+
+  /// Makes the UNet and text encoders' weights the loaded ones plus exactly `loras` (each at its
+  /// weight; an empty list removes every LoRA). The products are added to the weights once, here
+  /// (a denoising step then costs what it costs without LoRA); changing the set or the weights
+  /// later starts again from the loaded weights without re-reading the model files. Runs on the
+  /// pipeline's compute queue (after any generation in progress).
+  ///
+  /// matches: diffusers `load_lora_weights` per file + `set_adapters(names, weights)` + `fuse_lora()`.
+  /// - Throws: `LoRAError` (unmatched layers unless `ignoreUnmatched`, shapes of another base
+  ///   model, NaN) — the weights are unchanged then.
+  @discardableResult
+  public func applyLoRAs(_ loras: [(file: LoRAFile, weight: Float)], ignoreUnmatched: Bool = false) throws -> LoRAFusionReport {
+    let hashes = try loras.map { try Self.loraShortHash(path: $0.file.path) }
+    return try compute.sync {
+      let report = try LoRAFusion.apply(
+        loras.map { WeightedLoRA($0.file, weight: $0.weight) }, to: loraTargets, ignoreUnmatched: ignoreUnmatched)
+      loraState.applied = zip(loras, hashes).map { AppliedLoRA(file: $0.0.file, weight: $0.0.weight, shortHash: $0.1) }
+      loraState.report = report
+      loraState.fusedKey = LoRAState.key(loras.map { WeightedLoRA($0.file, weight: $0.weight) })
+      return report
+    }
+  }
+
+  /// Opens and applies local LoRA files (hub references must have been fetched: see `load`).
+  @discardableResult
+  public func applyLoRAs(files: [(path: String, weight: Float)], ignoreUnmatched: Bool = false) throws -> LoRAFusionReport {
+    try applyLoRAs(files.map { (try LoRAFile(path: $0.path), $0.weight) }, ignoreUnmatched: ignoreUnmatched)
+  }
+
+  /// Makes the fused set the user's LoRAs plus the FaceID LoRAs of `imagePrompts` (each at its
+  /// `faceIDLoRAScale`); nothing is recomputed when the set is unchanged. Called on the compute
+  /// queue before denoising.
+  ///
+  /// matches: tencent-ailab/IP-Adapter FaceID's LoRA attention processors (`lora_scale`), which are
+  /// the fused weights' arithmetic, and diffusers `load_ip_adapter` + `set_adapters("faceid_0", w)`.
+  func syncFusedLoRAs(for imagePrompts: [ImagePrompt]) throws {
+    var wanted = loraState.applied.map { WeightedLoRA($0.file, weight: $0.weight) }
+    for p in imagePrompts {
+      if let lora = p.adapter.faceIDLoRA, p.faceIDLoRAScale != 0 { wanted.append(WeightedLoRA(lora, weight: p.faceIDLoRAScale)) }
+    }
+    let key = LoRAState.key(wanted)
+    guard key != loraState.fusedKey else { return }
+    try LoRAFusion.apply(wanted, to: loraTargets)
+    loraState.fusedKey = key
+  }
+
+  /// AUTOMATIC1111's LoRA short hash of a file.
+  static func loraShortHash(path: String) throws -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+      throw LoRAError.notALoRA(path: path, reason: "cannot open it")
+    }
+    defer { try? handle.close() }
+    var start: UInt64 = 0
+    let head = try handle.read(upToCount: 8) ?? Data()
+    if path.lowercased().hasSuffix(".safetensors"), head.count == 8 {
+      let n = head.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
+      start = n < UInt64(Int64.max - 8) ? 8 + n : 0
+    }
+    try handle.seek(toOffset: start)
+    var digest = Digest(.sha256)
+    while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty { digest.update(chunk) }
+    return String(digest.finalizeHex().prefix(12))
+  }
+
+  /// The prompt line and the `Lora hashes` field the PNG parameters get for the applied LoRAs.
+  func loraParameters(prompt: String) -> (prompt: String, field: (String, String)?) {
+    let applied = appliedLoRAs
+    guard !applied.isEmpty else { return (prompt, nil) }
+    var line = prompt
+    for a in applied where !prompt.contains("<lora:\(a.file.name):") {
+      line += " <lora:\(a.file.name):\(ParametersText.format(a.weight))>"
+    }
+    let hashes = applied.map { "\($0.file.name): \($0.shortHash)" }.joined(separator: ", ")
+    return (line, ("Lora hashes", ParametersText.quoted(hashes)))
+  }
+}
