@@ -162,7 +162,63 @@ def main():
                              "stable-diffusion-v1-5/stable-diffusion-v1-5@refs/pr/1", "org/name@" + commit]):
         write("hub", "reference-%d" % i, b"\x04" + ref.encode())
 
+    lora_seeds()
     dictionaries()
+
+
+def safetensors(tensors, metadata=None):
+    """A safetensors file from {name: (dtype, shape, values)} (F32 / F16 values packed little-endian)."""
+    import struct
+    header, data = {}, b""
+    if metadata:
+        header["__metadata__"] = metadata
+    for name in sorted(tensors):
+        dtype, shape, values = tensors[name]
+        raw = struct.pack("<%d%s" % (len(values), "f" if dtype == "F32" else "e"), *values)
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data
+
+
+def lora_seeds():
+    """lora: selector byte 0 = a .npy file, 1 = a LoRA .safetensors for the harness's tiny model."""
+    for name in ["face-a.npy", "faces-3.npy"]:
+        write("lora", name, b"\x00" + read(FIX, "faceid", name))
+
+    def values(n, k=1):
+        return [((i * 7 + k * 3) % 11 - 5) / 20.0 for i in range(n)]
+
+    unet = "down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    kohya = {
+        "lora_unet_%s.lora_down.weight" % unet: ("F32", [2, 6], values(12)),
+        "lora_unet_%s.lora_up.weight" % unet: ("F32", [5, 2], values(10, 2)),
+        "lora_unet_%s.alpha" % unet: ("F32", [], [1.0]),
+        "lora_unet_conv_in.lora_down.weight": ("F16", [2, 3, 3, 3], values(54, 3)),
+        "lora_unet_conv_in.lora_up.weight": ("F16", [4, 2, 1, 1], values(8, 4)),
+        "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": ("F32", [1, 3], values(3, 5)),
+        "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": ("F32", [3, 1], values(3, 6)),
+    }
+    write("lora", "kohya.safetensors", b"\x01" + safetensors(kohya, {"ss_network_dim": "2"}))
+    peft = {
+        "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight": ("F32", [2, 4, 1, 1], values(8, 7)),
+        "unet.down_blocks.0.attentions.0.proj_in.lora_B.weight": ("F32", [4, 2, 1, 1], values(8, 8)),
+        "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": ("F16", [3, 6], values(18, 9)),
+        "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": ("F16", [5, 3], values(15, 10)),
+    }
+    meta = json.dumps({"unet.lora_alpha": 4, "unet.r": 2, "unet.alpha_pattern": {"proj_in": 1}, "unet.use_rslora": False},
+                      sort_keys=True)
+    write("lora", "peft.safetensors", b"\x01" + safetensors(peft, {"lora_adapter_metadata": meta, "format": "pt"}))
+    legacy = {
+        "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight": ("F32", [2, 6], values(12, 11)),
+        "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.up.weight": ("F32", [5, 2], values(10, 12)),
+        "text_encoder.text_model.encoder.layers.0.self_attn.to_q_lora.down.weight": ("F32", [1, 3], values(3, 13)),
+        "text_encoder.text_model.encoder.layers.0.self_attn.to_q_lora.up.weight": ("F32", [3, 1], values(3, 14)),
+        "unet.down_blocks.0.attentions.0.proj_in.lora.down.weight": ("F32", [1, 4, 1, 1], values(4, 15)),
+        "unet.down_blocks.0.attentions.0.proj_in.lora.up.weight": ("F32", [4, 1, 1, 1], values(4, 16)),
+    }
+    write("lora", "legacy.safetensors", b"\x01" + safetensors(legacy))
 
 
 def quote(token):
@@ -255,6 +311,15 @@ def dictionaries():
            "do_lower_case", "errors", "replace", "\\u0120", "\u0120", "\u00e9", "e\u0301", "\ufb01", "\U0001F642",
            "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "\r\n", "  ", "\t", "!", SEP] + json_syntax
     write_dict("tokenizer", tok)
+    lora = ["lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", ".lora_down.weight", ".lora_up.weight", ".alpha",
+            ".lora_A.weight", ".lora_B.weight", ".lora.down.weight", ".lora.up.weight", ".lora_linear_layer.down.weight",
+            ".processor.to_q_lora.down.weight", ".to_out_lora.up.weight", "unet.", "text_encoder.", "text_encoder_2.",
+            "text_model.", "conv_in", "down_blocks_0_attentions_0_proj_in", "input_blocks_1_1_proj_in",
+            "lora_adapter_metadata", "unet.lora_alpha", "unet.r", "unet.alpha_pattern", "unet.use_rslora",
+            "unet.use_dora", ".hada_w1_a", ".lokr_w1", ".dora_scale", ".lora_mid.weight",
+            b"\x93NUMPY", b"\x01\x00", b"\x02\x00", "{'descr': '<f4', 'fortran_order': False, 'shape': (", "'<f2'",
+            "'<f8'", "'>f4'", "'|u1'", "True", "(1, 512)", "(3,)", "()"]
+    write_dict("lora", lora + st + json_syntax)
     png = [b"\x89PNG\r\n\x1a\n", "IHDR", "PLTE", "IDAT", "IEND", "tRNS", "tEXt", "zTXt", "iTXt", "gAMA", "cHRM",
            "sRGB", "iCCP", "sBIT", "bKGD", "pHYs", "acTL", "fcTL", "fdAT", "eXIf", b"\x78\x9c", b"\x78\x01",
            b"\x00\x00\x00\x0dIHDR", b"\x00\x00\x00\x00IEND\xaeB`\x82", b"\x08\x06\x00\x00\x00",

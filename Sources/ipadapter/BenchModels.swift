@@ -25,7 +25,7 @@ struct BenchModelsCommand: ParsableCommand {
     "unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16",
     "vae-decode", "vit-h", "generate-512", "ip-overhead",
   ]
-  static let allCases = sd15Cases + sdxlCases
+  static let allCases = sd15Cases + sdxlCases + loraCases
   /// The SDXL cases (`BenchModelsSDXL.swift`).
   static let sdxlCases = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vit-bigg", "sdxl-generate-1024"]
 
@@ -247,6 +247,8 @@ struct ModelBench {
       return try ipOverhead()
     case let sdxl where BenchModelsCommand.sdxlCases.contains(sdxl):
       return try runSDXL(sdxl)
+    case let lora where BenchModelsCommand.loraCases.contains(lora):
+      return try runLoRA(lora)
     default:
       throw CLIError.invalid("--cases", "unknown case \(name)")
     }

@@ -3,7 +3,7 @@ alternating the two (a fresh process per case and engine, so peak RSS is per cas
 our time / torch time per case.
 
 Run (release build first): swift build -c release --product ipadapter
-  tools/reference/.venv/bin/python tools/reference/bench_compare.py [--cases unet-64 …] [--sdxl] [--precision bf16] [--repeats 3]
+  tools/reference/.venv/bin/python tools/reference/bench_compare.py [--cases unet-64 …] [--sdxl] [--lora] [--precision bf16] [--repeats 3]
       [--checkpoint-dtype fp32]   (the files the models load: fp16 by default, as both engines' random checkpoints)
 """
 import argparse
@@ -18,6 +18,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 ALL = ["unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16", "vae-decode", "vit-h", "generate-512"]
 SDXL = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vit-bigg", "sdxl-generate-1024"]
+# LoRA file read + fusion (ours: LoRAFile(path:) + LoRAFusion.apply; torch: load_lora_weights + fuse_lora).
+LORA = ["lora-fuse-sd15", "lora-fuse-sdxl"]
 
 
 def run(cmd):
@@ -30,8 +32,9 @@ def run(cmd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", nargs="*", default=None, help="default: the SD1.5 cases (--sdxl: the SDXL ones)")
+    ap.add_argument("--cases", nargs="*", default=None, help="default: the SD1.5 cases (--sdxl: the SDXL ones, --lora: the LoRA ones)")
     ap.add_argument("--sdxl", action="store_true", help=f"run the SDXL cases: {' '.join(SDXL)}")
+    ap.add_argument("--lora", action="store_true", help=f"run the LoRA fusion cases: {' '.join(LORA)}")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
@@ -39,7 +42,7 @@ def main():
                     help="storage dtype of the random checkpoint files both engines load from")
     ap.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "ipadapter"))
     a = ap.parse_args()
-    a.cases = a.cases or (SDXL if a.sdxl else ALL)
+    a.cases = a.cases or (SDXL if a.sdxl else LORA if a.lora else ALL)
     rows = []
     for i, case in enumerate(a.cases):
         swift = [a.binary, "bench", "models", "--json", "--cases", case, "--repeats", str(a.repeats),
@@ -60,6 +63,9 @@ def main():
         extra = ""
         if "first_step_s" in s:
             extra = f" (first step {s['first_step_s']:.1f} s vs {t.get('first_step_s', float('nan')):.1f} s)"
+        if "lora_mb" in s:
+            extra = (f" ({s['lora_mb']:.0f} MB, {s['layers']:.0f} layers; first run {s['first_s']:.2f} s vs {t['first_s']:.2f} s;"
+                     f" torch load {t['load_s']:.2f} s + fuse {t['fuse_s']:.2f} s)")
         print(f"| {case}{extra} | {s['seconds']:.3f} | {t['seconds']:.3f} | **{s['seconds'] / t['seconds']:.2f}** | "
               f"{s['peak_rss_mb']} / {t['peak_rss_mb']} ({s['peak_rss_mb'] / max(t['peak_rss_mb'], 1):.2f}) |")
     print(f"\n{datetime.date.today()} · {platform.machine()} · {os.cpu_count()} cores · precision {a.precision} · checkpoint files {a.checkpoint_dtype} · repeats {a.repeats}")

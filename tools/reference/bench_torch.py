@@ -23,6 +23,7 @@ SD15 = os.path.join(CONFIGS, "stable-diffusion-v1-5")
 SDXL = os.path.join(CONFIGS, "stable-diffusion-xl-base-1.0")
 ALL = ["unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16", "vae-decode", "vit-h", "generate-512"]
 SDXL_CASES = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vit-bigg", "sdxl-generate-1024"]
+LORA_CASES = ["lora-fuse-sd15", "lora-fuse-sdxl"]
 
 
 def reset_peak():
@@ -115,7 +116,115 @@ def timed(fn, repeats):
     return statistics.median(times)
 
 
+# LoRA layers as in Sources/ipadapter/BenchLoRA.swift: every transformer linear and proj_in/proj_out of
+# the UNet, every CLIP text-encoder linear.
+LORA_UNET_LAYERS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out")
+LORA_TEXT_LAYERS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+
+
+def sgm_name(path, layers_per_block):
+    """kohya's SDXL block names: `down_blocks.1.attentions.0.x` -> `input_blocks.4.1.x` (mid -> `middle_block.1`,
+    `up_blocks.i.attentions.j` -> `output_blocks.{i*(L+1)+j}.1`)."""
+    p = path.split(".")
+    n = layers_per_block + 1
+    if p[0] == "down_blocks" and p[2] == "attentions":
+        return ".".join(["input_blocks", str(1 + int(p[1]) * n + int(p[3])), "1"] + p[4:])
+    if p[0] == "mid_block" and p[1] == "attentions":
+        return ".".join(["middle_block", "1"] + p[3:])
+    if p[0] == "up_blocks" and p[2] == "attentions":
+        return ".".join(["output_blocks", str(int(p[1]) * n + int(p[3])), "1"] + p[4:])
+    return path
+
+
+def kohya_lora(model, prefix, layers, rank, seed, name=lambda n: n):
+    """A random kohya LoRA (fp16 `.lora_down.weight` / `.lora_up.weight`, 0-dim `.alpha` = rank / 2) for the
+    linears and convolutions of `model` whose names end with one of `layers` (BenchLoRA.tensors in Swift:
+    same keys, shapes, dtypes and scales; other random values)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for path, m in sorted(model.named_modules()):
+        if not isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) or not any(path.endswith("." + l) for l in layers):
+            continue
+        w = m.weight
+        columns = w[0].numel()
+        key = prefix + name(path).replace(".", "_")
+        down = [rank, *w.shape[1:]] if w.dim() == 4 else [rank, columns]
+        up = [w.shape[0], rank, 1, 1] if w.dim() == 4 else [w.shape[0], rank]
+        out[key + ".lora_down.weight"] = ((torch.rand(down, generator=g) * 2 - 1) / columns**0.5).half()
+        out[key + ".lora_up.weight"] = ((torch.rand(up, generator=g) * 2 - 1) * 0.1 / rank**0.5).half()
+        out[key + ".alpha"] = torch.tensor(rank / 2, dtype=torch.float16)
+    return out
+
+
+def lora_fuse(name, repeats):
+    """The time diffusers takes to put a LoRA file into the weights, as its docs do it:
+    `pipe.load_lora_weights(file)` (read, kohya key conversion, PEFT layer injection) + `pipe.fuse_lora()`,
+    restored with `unfuse_lora()` + `unload_lora_weights()` (untimed) after each run; the median
+    (`statistics.median_high`, as the Swift side's) of `repeats` runs after a first one (`first_s`).
+    lora-fuse-sd15: rank 128 on the UNet and the text encoder (151 MB); the pipeline is built from the
+    random real-size UNet and text encoder (no VAE: the LoRA does not touch it). lora-fuse-sdxl: rank 32 on
+    the UNet only, kohya SGM names (170 MB); no text encoders or VAE. Matches BenchLoRA.swift `fuseFromFile`."""
+    import shutil
+    import tempfile
+
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.utils import logging as dlog
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    dlog.set_verbosity_error()
+    sdxl = name == "lora-fuse-sdxl"
+    root = SDXL if sdxl else SD15
+    u = unet(torch.float32, root)
+    sched = DDIMScheduler.from_config(load_json(os.path.join(root, "scheduler", "scheduler_config.json")))
+    if sdxl:
+        rank = 32
+        lpb = u.config.layers_per_block
+        sd = kohya_lora(u, "lora_unet_", LORA_UNET_LAYERS, rank, 45, name=lambda n: sgm_name(n, lpb))
+        pipe = StableDiffusionXLPipeline(vae=None, text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None,
+                                         unet=u, scheduler=sched, add_watermarker=False)
+    else:
+        rank = 128
+        te = CLIPTextModel(text_config(os.path.join(SD15, "text_encoder", "config.json"))).eval()
+        sd = kohya_lora(u, "lora_unet_", LORA_UNET_LAYERS, rank, 41)
+        sd.update(kohya_lora(te, "lora_te_", LORA_TEXT_LAYERS, rank, 43,
+                             name=lambda n: n if n.startswith("text_model.") else "text_model." + n))
+        tok = CLIPTokenizer.from_pretrained(os.path.join(HERE, "..", "..", "Sources", "Tokenizers", "Resources", "clip-vit-large-patch14"))
+        pipe = StableDiffusionPipeline(vae=None, text_encoder=te, tokenizer=tok, unet=u, scheduler=sched, safety_checker=None,
+                                       feature_extractor=None, requires_safety_checker=False)
+    tmp = tempfile.mkdtemp()
+    path = os.path.join(tmp, "lora.safetensors")
+    save_file(sd, path)
+    megabytes = sum(t.numel() * t.element_size() for t in sd.values()) / 1e6
+    layers = len(sd) // 3
+    del sd
+    gc.collect()
+    reset_peak()
+    loads, fuses = [], []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        pipe.load_lora_weights(path, adapter_name="bench")
+        t1 = time.perf_counter()
+        pipe.fuse_lora()
+        loads.append(t1 - t0)
+        fuses.append(time.perf_counter() - t1)
+        models = [pipe.unet] if sdxl else [pipe.unet, pipe.text_encoder]
+        fused = sum(1 for m in models for layer in m.modules() if getattr(layer, "merged_adapters", None))
+        if fused != layers:
+            raise SystemExit(f"fused {fused} of {layers} LoRA layers")
+        pipe.unfuse_lora()
+        pipe.unload_lora_weights()
+        gc.collect()
+    shutil.rmtree(tmp, ignore_errors=True)
+    totals = [l + f for l, f in zip(loads, fuses)]
+    return statistics.median_high(totals[1:]), {
+        "first_s": totals[0], "load_s": statistics.median_high(loads[1:]), "fuse_s": statistics.median_high(fuses[1:]),
+        "lora_mb": megabytes, "layers": layers}
+
+
 def run_case(name, dtype, repeats, steps, storage=torch.float16):
+    if name in LORA_CASES:
+        return lora_fuse(name, repeats)  # outside inference mode, as a user loads a LoRA
     with torch.inference_mode():
         if name.startswith("unet-"):
             size = 64 if name.startswith("unet-64") else 32
@@ -297,7 +406,8 @@ def generate(dtype, steps, storage=torch.float16):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", nargs="*", default=ALL, help=f"default: the SD1.5 cases; SDXL: {' '.join(SDXL_CASES)}")
+    ap.add_argument("--cases", nargs="*", default=ALL,
+                    help=f"default: the SD1.5 cases; SDXL: {' '.join(SDXL_CASES)}; LoRA: {' '.join(LORA_CASES)}")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)

@@ -22,6 +22,7 @@ let fuzzTargets: [(name: String, run: FuzzTarget)] = [
   ("png", ImageTarget.run),
   ("jpeg", ImageTarget.run),
   ("hub", HubTarget.run),
+  ("lora", LoRATarget.run),
 ]
 
 nonisolated(unsafe) var selectedTarget: FuzzTarget? = nil

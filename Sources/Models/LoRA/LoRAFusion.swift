@@ -51,6 +51,11 @@ public enum LoRAFusion {
       let file = lora.file
       guard lora.weight.isFinite else { throw LoRAError.badWeight(path: file.path, weight: lora.weight) }
       var unmatched = file.unrecognizedKeys
+      // A component the model does not have (text_encoder_2 on SD1.5) says more than any shape.
+      let absent = file.layers.filter { targets[$0.component] == nil }.map(\.key)
+      if !absent.isEmpty && !ignoreUnmatched {
+        throw LoRAError.unmatchedKeys(path: file.path, keys: absent, hint: hint(for: absent, targets: targets))
+      }
       for l in file.layers {
         guard let table = targets[l.component], let layer = table.layer(for: l.module, flat: l.flat) else {
           unmatched.append(l.key)
