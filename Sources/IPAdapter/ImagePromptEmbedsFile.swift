@@ -51,12 +51,28 @@ public enum ImagePromptEmbedsFile {
   }
 
   /// diffusers' `ip_adapter_image_embeds` entry: CLIP features `[2, N, D]` (global adapters) or
-  /// `[2, N, S, D]` (hidden states), negative half first — projected here like diffusers' UNet does.
+  /// `[2, N, S, D]` (hidden states), or face embeddings `[2, N, 1, D]` (FaceID), negative half
+  /// first — projected here like diffusers' UNet does.
   static func diffusersLayout(_ t: Tensor, path: String, adapter: IPAdapter) throws -> ImagePromptEmbeds {
     let n = t.shape[1]
     let perHalf = Array(t.shape.dropFirst())
     guard perHalf.allSatisfy({ $0 > 0 }) else {
       throw IPAdapterError.badEmbeds(path: path, reason: "diffusers embeds \(t.shape) have an empty dimension")
+    }
+    if case .faceID(let f) = adapter.variant {
+      // FaceID: `[2, N, 1, D]` or `[2, N, D]` face embeddings (diffusers' FaceID examples), negative first.
+      guard (perHalf.count == 2 || (perHalf.count == 3 && perHalf[1] == 1)), perHalf.last == f.idDim else {
+        throw IPAdapterError.badEmbeds(
+          path: path, reason: "diffusers FaceID embeds \(t.shape) do not fit \(URL(fileURLWithPath: adapter.path).lastPathComponent), which takes [2, N, 1, \(f.idDim)] face embeddings")
+      }
+      let negative = t.slice(rows: 0..<1).reshaped([n, f.idDim])
+      let positive = t.slice(rows: 1..<2).reshaped([n, f.idDim])
+      return ImagePromptEmbeds(
+        conditional: try adapter.tokens(positive), unconditional: try adapter.tokens(negative), imageCount: n)
+    }
+    if case .faceIDPlus = adapter.variant {
+      throw IPAdapterError.badEmbeds(
+        path: path, reason: "a FaceID-Plus adapter needs the face crop's CLIP features besides the embeddings: give --face-embedding and --face-image (or embeddings written by 'ipadapter embed')")
     }
     let wantsEmbeds = adapter.variant.usesImageEmbeds
     guard (wantsEmbeds && perHalf.count == 2) || (!wantsEmbeds && perHalf.count == 3), perHalf.last == adapter.variant.inputWidth

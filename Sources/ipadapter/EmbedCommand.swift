@@ -25,6 +25,18 @@ struct EmbedCommand: ParsableCommand {
   @Option(help: "An image prompt; repeat for several images (tokens are concatenated in order).")
   var ipImage: [String] = []
 
+  @Option(help: "FaceID adapters: a face embedding file (.npy [512] or [faces, 512], or .safetensors); repeat for several faces.")
+  var faceEmbedding: [String] = []
+
+  @Option(help: "FaceID-Plus adapters: an aligned face crop (224×224), one per face embedding.")
+  var faceImage: [String] = []
+
+  @Option(help: "FaceID-Plus v2 shortcut scale s (implies the v2 shortcut).")
+  var faceidSScale: Float?
+
+  @Flag(help: "FaceID-Plus: use the v2 shortcut (SDXL FaceID-Plus adapters use it by default).")
+  var faceidV2 = false
+
   @Option(help: "A preprocessor_config.json to prepare the images with (default: the encoder folder's, else CLIP's).")
   var preprocessorConfig: String?
 
@@ -36,15 +48,26 @@ struct EmbedCommand: ParsableCommand {
 
   func run() throws {
     do {
-      guard !ipImage.isEmpty else { throw CLIError.invalid("--ip-image", "give at least one image") }
-      for f in ipImage where !FileManager.default.fileExists(atPath: f) {
-        throw CLIError.invalid("--ip-image", "file not found: \(f)")
+      guard !ipImage.isEmpty || !faceEmbedding.isEmpty else {
+        throw CLIError.invalid("--ip-image", "give at least one image (or --face-embedding for a FaceID adapter)")
       }
+      for (flag, files) in [("--ip-image", ipImage), ("--face-embedding", faceEmbedding), ("--face-image", faceImage)] {
+        for f in files where !FileManager.default.fileExists(atPath: f) { throw CLIError.invalid(flag, "file not found: \(f)") }
+      }
+      if let s = faceidSScale, !s.isFinite { throw CLIError.invalid("--faceid-s-scale", "\(s) is not a finite number") }
       try OutputPath.checkWritable(output, option: "--output")
       var spec = ImagePromptSpec(
         adapter: try HubReference.parse(ipAdapter),
         images: try ipImage.map { try Image(contentsOfFile: $0, limits: limits.limits) })
       spec.imageEncoder = try imageEncoder.map { try HubReference.parse($0) }
+      if !faceEmbedding.isEmpty { spec.faceEmbeddings = try FaceEmbeddingFile.read(faceEmbedding) }
+      spec.faceImages = try faceImage.map { try Image(contentsOfFile: $0, limits: limits.limits) }
+      if let s = faceidSScale {
+        spec.faceIDShortcut = true
+        spec.faceIDShortcutScale = s
+      } else if faceidV2 {
+        spec.faceIDShortcut = true
+      }
       var builder = ImagePromptBuilder()
       builder.maxPixels = limits.maxPixels
       builder.allowNonFiniteWeights = limits.allowNan

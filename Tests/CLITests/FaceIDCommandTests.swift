@@ -1,7 +1,9 @@
 import Foundation
 import Imaging
+import TensorCore
 import Testing
 import TestSupport
+import Weights
 
 /// `ipadapter generate` with the FaceID adapters (`--face-embedding`, `--face-image`,
 /// `--faceid-lora-scale`, `--faceid-s-scale`) against diffusers' images
@@ -39,6 +41,40 @@ import TestSupport
     try generate(
       ["--ip-adapter", "\(Self.folder)/ip-adapter-faceid-portrait_sd15.bin", "--face-embedding", "\(Self.folder)/faces-3.npy"],
       golden: "e2e-portrait-sd15")
+  }
+
+  /// `embed` writes the FaceID tokens; generating from them gives the same image (the adapter's
+  /// LoRA still comes from the adapter file).
+  @Test func embedThenGenerateFromEmbedsGivesTheSameImage() throws {
+    let embeds = CLI.temporaryPath("faceid-embeds.safetensors")
+    let a = CLI.temporaryPath("a.png")
+    let b = CLI.temporaryPath("b.png")
+    defer { for f in [embeds, a, b] { try? FileManager.default.removeItem(atPath: f) } }
+    let adapter = "\(Self.folder)/ip-adapter-faceid-plusv2_sd15.bin"
+    let crop = "\(Self.folder)/face-crop.png"
+    let encoder = "\(CLI.adapters)/image_encoder"
+    let e = try CLI.run([
+      "embed", "--ip-adapter", adapter, "--face-embedding", "\(Self.folder)/face-a.npy", "--face-image", crop,
+      "--image-encoder", encoder, "--faceid-s-scale", "0.6", "--output", embeds,
+    ])
+    #expect(e.status == 0, "\(e.stderr)")
+    let r1 = try CLI.run(Self.common + [
+      "--ip-adapter", adapter, "--face-embedding", "\(Self.folder)/face-a.npy", "--face-image", crop, "--image-encoder", encoder,
+      "--faceid-s-scale", "0.6", "--output", a,
+    ])
+    let r2 = try CLI.run(Self.common + ["--ip-adapter", adapter, "--ip-embeds", embeds, "--output", b])
+    #expect(r1.status == 0 && r2.status == 0, "\(r1.stderr) \(r2.stderr)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: a)) == Data(contentsOf: URL(fileURLWithPath: b)))
+  }
+
+  /// diffusers' FaceID `ip_adapter_image_embeds` layout `[2, 1, 1, D]` (zero embedding first).
+  @Test func diffusersLayoutFaceEmbeddingsMatchDiffusers() throws {
+    let file = CLI.temporaryPath("id-embeds.safetensors")
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    let face = try NPYArray.read(path: "\(Self.folder)/face-a.npy").scalars()
+    try SafeTensorsWriter(["id_embeds": try Tensor(shape: [2, 1, 1, face.count], floats: Array(repeating: 0, count: face.count) + face)])
+      .write(to: file)
+    try generate(["--ip-adapter", "\(Self.folder)/ip-adapter-faceid_sd15.bin", "--ip-embeds", file], golden: "e2e-faceid-sd15")
   }
 
   /// A face embedding of the wrong width, written as `.npy` float32 [7].

@@ -76,3 +76,38 @@ import Testing
     #expect(hub.count("GET") == 0 && hub.count("HEAD") == 0)
   }
 }
+
+/// LoRAs and FaceID adapters by hub reference: `--lora org/name/file.safetensors:W` and a FaceID
+/// adapter from an h94/IP-Adapter-FaceID-like repo (no image encoder in it, none fetched).
+@Suite struct HubLoRAEndToEndTests {
+  @Test func loraAndFaceIDAdapterAreFetchedByReference() async throws {
+    let fixtures = HubGenerateEndToEndTests.fixtures
+    let pipeline = try HubGenerateEndToEndTests.repo(
+      "stable-diffusion-v1-5/stable-diffusion-v1-5", folder: fixtures.appendingPathComponent("tiny-sd15"))
+    let faceID = try HubGenerateEndToEndTests.repo("h94/IP-Adapter-FaceID", folder: fixtures.appendingPathComponent("faceid"))
+    let lora = try HubGenerateEndToEndTests.repo("someone/watercolor-lora", folder: fixtures.appendingPathComponent("lora"))
+    let hub = try await FakeHub.start(repos: [pipeline, faceID, lora])
+    defer { Task { await hub.stop() } }
+    let cache = FileManager.default.temporaryDirectory.appendingPathComponent("hub-lora-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: cache) }
+    let out = cache.appendingPathComponent("out.png")
+    let (status, stderr) = try HubGenerateEndToEndTests.run(
+      [
+        "generate", "--model", "stable-diffusion-v1-5/stable-diffusion-v1-5", "--prompt", "a portrait", "--seed", "0",
+        "--steps", "2", "--quiet", "--output", out.path, "--lora", "someone/watercolor-lora/sd15-kohya.safetensors:0.8",
+        "--ip-adapter", "h94/IP-Adapter-FaceID/ip-adapter-faceid_sd15.bin",
+        "--face-embedding", fixtures.appendingPathComponent("faceid/face-a.npy").path,
+      ],
+      environment: ["HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": cache.appendingPathComponent("hub").path, "HF_TOKEN": ""])
+    #expect(status == 0, "\(stderr)")
+    #expect(FileManager.default.fileExists(atPath: out.path))
+    let snapshots = cache.appendingPathComponent("hub/models--someone--watercolor-lora/snapshots")
+    let commit = try FileManager.default.contentsOfDirectory(atPath: snapshots.path).first ?? ""
+    #expect(FileManager.default.fileExists(atPath: snapshots.appendingPathComponent("\(commit)/sd15-kohya.safetensors").path))
+    // Only the two files asked for were downloaded from those repos.
+    let faceSnapshots = cache.appendingPathComponent("hub/models--h94--IP-Adapter-FaceID/snapshots")
+    let faceCommit = try FileManager.default.contentsOfDirectory(atPath: faceSnapshots.path).first ?? ""
+    #expect(try FileManager.default.contentsOfDirectory(atPath: faceSnapshots.appendingPathComponent(faceCommit).path) == ["ip-adapter-faceid_sd15.bin"])
+  }
+}

@@ -86,7 +86,9 @@ public struct ImagePromptBuilder: Sendable {
       if let client {
         if spec.adapter.isRemote {
           adapter = try await client.resolveFile(spec.adapter, progress: downloadProgress)
-          if spec.imageEncoder == nil, spec.embedsFile == nil {
+          // A plain FaceID adapter (face embeddings without crops) reads no image encoder.
+          let faceIDOnly = spec.faceEmbeddings != nil && spec.faceImages.isEmpty
+          if spec.imageEncoder == nil, spec.embedsFile == nil, !faceIDOnly {
             encoder = try await client.resolveSiblingImageEncoder(ofAdapter: spec.adapter, progress: downloadProgress)
           }
         }
