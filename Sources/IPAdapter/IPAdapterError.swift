@@ -2,7 +2,7 @@
 public enum IPAdapterError: Error, CustomStringConvertible, Equatable {
   /// The file holds neither `image_proj.*`/`ip_adapter.*` keys nor the two nested dicts.
   case notAnIPAdapter(path: String, reason: String)
-  /// A variant this engine does not run yet (FaceID needs a face-embedding front end).
+  /// A variant this engine does not run yet.
   case unsupportedVariant(path: String, variant: String)
   /// The adapter was trained for another UNet (cross-attention width or layer count).
   case wrongUNet(path: String, reason: String)

@@ -84,7 +84,8 @@ import Weights
     #expect(throws: IPAdapterError.self) { _ = try IPAdapter(path: path, unet: pipe.unet) }
   }
 
-  @Test func faceIDIsRefusedAsUnsupported() throws {
+  /// A FaceID-shaped projection (`norm` + `proj.0`) without its `proj.2` is named, not guessed.
+  @Test func incompleteFaceIDProjectionIsATypedError() throws {
     let pipe = try IPFixtures.pipeline()
     let path = try Self.adapterFile { t in
       t["image_proj.proj.weight"] = nil
@@ -92,9 +93,8 @@ import Weights
       t["image_proj.proj.0.weight"] = .zeros([40, 12])
     }
     defer { try? FileManager.default.removeItem(atPath: path) }
-    #expect(throws: IPAdapterError.unsupportedVariant(path: path, variant: "FaceID")) {
-      _ = try IPAdapter(path: path, unet: pipe.unet)
-    }
+    let error = #expect(throws: IPAdapterError.self) { _ = try IPAdapter(path: path, unet: pipe.unet) }
+    #expect(error?.description.contains("image_proj.proj.2.weight is missing") == true, "\(String(describing: error))")
   }
 
   @Test func truncatedAdapterFileIsATypedError() throws {

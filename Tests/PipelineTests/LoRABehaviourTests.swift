@@ -81,6 +81,22 @@ import Weights
     #expect(try Self.weight(pipe).scalars() == user.scalars())
   }
 
+  /// bf16 compute keeps fused weights in bf16 (what its kernels round them to) and stays close to
+  /// the fp32 result (the bf16 tolerance of BFloat16ModeTests).
+  @Test func bf16PipelineKeepsFusedWeightsInBF16() throws {
+    let fp32 = try Self.pipeline()
+    let bf16 = try StableDiffusionPipeline(folder: Fixtures.url("tiny-sd15"), precision: .bfloat16)
+    for pipe in [fp32, bf16] { try pipe.applyLoRAs(files: [(Self.kohya, 0.8)]) }
+    let layer = try #require(bf16.loraTargets[.unet]?.layers[Self.probe])
+    #expect(layer.weight.value.dtype == .bfloat16)
+    #expect(try #require(fp32.loraTargets[.unet]?.layers[Self.probe]).weight.value.dtype == .float32)
+    var p = GenerationParameters(prompt: "a red cube")
+    p.steps = 3
+    p.seed = 0
+    let error = Compare.relativeError(try bf16.generate(p).latents, try fp32.generate(p).latents)
+    #expect(error < 0.05, "bf16 vs fp32 latents relative error \(error)")
+  }
+
   @Test func parametersTextRecordsTheLoRAsAsAUTOMATIC1111Does() throws {
     let pipe = try Self.pipeline()
     try pipe.applyLoRAs(files: [(Self.kohya, 0.8), (Self.locon, -0.5)])

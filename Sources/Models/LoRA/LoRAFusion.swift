@@ -39,9 +39,12 @@ public enum LoRAFusion {
   ///     component counts as unmatched).
   ///   - ignoreUnmatched: skip LoRA layers that name no model layer (reported) instead of
   ///     throwing `LoRAError.unmatchedKeys`.
+  ///   - storage: the dtype the fused weights are kept in: Float32 (exact), or BFloat16 for
+  ///     bf16 compute, whose kernels round to it anyway (half the memory, identical results).
   @discardableResult
   public static func apply(
-    _ loras: [WeightedLoRA], to targets: [LoRAComponent: LoRATargetTable], ignoreUnmatched: Bool = false
+    _ loras: [WeightedLoRA], to targets: [LoRAComponent: LoRATargetTable], ignoreUnmatched: Bool = false,
+    storage: DType = .float32
   ) throws -> LoRAFusionReport {
     struct Update { var layer: LoRATargetLayer; var terms: [(LoRALayerWeights, Float)] }
     var updates: [String: Update] = [:]
@@ -86,7 +89,7 @@ public enum LoRAFusion {
       if let index = NonFinite.firstIndex(fused) {
         throw LoRAError.nonFinite(path: "fused weights", key: u.layer.path + ".weight", index: index)
       }
-      fusedValues.append((u, fused))
+      fusedValues.append((u, storage == .float32 ? fused : fused.converted(to: storage)))
     }
     // …then restore every fused layer not in this set, and install the set.
     for (component, table) in targets {
@@ -100,6 +103,8 @@ public enum LoRAFusion {
     for (u, fused) in fusedValues {
       try u.layer.weight.fuse(fused)
       u.layer.module.releaseKernels()
+      // The loaded weight is not read while the fused one replaces it: drop its file pages.
+      u.layer.weight.loadedValue.releaseResidentPages()
       report.fusedLayers[u.terms[0].0.component, default: 0] += 1
     }
     return report

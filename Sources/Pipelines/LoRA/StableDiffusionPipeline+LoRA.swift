@@ -2,6 +2,7 @@ import Foundation
 import Hub
 import Models
 import NN
+import TensorCore
 import IPAdapter
 
 /// A LoRA to apply: a local file or hub file, at a weight (`--lora FILE[:WEIGHT]`).
@@ -56,6 +57,9 @@ extension StableDiffusionPipeline {
     return t
   }
 
+  /// bf16 compute keeps fused weights in bf16 (its kernels round to it anyway); fp32 in fp32.
+  var loraStorage: DType { precision == .bfloat16 ? .bfloat16 : .float32 }
+
   /// The LoRAs fused into the weights now, in order.
   public var appliedLoRAs: [AppliedLoRA] { loraState.applied }
 
@@ -79,7 +83,8 @@ extension StableDiffusionPipeline {
     let hashes = try loras.map { try Self.loraShortHash(path: $0.file.path) }
     return try compute.sync {
       let report = try LoRAFusion.apply(
-        loras.map { WeightedLoRA($0.file, weight: $0.weight) }, to: loraTargets, ignoreUnmatched: ignoreUnmatched)
+        loras.map { WeightedLoRA($0.file, weight: $0.weight) }, to: loraTargets, ignoreUnmatched: ignoreUnmatched,
+        storage: loraStorage)
       loraState.applied = zip(loras, hashes).map { AppliedLoRA(file: $0.0.file, weight: $0.0.weight, shortHash: $0.1) }
       loraState.report = report
       loraState.fusedKey = LoRAState.key(loras.map { WeightedLoRA($0.file, weight: $0.weight) })
@@ -106,7 +111,7 @@ extension StableDiffusionPipeline {
     }
     let key = LoRAState.key(wanted)
     guard key != loraState.fusedKey else { return }
-    try LoRAFusion.apply(wanted, to: loraTargets)
+    try LoRAFusion.apply(wanted, to: loraTargets, storage: loraStorage)
     loraState.fusedKey = key
   }
 
