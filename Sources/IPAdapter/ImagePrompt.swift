@@ -94,7 +94,10 @@ public struct ImagePrompt: Sendable {
   /// matches: tencent-ailab/IP-Adapter `IPAdapterFaceID.get_image_embeds` (conditional: the
   /// projection of the embedding; unconditional: of a zero embedding), `IPAdapterFaceIDPlus`
   /// (plus the CLIP penultimate hidden states of the face crop, unconditional: of zero pixels;
-  /// `shortcut`/`s_scale`), `ip_adapter_faceid_separate` (Portrait: several faces concatenated).
+  /// `shortcut`/`s_scale`), `ip_adapter_faceid_separate` (Portrait: several faces concatenated),
+  /// and for a Resampler whose input width is the embedding's (ip-adapter-faceid-portrait_sdxl_unnorm,
+  /// which takes raw, unnormalised embeddings) ComfyUI_IPAdapter_plus' reading: each face a
+  /// one-token sequence, unconditional from zero embeddings.
   /// - Parameters:
   ///   - encoder, faceImages: FaceID-Plus only — the CLIP encoder and one aligned face crop per face.
   ///   - shortcutScale: FaceID-Plus only — nil: Plus v1 (no shortcut); s: Plus v2, `x + s·out`.
@@ -102,7 +105,9 @@ public struct ImagePrompt: Sendable {
     adapter: IPAdapter, faces: Tensor, encoder: ImagePromptEncoder? = nil, faceImages: [Image] = [],
     shortcutScale: Float? = nil, maxPixels: Int = ImageLimits.default.maxPixels
   ) throws -> ImagePromptEmbeds {
-    guard let dim = adapter.variant.faceEmbeddingDim else {
+    var resamplerOverFaces: Resampler.Shape?
+    if case .plus(let s) = adapter.variant { resamplerOverFaces = s }
+    guard let dim = adapter.variant.faceEmbeddingDim ?? resamplerOverFaces?.embeddingDim else {
       throw IPAdapterError.badInput("\(adapter.path) is not a FaceID adapter (\(adapter.variant)); it takes images, not face embeddings")
     }
     guard faces.rank == 2, faces.shape[1] == dim, faces.shape[0] >= 1 else {
@@ -138,6 +143,15 @@ public struct ImagePrompt: Sendable {
       return ImagePromptEmbeds(
         conditional: joined(try plus(faces: faces, clip: clip, shortcutScale: shortcutScale)),
         unconditional: joined(try plus(faces: zeros, clip: zeroClip, shortcutScale: shortcutScale)), imageCount: n)
+    case .plus:
+      // A Resampler over face embeddings (ip-adapter-faceid-portrait_sdxl_unnorm, raw ArcFace
+      // embeddings): each face is a one-token sequence giving the Resampler's queries' tokens.
+      guard faceImages.isEmpty else {
+        throw IPAdapterError.badInput("\(adapter.path): a Resampler over face embeddings takes no face images")
+      }
+      return ImagePromptEmbeds(
+        conditional: joined(try adapter.projection(faces.reshaped([n, 1, dim]))),
+        unconditional: joined(try adapter.projection(zeros.reshaped([n, 1, dim]))), imageCount: n)
     default:
       guard faceImages.isEmpty else {
         throw IPAdapterError.badInput("\(adapter.path) is a plain FaceID adapter: it takes face embeddings only, not face images")

@@ -167,6 +167,10 @@ public struct ImagePromptBuilder: Sendable {
     if adapter.variant.usesFaceEmbedding {
       return try faceEmbeds(located, name: name, adapter: adapter, processorConfig: processorConfig, encoders: &encoders)
     }
+    if case .plus = adapter.variant, let faces = spec.faceEmbeddings, spec.images.isEmpty {
+      // A Resampler fed face embeddings (FaceID Portrait SDXL unnorm).
+      return try ImagePrompt.faceEmbeds(adapter: adapter, faces: faces, faceImages: spec.faceImages, maxPixels: maxPixels)
+    }
     if spec.faceEmbeddings != nil || !spec.faceImages.isEmpty {
       throw PipelineError.invalidArgument(
         name: "\(name).faceEmbeddings",
