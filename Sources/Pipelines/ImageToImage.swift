@@ -69,8 +69,7 @@ extension StableDiffusionPipeline {
   /// matches: `StableDiffusionXLImg2ImgPipeline.get_timesteps` with `denoising_start` (every
   /// sampler here has diffusers `order` 1).
   func denoisingStartIndex(_ start: Double, scheduler: any Scheduler) throws -> Int {
-    let trainSteps = Double(schedulerConfig.numTrainTimesteps ?? 1000)
-    let cutoff = Float((trainSteps - start * trainSteps).rounded(.toNearestOrEven))
+    let cutoff = timestepCutoff(start)
     let remaining = scheduler.timesteps.filter { $0 < cutoff }.count
     guard remaining > 0 else {
       throw PipelineError.invalidArgument(

@@ -383,14 +383,20 @@ public final class StableDiffusionPipeline: Sendable {
   ///
   /// matches: `StableDiffusionXLPipeline.__call__`'s `denoising_end` truncation.
   func denoisingEndIndex(_ end: Double, scheduler: any Scheduler, start: Int) throws -> Int {
-    let trainSteps = Double(schedulerConfig.numTrainTimesteps ?? 1000)
-    let cutoff = Float((trainSteps - end * trainSteps).rounded(.toNearestOrEven))
+    let cutoff = timestepCutoff(end)
     let index = scheduler.timesteps.filter { $0 >= cutoff }.count
     guard index > start else {
       throw PipelineError.invalidArgument(
         name: "denoising end", reason: "\(end) leaves no denoising step (the first step's timestep is below \(Int(cutoff)))")
     }
     return index
+  }
+
+  /// The timestep at fraction `f` of the denoising (`denoising_start`/`denoising_end`): diffusers'
+  /// `round(num_train_timesteps − f · num_train_timesteps)` (Python's round: half to even).
+  func timestepCutoff(_ f: Double) -> Float {
+    let trainSteps = Double(schedulerConfig.numTrainTimesteps ?? 1000)
+    return Float((trainSteps - f * trainSteps).rounded(.toNearestOrEven))
   }
 
   /// The output size a generation with `parameters` will have (width, height).

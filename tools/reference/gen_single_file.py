@@ -60,18 +60,18 @@ IMAGES = os.path.join(FIX, "images")
 OUT = os.path.join(FIX, "single-file")
 
 
-def load_converter(args):
-    """Imports diffusers' conversion script (the pinned revision)."""
-    path = args.converter
-    if path is None:
+def load_converter(args, path=CONVERTER_PATH, name="convert_diffusers_to_original"):
+    """Imports one of diffusers' conversion scripts (`path` in the repo, at the pinned revision)."""
+    local = getattr(args, "converter", None) if path == CONVERTER_PATH else None
+    if local is None:
         source = subprocess.run(
-            ["git", "-C", args.diffusers_repo, "show", f"{CONVERTER_COMMIT}:{CONVERTER_PATH}"],
+            ["git", "-C", args.diffusers_repo, "show", f"{CONVERTER_COMMIT}:{path}"],
             check=True, capture_output=True, text=True).stdout
         tmp = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
         tmp.write(source)
         tmp.close()
-        path = tmp.name
-    spec = importlib.util.spec_from_file_location("convert_diffusers_to_original", path)
+        local = tmp.name
+    spec = importlib.util.spec_from_file_location(name, local)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

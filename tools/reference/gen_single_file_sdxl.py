@@ -26,12 +26,10 @@ Run (offline; needs the diffusers clone):
 """
 import argparse
 import hashlib
-import importlib.util
 import json
+import types
 import os
-import subprocess
 import sys
-import tempfile
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -59,15 +57,9 @@ UNET = dict(
 
 
 def load_converter(repo):
-    source = subprocess.run(["git", "-C", repo, "show", f"{sf.CONVERTER_COMMIT}:{CONVERTER_PATH}"],
-                            check=True, capture_output=True, text=True).stdout
-    tmp = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
-    tmp.write(source)
-    tmp.close()
-    spec = importlib.util.spec_from_file_location("convert_diffusers_to_original_sdxl", tmp.name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """diffusers' SDXL conversion script at the pinned revision (gen_single_file's loader)."""
+    return sf.load_converter(types.SimpleNamespace(diffusers_repo=repo), path=CONVERTER_PATH,
+                             name="convert_diffusers_to_original_sdxl")
 
 
 def write_configs():
