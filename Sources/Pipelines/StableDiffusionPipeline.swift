@@ -268,8 +268,10 @@ public final class StableDiffusionPipeline: Sendable {
       vae.releaseKernels()
       Runtime.returnFreedMemory()
     }
-    var extra = imagePrompts.map {
-      ("IP-Adapter", "\(URL(fileURLWithPath: $0.adapter.path).lastPathComponent) (\(ParametersText.format($0.scale)))")
+    var extra: [(String, String)] = []
+    for p in imagePrompts {
+      extra.append(("IP-Adapter", "\(URL(fileURLWithPath: p.adapter.path).lastPathComponent) (\(ParametersText.format(p.scale)))"))
+      if p.adapter.faceIDLoRA != nil { extra.append(("FaceID LoRA", ParametersText.format(p.faceIDLoRAScale))) }
     }
     if parameters.initImage != nil || parameters.initLatents != nil, parameters.denoisingStart == nil {
       extra.append(("Denoising strength", "\(parameters.strength ?? defaultStrength(inpainting: parameters.mask != nil))"))

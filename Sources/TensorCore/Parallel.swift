@@ -28,6 +28,12 @@ public enum Runtime {
     openblas_set_num_threads(1)
   }
 
+  /// Makes OpenBLAS single-threaded (what `setThreadCount` also does): for BLAS calls made from
+  /// inside `Parallel` loops, whose threads would otherwise compete with OpenBLAS's own.
+  public static func useSingleThreadedBLAS() {
+    openblas_set_num_threads(1)
+  }
+
   /// Hands memory that is free but still held back to the operating system: the tensor block pool
   /// is emptied and, with glibc, `malloc_trim` releases free heap pages (glibc keeps freed blocks
   /// below its mmap threshold, which grows to 32 MB once such blocks are freed, so dropping a

@@ -107,11 +107,12 @@ extension ModelBench {
   }
 
   /// One SD1.5 UNet step (64×64 latents, CFG batch 2) timed alternately without and with the
-  /// rank-128 LoRA fused (`LoRAFusion.apply([lora])` / `apply([])`; after every switch one untimed
-  /// call packs the changed layers again). Notes the unfused median (`base_s`), the overhead in
-  /// percent (≈ 0 expected: the fused weights have the loaded ones' shapes), the median time of one
-  /// `apply` (`fuse_s`), what the first step after fusing costs on top (`repack_s`) and the LoRA's
-  /// size. Swift only (diffusers' fused step is its plain step). Times the median of each.
+  /// rank-128 LoRA fused (`LoRAFusion.apply([lora])` / `apply([])`; after every switch one call
+  /// outside the medians packs the changed layers again). Reports the fused median and notes the
+  /// unfused one (`base_s`), the overhead in percent (≈ 0 expected: the fused weights have the
+  /// loaded ones' shapes), the median time of one `apply` (`fuse_s`), what the first step after
+  /// fusing costs on top (`repack_s`) and the LoRA's size. Swift only (diffusers' fused step is its
+  /// plain step).
   func loraOverhead() throws -> Result {
     let (model, targets, _) = try sd15LoRATargets()
     let tensors = try BenchLoRA.sd15(targets)

@@ -32,7 +32,10 @@ import Testing
       .appendingPathComponent("ipadapter")
   }
 
-  static func run(_ arguments: [String], environment: [String: String]) throws -> (Int32, String) {
+  /// Runs the CLI and waits for it on a thread of its own: the loopback hub answers on Swift's
+  /// cooperative pool (two threads on the 2-core machine), which a blocking wait would starve when
+  /// two such tests run at once.
+  static func run(_ arguments: [String], environment: [String: String]) async throws -> (Int32, String) {
     let p = Process()
     p.executableURL = executable
     p.arguments = arguments
@@ -41,9 +44,13 @@ import Testing
     p.standardError = err
     p.standardOutput = Pipe()
     try p.run()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: e, as: UTF8.self))
+    return await withCheckedContinuation { continuation in
+      Thread.detachNewThread {
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        continuation.resume(returning: (p.terminationStatus, String(decoding: e, as: UTF8.self)))
+      }
+    }
   }
 
   @Test func generateDownloadsByHubReferenceThenRunsOffline() async throws {
@@ -62,7 +69,7 @@ import Testing
       "--prompt", "a red cube", "--seed", "0", "--steps", "2", "--quiet", "--output", out.path,
     ]
     let env = ["HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": cache.appendingPathComponent("hub").path, "HF_TOKEN": ""]
-    let (status, stderr) = try Self.run(arguments, environment: env)
+    let (status, stderr) = try await Self.run(arguments, environment: env)
     #expect(status == 0, "\(stderr)")
     #expect(FileManager.default.fileExists(atPath: out.path))
     let snapshots = cache.appendingPathComponent("hub/models--h94--IP-Adapter/snapshots")
@@ -71,7 +78,7 @@ import Testing
 
     hub.resetLog()
     try FileManager.default.removeItem(at: out)
-    let (offline, offlineErr) = try Self.run(arguments, environment: env.merging(["HF_HUB_OFFLINE": "1"]) { $1 })
+    let (offline, offlineErr) = try await Self.run(arguments, environment: env.merging(["HF_HUB_OFFLINE": "1"]) { $1 })
     #expect(offline == 0, "\(offlineErr)")
     #expect(hub.count("GET") == 0 && hub.count("HEAD") == 0)
   }
@@ -92,7 +99,7 @@ import Testing
     try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: cache) }
     let out = cache.appendingPathComponent("out.png")
-    let (status, stderr) = try HubGenerateEndToEndTests.run(
+    let (status, stderr) = try await HubGenerateEndToEndTests.run(
       [
         "generate", "--model", "stable-diffusion-v1-5/stable-diffusion-v1-5", "--prompt", "a portrait", "--seed", "0",
         "--steps", "2", "--quiet", "--output", out.path, "--lora", "someone/watercolor-lora/sd15-kohya.safetensors:0.8",

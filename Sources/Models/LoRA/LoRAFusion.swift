@@ -46,7 +46,6 @@ public enum LoRAFusion {
     _ loras: [WeightedLoRA], to targets: [LoRAComponent: LoRATargetTable], ignoreUnmatched: Bool = false,
     storage: DType = .float32
   ) throws -> LoRAFusionReport {
-    struct Update { var layer: LoRATargetLayer; var terms: [(LoRALayerWeights, Float)] }
     var updates: [String: Update] = [:]
     var order: [String] = []
     var report = LoRAFusionReport()
@@ -77,20 +76,19 @@ public enum LoRAFusion {
       }
       report.unmatched.append(unmatched)
     }
-    // Fused values first (a NaN produced by the arithmetic still leaves the models untouched)…
-    var fusedValues: [(Update, Tensor)] = []
-    for id in order {
-      let u = updates[id]!
-      var fused = u.layer.weight.loadedValue.toFloat32(pooled: false)
-      for (l, scale) in u.terms where scale != 0 {
-        try LowRankUpdate.add(
-          into: &fused, rows: u.layer.rows, columns: u.layer.columns, rank: l.rank, up: l.up, down: l.down, scale: scale)
+    // Fused values first (a NaN produced by the arithmetic still leaves the models untouched),
+    // one layer per thread (each conversion and product single-threaded: hundreds of small
+    // parallel regions would mostly spin-wait).
+    let work = order.map { updates[$0]! }
+    var results = [Result<Tensor, Error>?](repeating: nil, count: work.count)
+    Runtime.useSingleThreadedBLAS()
+    results.withUnsafeMutableBufferPointer { out in
+      Parallel.forEach(work.count) { i in
+        out[i] = Result { try fusedWeight(work[i], storage: storage) }
       }
-      if let index = NonFinite.firstIndex(fused) {
-        throw LoRAError.nonFinite(path: "fused weights", key: u.layer.path + ".weight", index: index)
-      }
-      fusedValues.append((u, storage == .float32 ? fused : fused.converted(to: storage)))
     }
+    var fusedValues: [(Update, Tensor)] = []
+    for (u, result) in zip(work, results) { fusedValues.append((u, try result!.get())) }
     // …then restore every fused layer not in this set, and install the set.
     for (component, table) in targets {
       for (_, layer) in table.layers where layer.weight.unfusedValue != nil {
@@ -103,11 +101,31 @@ public enum LoRAFusion {
     for (u, fused) in fusedValues {
       try u.layer.weight.fuse(fused)
       u.layer.module.releaseKernels()
-      // The loaded weight is not read while the fused one replaces it: drop its file pages.
-      u.layer.weight.loadedValue.releaseResidentPages()
       report.fusedLayers[u.terms[0].0.component, default: 0] += 1
     }
     return report
+  }
+
+  /// One layer's sum of LoRA products.
+  struct Update {
+    var layer: LoRATargetLayer
+    var terms: [(LoRALayerWeights, Float)]
+  }
+
+  /// `W₀ + Σ scale · up·down` of one layer in Float32 (then `storage`); the loaded weight's file
+  /// pages are released once read (they are read again only to unfuse).
+  static func fusedWeight(_ u: Update, storage: DType) throws -> Tensor {
+    let loaded = u.layer.weight.loadedValue
+    var fused = loaded.toFloat32(pooled: false)
+    loaded.releaseResidentPages()
+    for (l, scale) in u.terms where scale != 0 {
+      try LowRankUpdate.add(
+        into: &fused, rows: u.layer.rows, columns: u.layer.columns, rank: l.rank, up: l.up, down: l.down, scale: scale)
+    }
+    if let index = NonFinite.firstIndex(fused) {
+      throw LoRAError.nonFinite(path: "fused weights", key: u.layer.path + ".weight", index: index)
+    }
+    return storage == .float32 ? fused : fused.converted(to: storage)
   }
 
   /// The LoRA layer's matrices must multiply to the layer's weight shape.
