@@ -1,5 +1,6 @@
 import Foundation
 import IPAdapter
+import Imaging
 import Models
 import NN
 import Pipelines
@@ -202,5 +203,43 @@ import Weights
       if case .malformed(_, let key, let reason) = error { return key == "lora_unet_conv_in.lora_down.weight" && reason.contains("up") }
       return false
     }
+  }
+}
+
+/// FaceID composes with everything else in one generation: a second (plain) IP-Adapter with a block
+/// preset and a step window, a user LoRA, image-to-image and a ControlNet. Each part changes the
+/// result (no parity golden exists for the combination; each part has its own).
+@Suite struct FaceIDCompositionTests {
+  @Test func faceIDWithAnotherAdapterLoRAImageToImageAndControlNet() throws {
+    let pipe = try StableDiffusionPipeline(folder: Fixtures.url("tiny-sd15"))
+    try pipe.applyLoRAs(files: [(Fixtures.url("lora/sd15-kohya.safetensors").path, 0.5)])
+    var face = ImagePromptSpec(adapter: .local(Fixtures.url("faceid/ip-adapter-faceid_sd15.bin").path), scale: 0.7)
+    face.faceEmbeddings = try FaceEmbeddingFile.read(Fixtures.url("faceid/face-a.npy").path)
+    face.faceIDLoRAScale = 0.6
+    var plain = ImagePromptSpec(
+      adapter: .local(Fixtures.url("tiny-ip-adapter/models/ip-adapter_sd15.safetensors").path),
+      images: [try Image(contentsOfFile: Fixtures.url("images/reference.png").path)], scale: 0.5)
+    plain.layerScales = .preset(.style, scale: 0.5)
+    plain.window = try IPAdapterStepWindow(start: 0.2, end: 0.8)
+    var p = GenerationParameters(prompt: "a portrait")
+    p.steps = 4
+    p.seed = 1
+    p.initImage = try Image(contentsOfFile: Fixtures.url("images/init-64.png").path)
+    p.strength = 0.75
+    let control = ControlNetUnit(
+      model: try ModelLoader.controlNet(Fixtures.url("tiny-controlnet")), name: "tiny-controlnet",
+      image: try Image(contentsOfFile: Fixtures.url("images/control-64.png").path), scale: 0.8)
+    let builder = ImagePromptBuilder()
+    let both = try builder.build([face, plain], for: pipe, parameters: p).prompts
+    let all = try pipe.generate(p, imagePrompts: both, controlNets: [control])
+    #expect(try all.latents.scalars().allSatisfy(\.isFinite))
+    #expect(all.parametersText.contains("FaceID LoRA: 0.6") && all.parametersText.contains("<lora:sd15-kohya:0.5>"))
+    let withoutFace = try pipe.generate(p, imagePrompts: [both[1]], controlNets: [control])
+    #expect(Compare.relativeError(all.latents, withoutFace.latents) > 1e-3)
+    let withoutControl = try pipe.generate(p, imagePrompts: both)
+    #expect(Compare.relativeError(all.latents, withoutControl.latents) > 1e-3)
+    // Each generation fused what it needed: the last had the FaceID prompt again.
+    let again = try pipe.generate(p, imagePrompts: both, controlNets: [control])
+    #expect(try again.latents.scalars() == all.latents.scalars())
   }
 }
