@@ -159,6 +159,14 @@ import Weights
     let pipe = try Self.pipeline()
     let report = try pipe.applyLoRAs(files: [(extra, 1)], ignoreUnmatched: true)
     #expect(report.totalFused == 1 && report.totalUnmatched == 1)
+    // A generation that adds a FaceID LoRA re-fuses the set, skipping the same layers.
+    let adapter = try IPAdapter(path: Fixtures.url("faceid/ip-adapter-faceid_sd15.bin").path, unet: pipe.unet)
+    let prompt = ImagePrompt(
+      adapter: adapter, embeds: try ImagePrompt.faceEmbeds(adapter: adapter, faces: try FaceEmbeddingFile.read(Fixtures.url("faceid/face-a.npy").path)),
+      scale: 0.8)
+    var p = GenerationParameters(prompt: "a portrait")
+    p.steps = 1
+    _ = try pipe.generate(p, imagePrompts: [prompt])
   }
 
   @Test func mismatchedRankAndWidthAreRefused() throws {

@@ -31,6 +31,13 @@ final class LoRAState: @unchecked Sendable {
   private var value: [AppliedLoRA] = []
   private var lastReport: LoRAFusionReport?
   private var fused: [String] = []
+  private var skipUnmatched = false
+  /// Whether the applied LoRAs were fused with `ignoreUnmatched` (re-fusing them must skip the
+  /// same layers).
+  var ignoreUnmatched: Bool {
+    get { lock.withLock { skipUnmatched } }
+    set { lock.withLock { skipUnmatched = newValue } }
+  }
   var applied: [AppliedLoRA] {
     get { lock.withLock { value } }
     set { lock.withLock { value = newValue } }
@@ -87,6 +94,7 @@ extension StableDiffusionPipeline {
         storage: loraStorage)
       loraState.applied = zip(loras, hashes).map { AppliedLoRA(file: $0.0.file, weight: $0.0.weight, shortHash: $0.1) }
       loraState.report = report
+      loraState.ignoreUnmatched = ignoreUnmatched
       loraState.fusedKey = LoRAState.key(loras.map { WeightedLoRA($0.file, weight: $0.weight) })
       return report
     }
@@ -111,7 +119,7 @@ extension StableDiffusionPipeline {
     }
     let key = LoRAState.key(wanted)
     guard key != loraState.fusedKey else { return }
-    try LoRAFusion.apply(wanted, to: loraTargets, storage: loraStorage)
+    try LoRAFusion.apply(wanted, to: loraTargets, ignoreUnmatched: loraState.ignoreUnmatched, storage: loraStorage)
     loraState.fusedKey = key
   }
 
