@@ -79,10 +79,10 @@ public struct Digest: Sendable {
     return d.finalizeHex()
   }
 
-  /// The hex sha256 of a file, read in 4 MiB chunks.
-  public static func sha256(ofFile path: String) throws -> String {
+  /// The hex sha256 of a file from byte `offset` on (0: the whole file), read in 4 MiB chunks.
+  public static func sha256(ofFile path: String, from offset: UInt64 = 0) throws -> String {
     var d = Digest(.sha256)
-    try Self.forEachChunk(ofFile: path) { d.update($0) }
+    try Self.forEachChunk(ofFile: path, from: offset) { d.update($0) }
     return d.finalizeHex()
   }
 
@@ -95,11 +95,12 @@ public struct Digest: Sendable {
     return d.finalizeHex()
   }
 
-  static func forEachChunk(ofFile path: String, _ body: (UnsafeRawBufferPointer) -> Void) throws {
+  static func forEachChunk(ofFile path: String, from offset: UInt64 = 0, _ body: (UnsafeRawBufferPointer) -> Void) throws {
     guard let handle = FileHandle(forReadingAtPath: path) else {
       throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: path])
     }
     defer { try? handle.close() }
+    if offset > 0 { try handle.seek(toOffset: offset) }
     while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty {
       chunk.withUnsafeBytes { body($0) }
     }

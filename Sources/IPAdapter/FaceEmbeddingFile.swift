@@ -12,6 +12,8 @@ import Weights
 /// (convert with `numpy.save`).
 public enum FaceEmbeddingFile {
   public static let tensorNames = ["face_embeds", "faceid_embeds", "id_embeds", "embedding"]
+  /// Most elements read (65 536 faces of 256 values; real files hold a few faces of 512).
+  public static let maxElements = 1 << 24
 
   public static func read(_ path: String) throws -> Tensor {
     guard FileManager.default.fileExists(atPath: path) else {
@@ -19,13 +21,16 @@ public enum FaceEmbeddingFile {
     }
     let t: Tensor
     if path.lowercased().hasSuffix(".npy") {
-      t = try NPYArray.read(path: path)
+      t = try NPYArray.read(path: path, maxElements: maxElements)
     } else {
       let file = try openCheckpoint(path: path)
       let keys = file.keys
       guard let key = keys.count == 1 ? keys[0] : tensorNames.first(where: { keys.contains($0) }) else {
         throw IPAdapterError.badInput(
           "\(path): expected one tensor (or one named \(tensorNames.joined(separator: ", "))), found \(keys.count): \(keys.prefix(4).joined(separator: ", "))")
+      }
+      guard let info = file.info(key), info.shape.reduce(1, { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }) <= maxElements else {
+        throw IPAdapterError.badInput("\(path): '\(key)' has more than \(maxElements) elements; a face embedding file holds [faces, 512]")
       }
       t = try file.tensor(key).toFloat32(pooled: false)
     }

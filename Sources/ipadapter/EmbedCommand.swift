@@ -62,12 +62,8 @@ struct EmbedCommand: ParsableCommand {
       spec.imageEncoder = try imageEncoder.map { try HubReference.parse($0) }
       if !faceEmbedding.isEmpty { spec.faceEmbeddings = try FaceEmbeddingFile.read(faceEmbedding) }
       spec.faceImages = try faceImage.map { try Image(contentsOfFile: $0, limits: limits.limits) }
-      if let s = faceidSScale {
-        spec.faceIDShortcut = true
-        spec.faceIDShortcutScale = s
-      } else if faceidV2 {
-        spec.faceIDShortcut = true
-      }
+      spec.faceIDShortcutScale = faceidSScale
+      if faceidV2 { spec.faceIDShortcut = true }
       var builder = ImagePromptBuilder()
       builder.maxPixels = limits.maxPixels
       builder.allowNonFiniteWeights = limits.allowNan

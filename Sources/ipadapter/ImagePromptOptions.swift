@@ -189,12 +189,8 @@ struct ImagePromptOptions: ParsableArguments {
     for i in specs.indices {
       if !faceFiles[i].isEmpty { specs[i].faceEmbeddings = try FaceEmbeddingFile.read(faceFiles[i]) }
       if let l = loraScales[i] { specs[i].faceIDLoRAScale = l }
-      if let s = sScales[i] {
-        specs[i].faceIDShortcut = true
-        specs[i].faceIDShortcutScale = s
-      } else if faceidV2 {
-        specs[i].faceIDShortcut = true
-      }
+      specs[i].faceIDShortcutScale = sScales[i]
+      if faceidV2 { specs[i].faceIDShortcut = true }
     }
     for v in faceImage {
       let (i, file) = try Self.assignment(v, option: "--face-image", adapters: ipAdapter.count)

@@ -13,21 +13,18 @@ struct LoRAOptions: ParsableArguments {
   @Flag(help: "Skip LoRA layers that match no layer of the model (a warning gives their number) instead of refusing the file.")
   var loraIgnoreUnmatched = false
 
-  /// `FILE[:WEIGHT]`: the weight is what follows the last ':' when it is a number.
+  /// `FILE[:WEIGHT]` (`LoRAReference.parse`), a local file checked before anything loads.
   static func parse(_ text: String) throws -> LoRAReference {
-    var file = text
-    var weight: Float = 1
-    if let colon = text.lastIndex(of: ":"), let w = Float(text[text.index(after: colon)...]) {
-      guard w.isFinite else { throw CLIError.invalid("--lora", "weight \(w) in '\(text)' is not a finite number") }
-      file = String(text[..<colon])
-      weight = w
+    let reference: LoRAReference
+    do {
+      reference = try LoRAReference.parse(text)
+    } catch let error as PipelineError {
+      throw CLIError.invalid("--lora", "\(error)")
     }
-    guard !file.isEmpty else { throw CLIError.invalid("--lora", "'\(text)' names no file") }
-    let reference = try HubReference.parse(file)
-    if !reference.isRemote, !FileManager.default.fileExists(atPath: file) {
-      throw CLIError.invalid("--lora", "file not found: \(file)")
+    if let url = reference.file.localURL, !FileManager.default.fileExists(atPath: url.path) {
+      throw CLIError.invalid("--lora", "file not found: \(url.path)")
     }
-    return LoRAReference(reference, weight: weight)
+    return reference
   }
 
   func apply(to options: inout PipelineLoadOptions) throws {

@@ -143,7 +143,7 @@ import Weights
     if c["face_image"] != nil {
       spec.faceImages = [try Self.crop()]
       spec.imageEncoder = .local(IPFixtures.encoderURL.path)
-      spec.faceIDShortcut = true
+      // Setting the scale turns the v2 shortcut on (SD1.5's default is off).
       spec.faceIDShortcutScale = Float(c["shortcut_scale"] as? Double ?? 1)
     }
     let prompts = try ImagePromptBuilder().build([spec], for: pipe, parameters: p).prompts

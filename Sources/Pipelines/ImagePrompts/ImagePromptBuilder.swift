@@ -212,7 +212,7 @@ public struct ImagePromptBuilder: Sendable {
       throw PipelineError.invalidArgument(
         name: "\(name).images", reason: "\(file) is a FaceID adapter: it takes face embeddings\(adapter.variant.needsImageEncoder ? " and face crops (faceImages)" : ""), not image prompts")
     }
-    guard spec.faceIDLoRAScale.isFinite, spec.faceIDShortcutScale.isFinite else {
+    guard spec.faceIDLoRAScale.isFinite, spec.faceIDShortcutScale?.isFinite ?? true else {
       throw PipelineError.invalidArgument(name: "\(name).faceIDLoRAScale", reason: "the FaceID LoRA and shortcut scales must be finite")
     }
     var encoder: ImagePromptEncoder?
@@ -226,7 +226,9 @@ public struct ImagePromptBuilder: Sendable {
       let e = try encoders[folder.path] ?? ImagePromptEncoder(folder: folder, processorConfig: processorConfig, prepare: prepare)
       encoders[folder.path] = e
       encoder = e
-      if spec.faceIDShortcut ?? (f.crossDim == 2048) { shortcut = spec.faceIDShortcutScale }
+      if spec.faceIDShortcut ?? (spec.faceIDShortcutScale != nil || f.crossDim == 2048) {
+        shortcut = spec.faceIDShortcutScale ?? 1
+      }
     } else if !spec.faceImages.isEmpty {
       throw PipelineError.invalidArgument(
         name: "\(name).faceImages", reason: "\(file) is a plain FaceID adapter: it reads face embeddings only (face crops are for FaceID-Plus)")

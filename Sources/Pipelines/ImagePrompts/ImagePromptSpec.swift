@@ -49,12 +49,12 @@ public struct ImagePromptSpec: Sendable {
   public var faceImages: [Image] = []
   /// The weight of the LoRA inside a FaceID adapter file (the reference's `lora_scale`, 1.0).
   public var faceIDLoRAScale: Float = 1
-  /// FaceID-Plus v2's shortcut (`x + s·perceiver(x)`); nil = the reference's default: on for
-  /// SDXL-wide (2048) adapters (only -plusv2_sdxl exists), off for SD1.5 (`-plus_sd15`; set it for
-  /// `-plusv2_sd15`).
+  /// FaceID-Plus v2's shortcut (`x + s·perceiver(x)`); nil = on when `faceIDShortcutScale` is
+  /// set, else the reference's default: on for SDXL-wide (2048) adapters (only -plusv2_sdxl
+  /// exists), off for SD1.5 (`-plus_sd15`; set it or the scale for `-plusv2_sd15`).
   public var faceIDShortcut: Bool?
-  /// FaceID-Plus v2's `s_scale` (default 1.0).
-  public var faceIDShortcutScale: Float = 1
+  /// FaceID-Plus v2's `s_scale` (nil = 1.0).
+  public var faceIDShortcutScale: Float?
 
   public init(adapter: HubReference, images: [Image] = [], scale: Float = 1) {
     self.adapter = adapter

@@ -4,6 +4,7 @@ import Models
 import NN
 import TensorCore
 import IPAdapter
+import Weights
 
 /// A LoRA to apply: a local file or hub file, at a weight (`--lora FILE[:WEIGHT]`).
 public struct LoRAReference: Sendable, Equatable {
@@ -12,6 +13,22 @@ public struct LoRAReference: Sendable, Equatable {
   public init(_ file: HubReference, weight: Float = 1) {
     self.file = file
     self.weight = weight
+  }
+
+  /// `FILE[:WEIGHT]` (AUTOMATIC1111-style `name:weight`): the weight is what follows the last `:`
+  /// when it is a number (default 1); the rest is a local path or a hub file reference.
+  public static func parse(_ text: String) throws -> LoRAReference {
+    var file = text
+    var weight: Float = 1
+    if let colon = text.lastIndex(of: ":"), let w = Float(text[text.index(after: colon)...]) {
+      guard w.isFinite else {
+        throw PipelineError.invalidArgument(name: "LoRA weight", reason: "\(w) in '\(text)' is not a finite number")
+      }
+      file = String(text[..<colon])
+      weight = w
+    }
+    guard !file.isEmpty else { throw PipelineError.invalidArgument(name: "LoRA", reason: "'\(text)' names no file") }
+    return LoRAReference(try HubReference.parse(file), weight: weight)
   }
 }
 
@@ -27,30 +44,21 @@ public struct AppliedLoRA: Sendable {
 /// The LoRAs currently fused into a pipeline (guarded by a lock: read by generations, written by
 /// `applyLoRAs` on the compute queue).
 final class LoRAState: @unchecked Sendable {
+  struct Value {
+    /// The user's LoRAs (`applyLoRAs`), with what fusing them did and whether it skipped
+    /// unmatched layers (re-fusing them must skip the same ones).
+    var applied: [AppliedLoRA] = []
+    var report: LoRAFusionReport?
+    var ignoreUnmatched = false
+    /// What is fused now (file path @ weight, in order): the user's LoRAs and the FaceID LoRAs
+    /// of the last generation's image prompts.
+    var fusedKey: [String] = []
+  }
   private let lock = NSLock()
-  private var value: [AppliedLoRA] = []
-  private var lastReport: LoRAFusionReport?
-  private var fused: [String] = []
-  private var skipUnmatched = false
-  /// Whether the applied LoRAs were fused with `ignoreUnmatched` (re-fusing them must skip the
-  /// same layers).
-  var ignoreUnmatched: Bool {
-    get { lock.withLock { skipUnmatched } }
-    set { lock.withLock { skipUnmatched = newValue } }
-  }
-  var applied: [AppliedLoRA] {
-    get { lock.withLock { value } }
-    set { lock.withLock { value = newValue } }
-  }
-  var report: LoRAFusionReport? {
-    get { lock.withLock { lastReport } }
-    set { lock.withLock { lastReport = newValue } }
-  }
-  /// What is fused now (file path @ weight, in order): user LoRAs and the FaceID LoRAs of the
-  /// last generation's image prompts.
-  var fusedKey: [String] {
-    get { lock.withLock { fused } }
-    set { lock.withLock { fused = newValue } }
+  private var stored = Value()
+  var value: Value {
+    get { lock.withLock { stored } }
+    set { lock.withLock { stored = newValue } }
   }
   static func key(_ loras: [WeightedLoRA]) -> [String] { loras.map { "\($0.file.path)@\($0.weight)" } }
 }
@@ -68,13 +76,10 @@ extension StableDiffusionPipeline {
   var loraStorage: DType { precision == .bfloat16 ? .bfloat16 : .float32 }
 
   /// The LoRAs fused into the weights now, in order.
-  public var appliedLoRAs: [AppliedLoRA] { loraState.applied }
+  public var appliedLoRAs: [AppliedLoRA] { loraState.value.applied }
 
   /// What the last `applyLoRAs` did (layers fused, unmatched layers skipped); nil before any.
-  public internal(set) var loraReport: LoRAFusionReport? {
-    get { loraState.report }
-    set { loraState.report = newValue }
-  }
+  public var loraReport: LoRAFusionReport? { loraState.value.report }
 
   /// Makes the UNet and text encoders' weights the loaded ones plus exactly `loras` (each at its
   /// weight; an empty list removes every LoRA). The products are added to the weights once, here
@@ -88,14 +93,12 @@ extension StableDiffusionPipeline {
   @discardableResult
   public func applyLoRAs(_ loras: [(file: LoRAFile, weight: Float)], ignoreUnmatched: Bool = false) throws -> LoRAFusionReport {
     let hashes = try loras.map { try Self.loraShortHash(path: $0.file.path) }
+    let weighted = loras.map { WeightedLoRA($0.file, weight: $0.weight) }
     return try compute.sync {
-      let report = try LoRAFusion.apply(
-        loras.map { WeightedLoRA($0.file, weight: $0.weight) }, to: loraTargets, ignoreUnmatched: ignoreUnmatched,
-        storage: loraStorage)
-      loraState.applied = zip(loras, hashes).map { AppliedLoRA(file: $0.0.file, weight: $0.0.weight, shortHash: $0.1) }
-      loraState.report = report
-      loraState.ignoreUnmatched = ignoreUnmatched
-      loraState.fusedKey = LoRAState.key(loras.map { WeightedLoRA($0.file, weight: $0.weight) })
+      let report = try LoRAFusion.apply(weighted, to: loraTargets, ignoreUnmatched: ignoreUnmatched, storage: loraStorage)
+      loraState.value = LoRAState.Value(
+        applied: zip(loras, hashes).map { AppliedLoRA(file: $0.0.file, weight: $0.0.weight, shortHash: $0.1) },
+        report: report, ignoreUnmatched: ignoreUnmatched, fusedKey: LoRAState.key(weighted))
       return report
     }
   }
@@ -113,32 +116,23 @@ extension StableDiffusionPipeline {
   /// matches: tencent-ailab/IP-Adapter FaceID's LoRA attention processors (`lora_scale`), which are
   /// the fused weights' arithmetic, and diffusers `load_ip_adapter` + `set_adapters("faceid_0", w)`.
   func syncFusedLoRAs(for imagePrompts: [ImagePrompt]) throws {
-    var wanted = loraState.applied.map { WeightedLoRA($0.file, weight: $0.weight) }
+    var state = loraState.value
+    var wanted = state.applied.map { WeightedLoRA($0.file, weight: $0.weight) }
     for p in imagePrompts {
       if let lora = p.adapter.faceIDLoRA, p.faceIDLoRAScale != 0 { wanted.append(WeightedLoRA(lora, weight: p.faceIDLoRAScale)) }
     }
     let key = LoRAState.key(wanted)
-    guard key != loraState.fusedKey else { return }
-    try LoRAFusion.apply(wanted, to: loraTargets, ignoreUnmatched: loraState.ignoreUnmatched, storage: loraStorage)
-    loraState.fusedKey = key
+    guard key != state.fusedKey else { return }
+    try LoRAFusion.apply(wanted, to: loraTargets, ignoreUnmatched: state.ignoreUnmatched, storage: loraStorage)
+    state.fusedKey = key
+    loraState.value = state
   }
 
   /// AUTOMATIC1111's LoRA short hash of a file.
   static func loraShortHash(path: String) throws -> String {
-    guard let handle = FileHandle(forReadingAtPath: path) else {
-      throw LoRAError.notALoRA(path: path, reason: "cannot open it")
-    }
-    defer { try? handle.close() }
     var start: UInt64 = 0
-    let head = try handle.read(upToCount: 8) ?? Data()
-    if path.lowercased().hasSuffix(".safetensors"), head.count == 8 {
-      let n = head.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
-      start = n < UInt64(Int64.max - 8) ? 8 + n : 0
-    }
-    try handle.seek(toOffset: start)
-    var digest = Digest(.sha256)
-    while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty { digest.update(chunk) }
-    return String(digest.finalizeHex().prefix(12))
+    if let file = try? SafeTensorsFile(path: path) { start = UInt64(file.header.dataSectionOffset) }
+    return String(try Digest.sha256(ofFile: path, from: start).prefix(12))
   }
 
   /// The prompt line and the `Lora hashes` field the PNG parameters get for the applied LoRAs.

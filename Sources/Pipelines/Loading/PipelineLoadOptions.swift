@@ -108,7 +108,7 @@ extension StableDiffusionPipeline {
     let pipeline = try loadLocal(source, vae: vae, options: options)
     if !loras.isEmpty {
       let files = try zip(loras, options.loras).map { (try LoRAFile(path: $0.0.path), $0.1.weight) }
-      pipeline.loraReport = try pipeline.applyLoRAs(files, ignoreUnmatched: options.ignoreUnmatchedLoRALayers)
+      try pipeline.applyLoRAs(files, ignoreUnmatched: options.ignoreUnmatchedLoRALayers)
     }
     return pipeline
   }
