@@ -17,6 +17,8 @@ let package = Package(
     .library(name: "Models", targets: ["Models"]),
     .library(name: "IPAdapter", targets: ["IPAdapter"]),
     .library(name: "Hub", targets: ["Hub"]),
+    .library(name: "ONNX", targets: ["ONNX"]),
+    .library(name: "FaceAnalysis", targets: ["FaceAnalysis"]),
     .library(name: "Pipelines", targets: ["Pipelines"]),
     .executable(name: "ipadapter", targets: ["ipadapter"]),
   ],
@@ -57,6 +59,10 @@ let package = Package(
     // CLIP text/vision, UNet, VAE built from their config.json.
     .target(
       name: "Models", dependencies: ["NN", "Weights", "TensorCore", "Tokenizers"]),
+    // ONNX models (protobuf decoding, a graph executor on TensorCore's kernels).
+    .target(name: "ONNX", dependencies: ["TensorCore", "Weights"]),
+    // insightface's face pipeline (SCRFD detection, alignment, ArcFace) on ONNX graphs.
+    .target(name: "FaceAnalysis", dependencies: ["ONNX", "Imaging", "TensorCore", "Weights"]),
     // IP-Adapter: image encoder front end, projections, decoupled-attention key/value sources.
     .target(
       name: "IPAdapter", dependencies: ["Models", "NN", "Weights", "Imaging", "TensorCore", "TorchRandom"]),
@@ -64,7 +70,8 @@ let package = Package(
     .target(
       name: "Pipelines",
       dependencies: [
-        "Models", "IPAdapter", "Schedulers", "TorchRandom", "Imaging", "Tokenizers", "TensorCore", "Weights", "Hub",
+        "Models", "IPAdapter", "FaceAnalysis", "Schedulers", "TorchRandom", "Imaging", "Tokenizers", "TensorCore", "Weights",
+        "Hub",
       ],
       resources: [.copy("Resources/configs")]),
     // The machine's FMA throughput, for the benchmark's "% of peak".
@@ -75,7 +82,7 @@ let package = Package(
     .executableTarget(
       name: "ipadapter",
       dependencies: [
-        "Pipelines", "CPeakProbe", "Hub", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Pipelines", "FaceAnalysis", "CPeakProbe", "Hub", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     // Fixture paths and comparison helpers shared by the test targets.
@@ -84,6 +91,8 @@ let package = Package(
     .testTarget(
       name: "TensorCoreTests", dependencies: ["TensorCore", "Weights", "TestSupport"]),
     .testTarget(name: "WeightsTests", dependencies: ["Weights", "TestSupport"]),
+    .testTarget(name: "ONNXTests", dependencies: ["ONNX", "TensorCore", "Weights", "TestSupport"]),
+    .testTarget(name: "FaceAnalysisTests", dependencies: ["FaceAnalysis", "ONNX", "Imaging", "TensorCore", "Weights", "TestSupport"]),
     .testTarget(name: "TokenizerTests", dependencies: ["Tokenizers"]),
     .testTarget(name: "SchedulerTests", dependencies: ["Schedulers", "TorchRandom"]),
     .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
@@ -94,7 +103,7 @@ let package = Package(
       name: "PipelineTests", dependencies: ["Pipelines", "Hub", "IPAdapter", "Imaging", "Schedulers", "TensorCore", "TestSupport"]),
     .testTarget(
       name: "IPAdapterTests",
-      dependencies: ["IPAdapter", "Pipelines", "Imaging", "Weights", "TorchRandom", "TestSupport"]),
+      dependencies: ["IPAdapter", "Pipelines", "FaceAnalysis", "Hub", "Imaging", "Weights", "TorchRandom", "TestSupport"]),
     .testTarget(
       name: "HubTests", dependencies: ["Hub", "ipadapter", .product(name: "FlyingFox", package: "FlyingFox")]),
     .testTarget(

@@ -27,6 +27,7 @@ let package = Package(
         .product(name: "Models", package: "IPAdapterEngine"),
         .product(name: "IPAdapter", package: "IPAdapterEngine"),
         .product(name: "Hub", package: "IPAdapterEngine"),
+        .product(name: "ONNX", package: "IPAdapterEngine"),
       ],
       path: "Sources/IPAdapterFuzz",
       // libFuzzer provides main(); the harness only defines LLVMFuzzerTestOneInput. scripts/fuzz

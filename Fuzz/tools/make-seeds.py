@@ -163,6 +163,7 @@ def main():
         write("hub", "reference-%d" % i, b"\x04" + ref.encode())
 
     lora_seeds()
+    onnx_seeds()
     dictionaries()
 
 
@@ -180,6 +181,15 @@ def safetensors(tensors, metadata=None):
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     return len(text).to_bytes(8, "little") + text + data
+
+
+def onnx_seeds():
+    """onnx: whole .onnx files — the small operator graphs of the face fixtures (every operator the
+    executor supports, typed and raw initializers, opsets 9-17) and the refusal cases."""
+    folder = os.path.join(FIX, "face")
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".onnx") and os.path.getsize(os.path.join(folder, name)) <= 16384:
+            write("onnx", name, read(folder, name))
 
 
 def lora_seeds():
@@ -283,6 +293,16 @@ def dictionaries():
              b"\x89", b"R", b"Q", b"b", b"e", b"u", b"s", b"t", b"(", b"\x88", b"\x8e", b"\x8d", b"\x96",
              b"\x97", b"\x98", b"X\xff\xff\xff\x7f", b"B\xff\xff\xff\x7f", SEP]
     write_dict("torch", torch)
+    ops = re.findall(r'"([A-Za-z]+)"', re.search(r"public static let supported: \[String\] = \[(.*?)\]",
+                                                   open(os.path.join(ROOT, "Sources", "ONNX", "ONNXOperators.swift")).read(),
+                                                   re.S).group(1))
+    onnx_words = ops + ["LSTM", "Einsum", "ai.onnx", "com.microsoft", "kernel_shape", "strides", "pads", "group",
+                        "dilations", "auto_pad", "axis", "axes", "perm", "to", "value", "epsilon", "mode", "nearest",
+                        "coordinate_transformation_mode", "asymmetric", "half_pixel", "nearest_mode", "floor",
+                        "ceil_mode", "count_include_pad", "transB", "alpha", "beta", "location", "input.1",
+                        b"\x08\x01", b"\x08\x07", b"\x08\x0a", b"\x10\x01", b"\x20\x07", b"\xa0\x01\x07",
+                        b"\xff\xff\xff\xff\x0f", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"]
+    write_dict("onnx", onnx_words)
     config_keys = coding_keys(
         "Sources/Models/UNet/UNet2DConditionConfig.swift", "Sources/Models/VAE/AutoencoderKLConfig.swift",
         "Sources/Models/ControlNet/ControlNetConfig.swift", "Sources/Models/CLIP/CLIPTextModel.swift",

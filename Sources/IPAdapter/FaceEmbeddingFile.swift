@@ -5,13 +5,14 @@ import Weights
 /// Face embeddings for the FaceID adapters, read from the files users have: a NumPy `.npy` of
 /// float32 `[512]` or `[N, 512]` (what `numpy.save(face.normed_embedding)` writes for insightface),
 /// or a `.safetensors` file holding one tensor (or one named `face_embeds`, `faceid_embeds`,
-/// `id_embeds` or `embedding`). The result is `[N, D]`, one row per face.
+/// `id_embeds`, `normed_embedding` — what `ipadapter face` writes — or `embedding`, first match in
+/// that order). The result is `[N, D]`, one row per face.
 ///
 /// matches: the `faceid_embeds` input of tencent-ailab/IP-Adapter `IPAdapterFaceID.generate`
 /// (`torch.from_numpy(faces[0].normed_embedding).unsqueeze(0)`). Limitations: no `.pt` pickles
 /// (convert with `numpy.save`).
 public enum FaceEmbeddingFile {
-  public static let tensorNames = ["face_embeds", "faceid_embeds", "id_embeds", "embedding"]
+  public static let tensorNames = ["face_embeds", "faceid_embeds", "id_embeds", "normed_embedding", "embedding"]
   /// Most elements read (65 536 faces of 256 values; real files hold a few faces of 512).
   public static let maxElements = 1 << 24
 

@@ -72,7 +72,7 @@ public enum ImagePromptEmbedsFile {
     }
     if case .faceIDPlus = adapter.variant {
       throw IPAdapterError.badEmbeds(
-        path: path, reason: "a FaceID-Plus adapter needs the face crop's CLIP features besides the embeddings: give --face-embedding and --face-image (or embeddings written by 'ipadapter embed')")
+        path: path, reason: "a FaceID-Plus adapter needs the face crop's CLIP features besides the embeddings: give --face-image, or --face-embedding and --face-crop (or embeddings written by 'ipadapter embed')")
     }
     let wantsEmbeds = adapter.variant.usesImageEmbeds
     guard (wantsEmbeds && perHalf.count == 2) || (!wantsEmbeds && perHalf.count == 3), perHalf.last == adapter.variant.inputWidth

@@ -12,6 +12,14 @@ public struct Padding2D: Hashable, Sendable {
   public static func uniform(_ p: Int) -> Padding2D { Padding2D(top: p, left: p, bottom: p, right: p) }
 }
 
+/// An activation oneDNN applies to a convolution's result in the same pass (after the bias and
+/// any residual sum).
+public enum ConvActivation: Sendable, Hashable {
+  case none
+  /// `max(x, 0)`.
+  case relu
+}
+
 /// A 2-D convolution over NHWC Float32 activations, executed by oneDNN.
 ///
 /// The weight keeps its checkpoint layout `[out, in, kh, kw]` (any storage dtype) until the first
@@ -25,9 +33,14 @@ public final class Conv2DKernel: @unchecked Sendable {
   public let outChannels: Int
   public let inChannels: Int
   public let kernelSize: (height: Int, width: Int)
+  /// Vertical stride (and horizontal, unless `strideWidth` differs).
   public let stride: Int
+  /// Horizontal stride.
+  public let strideWidth: Int
   public let padding: Padding2D
   public let precision: ComputePrecision
+  /// Applied to the result (after `accumulate` is added).
+  public let activation: ConvActivation
 
   private let weight: Tensor
   private let bias: Tensor?
@@ -55,8 +68,8 @@ public final class Conv2DKernel: @unchecked Sendable {
   ///   - weight: `[out, in, kh, kw]` in any dtype (a view into a checkpoint is fine).
   ///   - bias: `[out]` or nil.
   public init(
-    weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D,
-    precision: ComputePrecision = .float32
+    weight: Tensor, bias: Tensor?, stride: Int = 1, strideWidth: Int? = nil, padding: Padding2D,
+    precision: ComputePrecision = .float32, activation: ConvActivation = .none
   ) throws {
     guard weight.rank == 4 else {
       throw TensorError.invalidArgument("Conv2D weight must be [out, in, kh, kw], got \(weight.shape)")
@@ -65,13 +78,15 @@ public final class Conv2DKernel: @unchecked Sendable {
       throw TensorError.shapeMismatch(
         operation: "Conv2D bias", expected: [weight.shape[0]], actual: bias.shape)
     }
-    guard stride >= 1 else { throw TensorError.invalidArgument("Conv2D stride must be ≥ 1") }
+    guard stride >= 1, (strideWidth ?? stride) >= 1 else { throw TensorError.invalidArgument("Conv2D stride must be ≥ 1") }
     self.outChannels = weight.shape[0]
     self.inChannels = weight.shape[1]
     self.kernelSize = (weight.shape[2], weight.shape[3])
     self.stride = stride
+    self.strideWidth = strideWidth ?? stride
     self.padding = padding
     self.precision = precision
+    self.activation = activation
     self.weight = weight
     self.bias = bias?.asFloat32()
   }
@@ -80,7 +95,7 @@ public final class Conv2DKernel: @unchecked Sendable {
   public func outputSize(height: Int, width: Int) -> (height: Int, width: Int) {
     (
       (height + padding.top + padding.bottom - kernelSize.height) / stride + 1,
-      (width + padding.left + padding.right - kernelSize.width) / stride + 1
+      (width + padding.left + padding.right - kernelSize.width) / strideWidth + 1
     )
   }
 
@@ -146,7 +161,7 @@ public final class Conv2DKernel: @unchecked Sendable {
       tag: dnnl_format_tag_any, type: t)
     var dst = try DNNL.memoryDesc(dims: [key.n, outChannels, ho, wo], tag: dnnl_nhwc, type: dnnl_f32)
     var biasDesc = try DNNL.memoryDesc(dims: [outChannels], tag: dnnl_x, type: dnnl_f32)
-    var strides: [dnnl_dim_t] = [dnnl_dim_t(stride), dnnl_dim_t(stride)]
+    var strides: [dnnl_dim_t] = [dnnl_dim_t(stride), dnnl_dim_t(strideWidth)]
     var padL: [dnnl_dim_t] = [dnnl_dim_t(padding.top), dnnl_dim_t(padding.left)]
     var padR: [dnnl_dim_t] = [dnnl_dim_t(padding.bottom), dnnl_dim_t(padding.right)]
     var desc = dnnl_convolution_desc_t()
@@ -162,15 +177,20 @@ public final class Conv2DKernel: @unchecked Sendable {
     var attr: dnnl_primitive_attr_t?
     try DNNL.check(dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create")
     defer { dnnl_primitive_attr_destroy(attr) }
-    if key.accumulate {
+    if key.accumulate || activation != .none {
       var ops: dnnl_post_ops_t?
       try DNNL.check(dnnl_post_ops_create(&ops), "dnnl_post_ops_create")
       defer { dnnl_post_ops_destroy(ops) }
-      try DNNL.check(dnnl_post_ops_append_sum(ops, 1.0), "dnnl_post_ops_append_sum")
+      if key.accumulate {
+        try DNNL.check(dnnl_post_ops_append_sum(ops, 1.0), "dnnl_post_ops_append_sum")
+      }
+      if activation == .relu {
+        try DNNL.check(dnnl_post_ops_append_eltwise(ops, 1.0, dnnl_eltwise_relu, 0, 0), "dnnl_post_ops_append_eltwise")
+      }
       try DNNL.check(dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops")
     }
     let what =
-      "conv \(kernelSize.height)×\(kernelSize.width) \(inChannels)→\(outChannels) stride \(stride) on [\(key.n), \(key.h), \(key.w)]"
+      "conv \(kernelSize.height)×\(kernelSize.width) \(inChannels)→\(outChannels) stride \(stride)×\(strideWidth) on [\(key.n), \(key.h), \(key.w)]"
     let primitive = try withUnsafePointer(to: &desc) {
       try DNNLPrimitive(operation: UnsafeRawPointer($0), attributes: attr, what: what)
     }

@@ -1,3 +1,4 @@
+import FaceAnalysis
 import ArgumentParser
 import Foundation
 import IPAdapter
@@ -29,7 +30,13 @@ struct EmbedCommand: ParsableCommand {
   var faceEmbedding: [String] = []
 
   @Option(help: "FaceID-Plus adapters: an aligned face crop (224×224), one per face embedding.")
+  var faceCrop: [String] = []
+
+  @Option(help: "FaceID adapters: a photo whose face is found and embedded natively (instead of --face-embedding/--face-crop); repeat for several faces.")
   var faceImage: [String] = []
+
+  @Option(help: "insightface model pack for --face-image (folder or hub repo; default ~/.insightface/models/buffalo_l).")
+  var faceModels: String?
 
   @Option(help: "FaceID-Plus v2 shortcut scale s (implies the v2 shortcut).")
   var faceidSScale: Float?
@@ -48,10 +55,10 @@ struct EmbedCommand: ParsableCommand {
 
   func run() throws {
     do {
-      guard !ipImage.isEmpty || !faceEmbedding.isEmpty else {
-        throw CLIError.invalid("--ip-image", "give at least one image (or --face-embedding for a FaceID adapter)")
+      guard !ipImage.isEmpty || !faceEmbedding.isEmpty || !faceImage.isEmpty else {
+        throw CLIError.invalid("--ip-image", "give at least one image (or --face-embedding / --face-image for a FaceID adapter)")
       }
-      for (flag, files) in [("--ip-image", ipImage), ("--face-embedding", faceEmbedding), ("--face-image", faceImage)] {
+      for (flag, files) in [("--ip-image", ipImage), ("--face-embedding", faceEmbedding), ("--face-crop", faceCrop), ("--face-image", faceImage)] {
         for f in files where !FileManager.default.fileExists(atPath: f) { throw CLIError.invalid(flag, "file not found: \(f)") }
       }
       if let s = faceidSScale, !s.isFinite { throw CLIError.invalid("--faceid-s-scale", "\(s) is not a finite number") }
@@ -61,7 +68,11 @@ struct EmbedCommand: ParsableCommand {
         images: try ipImage.map { try Image(contentsOfFile: $0, limits: limits.limits) })
       spec.imageEncoder = try imageEncoder.map { try HubReference.parse($0) }
       if !faceEmbedding.isEmpty { spec.faceEmbeddings = try FaceEmbeddingFile.read(faceEmbedding) }
-      spec.faceImages = try faceImage.map { try Image(contentsOfFile: $0, limits: limits.limits) }
+      spec.faceImages = try faceCrop.map { try Image(contentsOfFile: $0, limits: limits.limits) }
+      if !faceImage.isEmpty {
+        spec.facePhotos = try faceImage.map { try Image(contentsOfFile: $0, limits: limits.limits) }
+        spec.faceAnalyzer = try FaceAnalyzer(models: try FaceModelsOption.resolve(faceModels))
+      }
       spec.faceIDShortcutScale = faceidSScale
       if faceidV2 { spec.faceIDShortcut = true }
       var builder = ImagePromptBuilder()

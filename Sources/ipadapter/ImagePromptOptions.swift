@@ -1,3 +1,4 @@
+import FaceAnalysis
 import ArgumentParser
 import Foundation
 import IPAdapter
@@ -71,7 +72,16 @@ struct ImagePromptOptions: ParsableArguments {
   var faceEmbedding: [String] = []
 
   @Option(help: "FaceID-Plus adapters: an aligned face crop, '[N=]FILE' (224×224, insightface norm_crop), one per face embedding, read by the image encoder.")
+  var faceCrop: [String] = []
+
+  @Option(help: "FaceID adapters: a photo, '[N=]FILE'; its face (the highest-scoring) is found, aligned and embedded natively (insightface pack from --face-models) — instead of --face-embedding/--face-crop. Repeat for several faces.")
   var faceImage: [String] = []
+
+  @Option(help: "insightface model pack for --face-image: a folder with the .onnx files (buffalo_l, antelopev2) or a hub repo; default ~/.insightface/models/buffalo_l.")
+  var faceModels: String?
+
+  @Option(help: "Face detection size for --face-image (insightface det_size, a multiple of 32).")
+  var faceDetSize = 640
 
   @Option(help: "Weight of the LoRA inside a FaceID adapter file (default 1.0, as the reference; 0 leaves the UNet unchanged); one for all or one per adapter.")
   var faceidLoraScale: [Float] = []
@@ -108,7 +118,7 @@ struct ImagePromptOptions: ParsableArguments {
     if ipAdapter.isEmpty {
       for (flag, list) in [
         ("--ip-image", ipImage), ("--ip-embeds", ipEmbeds), ("--image-encoder", imageEncoder),
-        ("--face-embedding", faceEmbedding), ("--face-image", faceImage),
+        ("--face-embedding", faceEmbedding), ("--face-crop", faceCrop), ("--face-image", faceImage),
       ]
       where !list.isEmpty {
         throw CLIError.invalid(flag, "needs --ip-adapter")
@@ -138,16 +148,24 @@ struct ImagePromptOptions: ParsableArguments {
       guard FileManager.default.fileExists(atPath: file) else { throw CLIError.invalid("--face-embedding", "file not found: \(file)") }
       hasInput[i] = true
     }
+    for v in faceCrop {
+      let (_, file) = try Self.assignment(v, option: "--face-crop", adapters: ipAdapter.count)
+      guard FileManager.default.fileExists(atPath: file) else { throw CLIError.invalid("--face-crop", "file not found: \(file)") }
+    }
     for v in faceImage {
-      let (_, file) = try Self.assignment(v, option: "--face-image", adapters: ipAdapter.count)
+      let (i, file) = try Self.assignment(v, option: "--face-image", adapters: ipAdapter.count)
       guard FileManager.default.fileExists(atPath: file) else { throw CLIError.invalid("--face-image", "file not found: \(file)") }
+      hasInput[i] = true
+    }
+    guard faceDetSize >= 32, faceDetSize <= 4096, faceDetSize % 32 == 0 else {
+      throw CLIError.invalid("--face-det-size", "\(faceDetSize) must be a multiple of 32 between 32 and 4096")
     }
     for (flag, list) in [("--faceid-lora-scale", faceidLoraScale), ("--faceid-s-scale", faceidSScale)] {
       for s in list where !s.isFinite { throw CLIError.invalid(flag, "\(s) is not a finite number") }
       _ = try Self.perAdapter(list, count: ipAdapter.count, option: flag)
     }
     if requireImages, let missing = hasInput.firstIndex(of: false) {
-      throw CLIError.invalid("--ip-image", "adapter \(missing + 1) (\(ipAdapter[missing])) has no --ip-image, --ip-embeds or --face-embedding")
+      throw CLIError.invalid("--ip-image", "adapter \(missing + 1) (\(ipAdapter[missing])) has no --ip-image, --ip-embeds, --face-embedding or --face-image")
     }
   }
 
@@ -192,9 +210,19 @@ struct ImagePromptOptions: ParsableArguments {
       specs[i].faceIDShortcutScale = sScales[i]
       if faceidV2 { specs[i].faceIDShortcut = true }
     }
-    for v in faceImage {
-      let (i, file) = try Self.assignment(v, option: "--face-image", adapters: ipAdapter.count)
+    for v in faceCrop {
+      let (i, file) = try Self.assignment(v, option: "--face-crop", adapters: ipAdapter.count)
       specs[i].faceImages.append(try Image(contentsOfFile: file, limits: limits.limits))
+    }
+    if !faceImage.isEmpty {
+      // One analyzer (detector + recogniser loaded once) for every adapter's photos.
+      let analyzer = try FaceAnalyzer(models: try FaceModelsOption.resolve(faceModels))
+      for v in faceImage {
+        let (i, file) = try Self.assignment(v, option: "--face-image", adapters: ipAdapter.count)
+        specs[i].facePhotos.append(try Image(contentsOfFile: file, limits: limits.limits))
+        specs[i].faceAnalyzer = analyzer
+        specs[i].faceDetectionSize = faceDetSize
+      }
     }
     for (i, spec) in specs.enumerated() {
       if let w = spec.imageWeights, w.count != spec.images.count {
@@ -213,7 +241,8 @@ struct ImagePromptOptions: ParsableArguments {
     case "imageWeights": return "--ip-image-weight"
     case "masks": return "--ip-mask"
     case "faceEmbeddings": return "--face-embedding"
-    case "faceImages": return "--face-image"
+    case "faceImages": return "--face-crop"
+    case "facePhotos", "faceAnalyzer": return "--face-image"
     case "faceIDLoRAScale": return "--faceid-lora-scale"
     default: return nil
     }

@@ -5,7 +5,7 @@ import Testing
 import TestSupport
 import Weights
 
-/// `ipadapter generate` with the FaceID adapters (`--face-embedding`, `--face-image`,
+/// `ipadapter generate` with the FaceID adapters (`--face-embedding`, `--face-crop`,
 /// `--faceid-lora-scale`, `--faceid-s-scale`) against diffusers' images
 /// (`tools/reference/gen_faceid.py`), and their one-line refusals.
 @Suite struct FaceIDCommandTests {
@@ -38,7 +38,7 @@ import Weights
   @Test func faceIDPlusV2WithAFaceCropMatchesDiffusers() throws {
     try generate(
       ["--ip-adapter", "\(Self.folder)/ip-adapter-faceid-plusv2_sd15.bin", "--face-embedding", "\(Self.folder)/face-a.npy",
-       "--face-image", "\(Self.folder)/face-crop.png", "--image-encoder", "\(CLI.adapters)/image_encoder",
+       "--face-crop", "\(Self.folder)/face-crop.png", "--image-encoder", "\(CLI.adapters)/image_encoder",
        "--faceid-s-scale", "0.6"], golden: "e2e-plusv2-sd15")
   }
 
@@ -59,12 +59,12 @@ import Weights
     let crop = "\(Self.folder)/face-crop.png"
     let encoder = "\(CLI.adapters)/image_encoder"
     let e = try CLI.run([
-      "embed", "--ip-adapter", adapter, "--face-embedding", "\(Self.folder)/face-a.npy", "--face-image", crop,
+      "embed", "--ip-adapter", adapter, "--face-embedding", "\(Self.folder)/face-a.npy", "--face-crop", crop,
       "--image-encoder", encoder, "--faceid-s-scale", "0.6", "--output", embeds,
     ])
     #expect(e.status == 0, "\(e.stderr)")
     let r1 = try CLI.run(Self.common + [
-      "--ip-adapter", adapter, "--face-embedding", "\(Self.folder)/face-a.npy", "--face-image", crop, "--image-encoder", encoder,
+      "--ip-adapter", adapter, "--face-embedding", "\(Self.folder)/face-a.npy", "--face-crop", crop, "--image-encoder", encoder,
       "--faceid-s-scale", "0.6", "--output", a,
     ])
     let r2 = try CLI.run(Self.common + ["--ip-adapter", adapter, "--ip-embeds", embeds, "--output", b])

@@ -118,3 +118,29 @@ import Testing
     #expect(try FileManager.default.contentsOfDirectory(atPath: faceSnapshots.appendingPathComponent(faceCommit).path) == ["ip-adapter-faceid_sd15.bin"])
   }
 }
+
+/// `--face-models org/name[/sub]`: an insightface pack in a hub repository (as users mirror
+/// antelopev2); only the detector and the recogniser are fetched, then the analysis runs.
+@Suite struct HubFaceModelsEndToEndTests {
+  @Test func faceModelsAreFetchedFromAHubRepository() async throws {
+    let fixtures = HubGenerateEndToEndTests.fixtures
+    let pack = try HubGenerateEndToEndTests.repo(
+      "someone/antelopev2", folder: fixtures.appendingPathComponent("face/packs/tiny_antelopev2"), under: "models/antelopev2")
+    let hub = try await FakeHub.start(repos: [pack])
+    defer { Task { await hub.stop() } }
+    let cache = FileManager.default.temporaryDirectory.appendingPathComponent("hub-face-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: cache) }
+    let out = cache.appendingPathComponent("faces.safetensors")
+    let (status, stderr) = try await HubGenerateEndToEndTests.run(
+      ["face", fixtures.appendingPathComponent("face/img_a.png").path, "--face-models", "someone/antelopev2/models/antelopev2",
+       "--output", out.path],
+      environment: ["HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": cache.appendingPathComponent("hub").path, "HF_TOKEN": ""])
+    #expect(status == 0, "\(stderr)")
+    #expect(FileManager.default.fileExists(atPath: out.path))
+    let snapshots = cache.appendingPathComponent("hub/models--someone--antelopev2/snapshots")
+    let commit = try FileManager.default.contentsOfDirectory(atPath: snapshots.path).first ?? ""
+    let folder = snapshots.appendingPathComponent("\(commit)/models/antelopev2")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() == ["glintr100.onnx", "scrfd_10g_bnkps.onnx"])
+  }
+}

@@ -23,6 +23,7 @@ let fuzzTargets: [(name: String, run: FuzzTarget)] = [
   ("jpeg", ImageTarget.run),
   ("hub", HubTarget.run),
   ("lora", LoRATarget.run),
+  ("onnx", ONNXTarget.run),
 ]
 
 nonisolated(unsafe) var selectedTarget: FuzzTarget? = nil

@@ -1,3 +1,4 @@
+import FaceAnalysis
 import Foundation
 import Hub
 import IPAdapter
@@ -164,6 +165,11 @@ public struct ImagePromptBuilder: Sendable {
       }
       return try ImagePromptEmbedsFile.read(file.path, adapter: adapter)
     }
+    if !spec.facePhotos.isEmpty {
+      var analysed = located
+      analysed.spec = try Self.analyseFacePhotos(spec, name: name, adapter: adapter, file: located.adapter.lastPathComponent)
+      return try embeds(analysed, name: name, adapter: adapter, processorConfig: processorConfig, encoders: &encoders)
+    }
     if adapter.variant.usesFaceEmbedding {
       return try faceEmbeds(located, name: name, adapter: adapter, processorConfig: processorConfig, encoders: &encoders)
     }
@@ -194,6 +200,48 @@ public struct ImagePromptBuilder: Sendable {
       ?? ImagePromptEncoder(folder: folder, processorConfig: processorConfig, prepare: prepare)
     encoders[folder.path] = encoder
     return try ImagePrompt.embeds(adapter: adapter, encoder: encoder, images: spec.images, options: features)
+  }
+
+  /// The spec with `facePhotos` replaced by face embeddings (and FaceID-Plus crops) from its
+  /// face analyzer: the first face of each photo (insightface order, highest score first).
+  static func analyseFacePhotos(_ spec: ImagePromptSpec, name: String, adapter: IPAdapter, file: String) throws -> ImagePromptSpec {
+    guard spec.faceEmbeddings == nil, spec.faceImages.isEmpty, spec.images.isEmpty else {
+      throw PipelineError.invalidArgument(
+        name: "\(name).facePhotos", reason: "give face photos, or face embeddings (and crops), or images — not several of them")
+    }
+    let rawEmbedding: Bool
+    let needsCrop: Bool
+    switch adapter.variant {
+    case .faceID: (rawEmbedding, needsCrop) = (false, false)
+    case .faceIDPlus: (rawEmbedding, needsCrop) = (false, true)
+    case .plus: (rawEmbedding, needsCrop) = (true, false)  // Portrait SDXL "unnorm": a Resampler over raw embeddings
+    default:
+      throw PipelineError.invalidArgument(
+        name: "\(name).facePhotos", reason: "\(file) is not a FaceID adapter (\(adapter.variant)): give images, not face photos")
+    }
+    guard let analyzer = spec.faceAnalyzer else {
+      throw PipelineError.invalidArgument(
+        name: "\(name).faceAnalyzer", reason: "face photos need a face analyzer (FaceAnalyzer(models:) on an insightface pack such as buffalo_l)")
+    }
+    var rows: [Float] = []
+    var width = 0
+    var crops: [Image] = []
+    for (i, photo) in spec.facePhotos.enumerated() {
+      let faces = try analyzer.analyze(photo, options: FaceAnalysisOptions(detectionSize: spec.faceDetectionSize, selection: .first))
+      guard let face = faces.first else {
+        throw PipelineError.invalidArgument(
+          name: "\(name).facePhotos[\(i)]", reason: "no face found in face photo \(i + 1) (\(photo.width)×\(photo.height)); try a smaller detection size or a larger, frontal face")
+      }
+      let e = rawEmbedding ? face.embedding : face.normedEmbedding
+      width = e.count
+      rows += e
+      if needsCrop { crops.append(try FaceAnalyzer.alignedCrop(of: face, in: photo, size: 224)) }
+    }
+    var out = spec
+    out.facePhotos = []
+    out.faceEmbeddings = try Tensor(shape: [spec.facePhotos.count, width], floats: rows)
+    out.faceImages = crops
+    return out
   }
 
   /// A FaceID adapter's tokens from the spec's face embeddings (and, for FaceID-Plus, face crops

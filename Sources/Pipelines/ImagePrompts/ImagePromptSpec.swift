@@ -1,3 +1,4 @@
+import FaceAnalysis
 import Foundation
 import Hub
 import IPAdapter
@@ -47,6 +48,16 @@ public struct ImagePromptSpec: Sendable {
   /// FaceID-Plus: one aligned face crop per face (insightface `norm_crop`, 224×224), read by the
   /// CLIP image encoder.
   public var faceImages: [Image] = []
+  /// FaceID adapters: photos to find the face in (one face each: the highest-scoring, as
+  /// IP-Adapter's examples take `faces[0]`), analysed by `faceAnalyzer` — instead of
+  /// `faceEmbeddings` and `faceImages`. The embedding is insightface's `normed_embedding` (the raw
+  /// one for the Portrait "unnorm" adapter); FaceID-Plus also gets the 224² aligned crop.
+  public var facePhotos: [Image] = []
+  /// The face detector and recogniser for `facePhotos` (`FaceAnalyzer(models:)`; load it once
+  /// and reuse it across generations).
+  public var faceAnalyzer: FaceAnalyzer?
+  /// insightface `det_size` for `facePhotos` (a multiple of 32).
+  public var faceDetectionSize = 640
   /// The weight of the LoRA inside a FaceID adapter file (the reference's `lora_scale`, 1.0).
   public var faceIDLoRAScale: Float = 1
   /// FaceID-Plus v2's shortcut (`x + s·perceiver(x)`); nil = on when `faceIDShortcutScale` is
