@@ -77,12 +77,12 @@ public final class FaceAnalyzer: @unchecked Sendable {
     for name in files {
       let path = (folder as NSString).appendingPathComponent(name)
       let signature = try ONNXSignature(contentsOf: path)
-      let shape = signature.inputs.first?.shape
-      if signature.outputs.count >= 5 {
+      switch FaceModelRole(signature) {
+      case .detector:
         if detector == nil { detector = try SCRFDDetector(session: ONNXSession(contentsOf: path), signature: signature) }
-      } else if let s = shape, s.count == 4, let h = s[2], let w = s[3], h == w, h >= 112, h % 16 == 0 {
+      case .recognizer:
         if recognizer == nil { recognizer = try ArcFaceRecognizer(session: ONNXSession(contentsOf: path), signature: signature) }
-      } else {
+      case .landmarks, .attributes, .swapper, .unknown:
         skipped.append(name)
       }
     }
@@ -94,6 +94,7 @@ public final class FaceAnalyzer: @unchecked Sendable {
       throw FaceAnalysisError.modelsNotFound(
         folder: folder, reason: "no recognition model (.onnx with a square ≥ 112 input, e.g. w600k_r50.onnx) among \(files.joined(separator: ", "))")
     }
+    _ = skipped
     self.detector = detector
     self.recognizer = recognizer
   }
@@ -133,5 +134,32 @@ public final class FaceAnalyzer: @unchecked Sendable {
   public static func alignedCrop(of face: DetectedFace, in image: Image, size: Int) throws -> Image {
     let rgb = image.format == .rgb ? image : image.convertedToRGB()
     return try FaceAlignment.normCrop(rgb, keypoints: face.keypoints.map { ($0.x, $0.y) }, size: size)
+  }
+}
+
+/// What a model file of an insightface pack is, decided from its interface in insightface's order
+/// (`model_zoo.get_model`): ≥ 5 outputs → detector; a 192×192 input → 2-D/3-D landmarks
+/// (`2d106det`, `1k3d68`); 96×96 → gender/age; two inputs at 128×128 → the face swapper; a square
+/// input of ≥ 112 pixels (a multiple of 16) → recognition.
+public enum FaceModelRole: Sendable, Equatable {
+  case detector, landmarks, attributes, swapper, recognizer, unknown
+
+  public init(_ signature: ONNXSignature) {
+    let shape = signature.inputs.first?.shape ?? nil
+    let h = shape.flatMap { $0.count == 4 ? $0[2] : nil }
+    let w = shape.flatMap { $0.count == 4 ? $0[3] : nil }
+    if signature.outputs.count >= 5 {
+      self = .detector
+    } else if h == 192, w == 192 {
+      self = .landmarks
+    } else if h == 96, w == 96 {
+      self = .attributes
+    } else if signature.inputs.count == 2, h == 128, w == 128 {
+      self = .swapper
+    } else if let h, let w, h == w, h >= 112, h % 16 == 0 {
+      self = .recognizer
+    } else {
+      self = .unknown
+    }
   }
 }

@@ -82,6 +82,14 @@ import Weights
     #expect(r.stdout.components(separatedBy: ": 1 face ").count == 4, "\(r.stdout)")
   }
 
+  /// A CMYK JPEG (decoded as Pillow does) is analysed like any photo (the random-weight detector
+  /// finds "faces" in its noise, upscaled 17×).
+  @Test func cmykJPEGIsDecodedAndAnalysed() throws {
+    let cmyk = Fixtures.url("imaging/jpeg_cmyk_37x23.jpg").path
+    let r = try CLI.run(["face", cmyk, "--face-models", Self.buffalo])
+    #expect(r.status == 0 && r.stdout.contains(" faces (37×23)"), "\(r.stdout) \(r.stderr)")
+  }
+
   /// `generate --face-image PHOTO`: the face is found, embedded and projected natively, and the
   /// image equals the one made from the same embedding given as a file.
   @Test func generateFromAPhotoEqualsGenerateFromItsEmbedding() throws {

@@ -1,6 +1,7 @@
 import FaceAnalysis
 import Foundation
 import Imaging
+import ONNX
 import TestSupport
 import Testing
 import Weights
@@ -78,5 +79,106 @@ import Weights
       }
       _ = scale
     }
+  }
+}
+
+/// Photos of any size are analysed at the detection size: a 4096×3072 photo costs one letterbox
+/// resize (two source rows per output row), not a full-size copy per stage.
+@Suite struct FaceAnalyzerInputTests {
+  @Test func largePhotoIsAnalysedAtDetectionSize() throws {
+    let analyzer = try FaceAnalyzer(models: Fixtures.url("face/packs/tiny_buffalo_l").path)
+    var photo = Image(width: 4096, height: 3072, format: .rgb, fill: 0)
+    photo.withUnsafeMutablePixels { p in for i in 0..<p.count { p[i] = UInt8(truncatingIfNeeded: (i / 3) % 4096 / 16) } }
+    let faces = try analyzer.analyze(photo, options: FaceAnalysisOptions(detectionSize: 320))
+    for face in faces {
+      #expect(face.embedding.count == 512 && face.alignedCrop.width == 112)
+    }
+  }
+
+  @Test func grayAndAlphaPhotosAreConvertedToRGB() throws {
+    let analyzer = try FaceAnalyzer(models: Fixtures.url("face/packs/tiny_buffalo_l").path)
+    let rgb = try Image(contentsOfFile: Fixtures.url("face/img_a.png").path)
+    let rgba = rgb.converted(to: .rgba)
+    let a = try analyzer.analyze(rgb)
+    let b = try analyzer.analyze(rgba)
+    #expect(a.count == b.count && zip(a, b).allSatisfy { $0.box == $1.box && $0.embedding == $1.embedding })
+  }
+
+  @Test func invalidDetectionSizeIsNamed() throws {
+    let analyzer = try FaceAnalyzer(models: Fixtures.url("face/packs/tiny_buffalo_l").path)
+    let rgb = try Image(contentsOfFile: Fixtures.url("face/img_a.png").path)
+    #expect(throws: FaceAnalysisError.self) { _ = try analyzer.analyze(rgb, options: FaceAnalysisOptions(detectionSize: 100)) }
+  }
+
+  @Test func alignmentRefusesUnsupportedSizesAndCoincidentKeypoints() throws {
+    let points = [(Float(10), Float(10)), (20, 10), (15, 15), (11, 20), (19, 20)]
+    #expect(throws: FaceAlignment.AlignmentError.unsupportedSize(100)) { _ = try FaceAlignment.estimateNorm(keypoints: points, size: 100) }
+    let same = [(Float, Float)](repeating: (5, 5), count: 5)
+    #expect(throws: FaceAlignment.AlignmentError.degenerateKeypoints) { _ = try FaceAlignment.estimateNorm(keypoints: same, size: 112) }
+  }
+}
+
+/// insightface's routing of a pack's files (`model_zoo.get_model`): landmark (192²), gender/age
+/// (96²) and swapper graphs are never taken for the recogniser, whatever their file names sort as.
+@Suite struct FaceModelRoutingTests {
+  /// A minimal ONNX model: `Identity` from one input of `shape` to `outputs` outputs.
+  static func model(inputs: [[Int]], outputs: Int) -> [UInt8] {
+    func varint(_ v: Int) -> [UInt8] {
+      var v = UInt64(v)
+      var out: [UInt8] = []
+      repeat {
+        let b = UInt8(v & 0x7f)
+        v >>= 7
+        out.append(v == 0 ? b : b | 0x80)
+      } while v != 0
+      return out
+    }
+    func field(_ n: Int, _ bytes: [UInt8]) -> [UInt8] { varint(n << 3 | 2) + varint(bytes.count) + bytes }
+    func string(_ n: Int, _ s: String) -> [UInt8] { field(n, Array(s.utf8)) }
+    func valueInfo(_ name: String, _ shape: [Int]) -> [UInt8] {
+      let dims = shape.flatMap { field(1, varint(1 << 3) + varint($0)) }
+      let tensorType = varint(1 << 3) + varint(1) + field(2, dims)
+      return string(1, name) + field(2, field(1, tensorType))
+    }
+    var graph: [UInt8] = []
+    for o in 0..<outputs {
+      graph += field(1, string(1, "x0") + string(2, "y\(o)") + string(3, "n\(o)") + string(4, "Identity"))
+    }
+    graph += string(2, "g")
+    for (i, s) in inputs.enumerated() { graph += field(11, valueInfo("x\(i)", s)) }
+    for o in 0..<outputs { graph += field(12, valueInfo("y\(o)", inputs[0])) }
+    return varint(1 << 3) + varint(7) + field(8, field(2, varint(2 << 3) + varint(11))) + field(7, graph)
+  }
+
+  @Test func rolesFollowInsightface() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("roles-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let cases: [(String, [[Int]], Int, FaceModelRole)] = [
+      ("1k3d68.onnx", [[1, 3, 192, 192]], 1, .landmarks), ("genderage.onnx", [[1, 3, 96, 96]], 1, .attributes),
+      ("inswapper_128.onnx", [[1, 3, 128, 128], [1, 512]], 1, .swapper), ("w600k_r50.onnx", [[1, 3, 112, 112]], 1, .recognizer),
+      ("det.onnx", [[1, 3, 640, 640]], 9, .detector), ("other.onnx", [[1, 3, 100, 50]], 1, .unknown),
+    ]
+    for (name, inputs, outputs, role) in cases {
+      let path = folder.appendingPathComponent(name).path
+      try Data(Self.model(inputs: inputs, outputs: outputs)).write(to: URL(fileURLWithPath: path))
+      #expect(FaceModelRole(try ONNXSignature(contentsOf: path)) == role, "\(name)")
+    }
+  }
+
+  /// A whole buffalo_l-like folder: the landmark graph sorts first but the real recogniser is used.
+  @Test func landmarkGraphsAreNotTakenForTheRecognizer() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pack-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let pack = Fixtures.url("face/packs/tiny_buffalo_l")
+    for f in ["det_10g.onnx", "w600k_r50.onnx"] {
+      try FileManager.default.copyItem(at: pack.appendingPathComponent(f), to: folder.appendingPathComponent(f))
+    }
+    try Data(Self.model(inputs: [[1, 3, 192, 192]], outputs: 1)).write(to: folder.appendingPathComponent("1k3d68.onnx"))
+    try Data(Self.model(inputs: [[1, 3, 96, 96]], outputs: 1)).write(to: folder.appendingPathComponent("genderage.onnx"))
+    let analyzer = try FaceAnalyzer(models: folder.path)
+    #expect(analyzer.recognizer.session.file.hasSuffix("w600k_r50.onnx"))
+    #expect(analyzer.recognizer.inputSize == 112)
   }
 }
