@@ -27,7 +27,7 @@ public enum ConvActivation: Sendable, Hashable {
 /// reordered into it **once** and cached (with the primitive) for every later call. A primitive for
 /// which oneDNN picks a reference kernel is refused with `DNNLError.referenceImplementation`.
 ///
-/// matches: `torch.nn.functional.conv2d` with `groups=1`, `dilation=1`.
+/// matches: `torch.nn.functional.conv2d` (any `groups`, `dilation`; equal or separate strides).
 /// `@unchecked Sendable`: per-shape primitive caches are guarded by `KernelLock`; weights are immutable.
 public final class Conv2DKernel: @unchecked Sendable {
   public let outChannels: Int
@@ -39,6 +39,11 @@ public final class Conv2DKernel: @unchecked Sendable {
   public let strideWidth: Int
   public let padding: Padding2D
   public let precision: ComputePrecision
+  /// Channel groups (`in` and `out` split into this many independent convolutions; depthwise when
+  /// it equals the input channels).
+  public let groups: Int
+  /// Kernel dilation (height, width), 1 = none.
+  public let dilation: (height: Int, width: Int)
   /// Applied to the result (after `accumulate` is added).
   public let activation: ConvActivation
 
@@ -65,11 +70,12 @@ public final class Conv2DKernel: @unchecked Sendable {
   private let lock = KernelLock()
 
   /// - Parameters:
-  ///   - weight: `[out, in, kh, kw]` in any dtype (a view into a checkpoint is fine).
+  ///   - weight: `[out, in / groups, kh, kw]` in any dtype (a view into a checkpoint is fine).
   ///   - bias: `[out]` or nil.
   public init(
     weight: Tensor, bias: Tensor?, stride: Int = 1, strideWidth: Int? = nil, padding: Padding2D,
-    precision: ComputePrecision = .float32, activation: ConvActivation = .none
+    precision: ComputePrecision = .float32, activation: ConvActivation = .none, groups: Int = 1,
+    dilation: (height: Int, width: Int) = (1, 1)
   ) throws {
     guard weight.rank == 4 else {
       throw TensorError.invalidArgument("Conv2D weight must be [out, in, kh, kw], got \(weight.shape)")
@@ -79,8 +85,14 @@ public final class Conv2DKernel: @unchecked Sendable {
         operation: "Conv2D bias", expected: [weight.shape[0]], actual: bias.shape)
     }
     guard stride >= 1, (strideWidth ?? stride) >= 1 else { throw TensorError.invalidArgument("Conv2D stride must be ≥ 1") }
+    guard groups >= 1, weight.shape[0] % groups == 0 else {
+      throw TensorError.invalidArgument("Conv2D: \(weight.shape[0]) output channels do not split into \(groups) groups")
+    }
+    guard dilation.height >= 1, dilation.width >= 1 else { throw TensorError.invalidArgument("Conv2D dilation must be ≥ 1") }
+    self.groups = groups
+    self.dilation = dilation
     self.outChannels = weight.shape[0]
-    self.inChannels = weight.shape[1]
+    self.inChannels = weight.shape[1] * groups
     self.kernelSize = (weight.shape[2], weight.shape[3])
     self.stride = stride
     self.strideWidth = strideWidth ?? stride
@@ -91,11 +103,18 @@ public final class Conv2DKernel: @unchecked Sendable {
     self.bias = bias?.asFloat32()
   }
 
+  /// oneDNN's weight dimensions: `[out, in, kh, kw]`, or `[groups, out/g, in/g, kh, kw]`.
+  private var weightDims: [Int] {
+    groups == 1
+      ? [outChannels, inChannels, kernelSize.height, kernelSize.width]
+      : [groups, outChannels / groups, inChannels / groups, kernelSize.height, kernelSize.width]
+  }
+
   /// Output spatial size for an input of `height × width`.
   public func outputSize(height: Int, width: Int) -> (height: Int, width: Int) {
     (
-      (height + padding.top + padding.bottom - kernelSize.height) / stride + 1,
-      (width + padding.left + padding.right - kernelSize.width) / strideWidth + 1
+      (height + padding.top + padding.bottom - (kernelSize.height - 1) * dilation.height - 1) / stride + 1,
+      (width + padding.left + padding.right - (kernelSize.width - 1) * dilation.width - 1) / strideWidth + 1
     )
   }
 
@@ -140,7 +159,7 @@ public final class Conv2DKernel: @unchecked Sendable {
     }
     try p.execute(args)
     withExtendedLifetime((source, biasMemory, src, wei, dst)) {}
-    FlopCounter.add(2 * n * ho * wo * outChannels * inChannels * kernelSize.height * kernelSize.width)
+    FlopCounter.add(2 * n * ho * wo * outChannels * (inChannels / groups) * kernelSize.height * kernelSize.width)
     return out
   }
 
@@ -157,21 +176,21 @@ public final class Conv2DKernel: @unchecked Sendable {
     let t = DNNL.dataType(precision.dnnlType)
     var src = try DNNL.memoryDesc(dims: [key.n, inChannels, key.h, key.w], tag: dnnl_nhwc, type: t)
     var wei = try DNNL.memoryDesc(
-      dims: [outChannels, inChannels, kernelSize.height, kernelSize.width],
-      tag: dnnl_format_tag_any, type: t)
+      dims: weightDims, tag: dnnl_format_tag_any, type: t)
     var dst = try DNNL.memoryDesc(dims: [key.n, outChannels, ho, wo], tag: dnnl_nhwc, type: dnnl_f32)
     var biasDesc = try DNNL.memoryDesc(dims: [outChannels], tag: dnnl_x, type: dnnl_f32)
     var strides: [dnnl_dim_t] = [dnnl_dim_t(stride), dnnl_dim_t(strideWidth)]
     var padL: [dnnl_dim_t] = [dnnl_dim_t(padding.top), dnnl_dim_t(padding.left)]
     var padR: [dnnl_dim_t] = [dnnl_dim_t(padding.bottom), dnnl_dim_t(padding.right)]
+    var dilates: [dnnl_dim_t] = [dnnl_dim_t(dilation.height - 1), dnnl_dim_t(dilation.width - 1)]
     var desc = dnnl_convolution_desc_t()
     let hasBias = bias != nil
     try withUnsafePointer(to: &biasDesc) { biasPointer in
       try DNNL.check(
-        dnnl_convolution_forward_desc_init(
+        dnnl_dilated_convolution_forward_desc_init(
           &desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei,
-          hasBias ? biasPointer : nil, &dst, &strides, &padL, &padR),
-        "dnnl_convolution_forward_desc_init")
+          hasBias ? biasPointer : nil, &dst, &strides, &dilates, &padL, &padR),
+        "dnnl_dilated_convolution_forward_desc_init")
     }
 
     var attr: dnnl_primitive_attr_t?
@@ -203,9 +222,7 @@ public final class Conv2DKernel: @unchecked Sendable {
   private func packedWeights(for desc: dnnl_memory_desc_t) throws -> TensorStorage {
     if let hit = packed.first(where: { DNNL.equal($0.desc, desc) }) { return hit.storage }
     let plain = weight.asFloat32()  // pooled: the next layer's conversion reuses the block
-    let from = try DNNL.memoryDesc(
-      dims: [outChannels, inChannels, kernelSize.height, kernelSize.width], tag: dnnl_oihw,
-      type: dnnl_f32)
+    let from = try DNNL.memoryDesc(dims: weightDims, tag: groups == 1 ? dnnl_oihw : dnnl_goihw, type: dnnl_f32)
     let storage = TensorStorage(byteCount: DNNL.byteSize(desc), pooled: false)
     try DNNL.reorder(from: from, plain.rawPointer, to: desc, storage.pointer)
     packed.append((desc, storage))

@@ -18,7 +18,15 @@ import Weights
   func check(_ graph: String, reference: SafeTensorsFile) throws {
     let session = try ONNXSession(contentsOf: Self.path("\(graph).onnx"))
     var inputs: [String: Tensor] = [:]
-    for (name, _) in session.inputs { inputs[name] = try reference.tensor("\(graph)/in/\(name)").toFloat32() }
+    for (name, _) in session.inputs {
+      let key = "\(graph)/in/\(name)"
+      if let entry = reference.header.entry(key), entry.elementType == .u8 {
+        // Whole pixel values stored as uint8.
+        inputs[name] = try Tensor(shape: entry.shape, floats: try reference.rawBytes(key).map(Float.init))
+      } else {
+        inputs[name] = try reference.tensor(key).toFloat32()
+      }
+    }
     let outputs = try session.run(inputs)
     #expect(outputs.count == session.outputNames.count)
     for (name, ours) in zip(session.outputNames, outputs) {
@@ -43,6 +51,15 @@ import Weights
   ])
   func operatorGraphMatchesOnnxruntime(_ graph: String) throws {
     try check(graph, reference: try Fixtures.archive("\(Self.folder)/ort_ops.safetensors"))
+  }
+
+  /// insightface's other buffalo_l graphs in their MXNet-export form (gen_face_aux.py): 2d106det
+  /// (MobileNet-0.5: depthwise convolutions, unfolded BatchNormalization, PRelu, in-graph Sub/Mul
+  /// normalisation), genderage (depthwise, Relu, two heads concatenated) and 1k3d68 (pre-activation
+  /// ResNet: Identity, unfolded BN, MaxPool, shortcut convolutions), and grouped convolutions alone.
+  @Test(arguments: ["aux_2d106det", "aux_genderage", "aux_1k3d68", "ops_group_conv"])
+  func auxiliaryGraphMatchesOnnxruntime(_ graph: String) throws {
+    try check(graph, reference: try Fixtures.archive("\(Self.folder)/ort_aux.safetensors"))
   }
 
   /// The SCRFD-10G-style detector in the released files' form (opset 11, size-based Resize with

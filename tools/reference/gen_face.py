@@ -1,7 +1,7 @@
 """Native face analysis fixtures: tiny insightface-architecture ONNX graphs, onnxruntime / insightface references, and
 bit-exactness cases for the two OpenCV calls insightface makes (cv2.resize, cv2.warpAffine).
 
-Writes Tests/Fixtures/face/ (deterministic; about 3.4 MB):
+Writes Tests/Fixtures/face/ (deterministic; about 4.7 MB):
   packs/tiny_buffalo_l/det_10g.onnx, w600k_r50.onnx          the buffalo_l layout (FaceAnalysis(name=..., root=...))
   packs/tiny_antelopev2/glintr100.onnx, scrfd_10g_bnkps.onnx  the antelopev2 layout; scrfd_10g_bnkps.onnx is a relative
                           symlink to ../tiny_buffalo_l/det_10g.onnx (the same detector, no second copy)
@@ -66,6 +66,12 @@ Writes Tests/Fixtures/face/ (deterministic; about 3.4 MB):
                           boxes, key shapes and definitions, cv4-vs-cv5 crop / embedding / token differences, and
                           checks that the same modules reproduce Tests/Fixtures/faceid/reference.safetensors
                           (not part of reference.json, so the older files are unchanged by it)
+  aux_2d106det.onnx, aux_1k3d68.onnx, aux_genderage.onnx, ops_group_conv.onnx, ort_aux.safetensors
+                          the other buffalo_l graphs (2-D 106 / 3-D 68 landmarks, gender-age) as tiny MXNet-export-style
+                          stand-ins (Sub/Mul or Identity + bn_data input normalisation, depthwise convs, standalone
+                          BatchNormalization, PRelu / Relu, Flatten + Gemm, two-branch Concat head), grouped convs
+                          alone, and their onnxruntime references: written by gen_face_aux.py (its docstring lists
+                          what is known about the released files and the sources); not in reference.json
   reference.json          versions, every graph's opset / inputs / outputs / op types / initializer storage, the key
                           names and shapes of each safetensors file, per e2e run the letterbox (det_scale, resized
                           size),
@@ -89,6 +95,8 @@ opencv-python(-headless) 4.x and safetensors, the 4.x model and the resize / imr
   tools/reference/.venv/bin/python tools/reference/gen_face.py --only-faceid24 [--cv4-python ...]   # the tiny_faceid24
                           pack, faceid_e2e.safetensors and faceid_e2e.json alone (same bytes as the full run; needs
                           the other fixtures in place; with --cv4-python the JSON also records the OpenCV 4.x check)
+  tools/reference/.venv/bin/python tools/reference/gen_face.py --only-aux   # the aux_* / ops_group_conv graphs and
+                          ort_aux.safetensors alone (same bytes as the full run; = gen_face_aux.py; nothing else)
   tools/reference/.venv/bin/python tools/reference/gen_face.py --real /tmp/face-real   # real-size graphs, not the repo
 """
 import argparse
@@ -1706,7 +1714,13 @@ def main():
                     help="an interpreter with opencv 4.x, to check the 4.x model of warpAffine and resize")
     ap.add_argument("--only-faceid24", action="store_true",
                     help="(re)write only packs/tiny_faceid24, faceid_e2e.safetensors and faceid_e2e.json")
+    ap.add_argument("--only-aux", action="store_true",
+                    help="(re)write only aux_*.onnx, ops_group_conv.onnx and ort_aux.safetensors (gen_face_aux.py)")
     args = ap.parse_args()
+    if args.only_aux:
+        from gen_face_aux import write_aux
+        write_aux(OUT)
+        return
     if args.real:
         assert not os.path.abspath(args.real).startswith(os.path.abspath(FIX)), "--real must not write into the repo"
         write_real(args.real)
@@ -1907,6 +1921,8 @@ def main():
     with open(os.path.join(OUT, "reference.json"), "w") as fh:
         json.dump(info, fh, indent=1, sort_keys=True)
         fh.write("\n")
+    from gen_face_aux import write_aux      # its own seeds; after reference.json, which does not list these files
+    write_aux(OUT, log=None)
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs
                 if not os.path.islink(os.path.join(dp, f)))
     print(f"wrote {OUT}: {total / 1e6:.2f} MB")

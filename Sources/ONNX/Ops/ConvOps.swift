@@ -10,7 +10,7 @@ func constantFloat(_ constants: [ONNXValue?], _ i: Int, _ what: String, _ c: Nod
   return f
 }
 
-/// `Conv` (2-D, `group = 1`, no dilation) on oneDNN, NHWC in and out.
+/// `Conv` (2-D; grouped, depthwise and dilated included) on oneDNN, NHWC in and out.
 struct ConvKernel: ONNXKernel {
   let kernel: Conv2DKernel
   let outChannels: Int
@@ -26,8 +26,14 @@ struct ConvKernel: ONNXKernel {
     guard w.shape.count == 4 else { throw c.invalid("only 2-D convolutions are supported (weight \(w.shape))") }
     let bias = try constantFloat(constants, 2, "Bias", c)
     if let bias, bias.shape != [w.shape[0]] { throw c.invalid("bias shape \(bias.shape) does not match \(w.shape[0]) output channels") }
-    guard try c.int("group", default: 1) == 1 else { throw c.invalid("grouped convolutions (group = \(try c.int("group", default: 1))) are not supported") }
-    if let d = try c.ints("dilations"), d.contains(where: { $0 != 1 }) { throw c.invalid("dilations \(d) are not supported") }
+    let group = try c.int("group", default: 1)
+    guard group >= 1, group <= Int64(w.shape[0]), w.shape[0] % Int(group) == 0 else {
+      throw c.invalid("group \(group) does not divide the \(w.shape[0]) output channels")
+    }
+    let dilations = try c.ints("dilations") ?? [1, 1]
+    guard dilations.count == 2, dilations.allSatisfy({ (1...64).contains($0) }) else {
+      throw c.invalid("dilations \(dilations) are not supported (two values 1–64)")
+    }
     if let k = try c.ints("kernel_shape"), k.map(Int.init) != Array(w.shape[2...]) {
       throw c.invalid("kernel_shape \(k) does not match the weight \(w.shape)")
     }
@@ -46,7 +52,8 @@ struct ConvKernel: ONNXKernel {
     let kernel = try Conv2DKernel(
       weight: w.data.reshaped(w.shape), bias: bias?.data.reshaped([w.shape[0]]), stride: Int(strides[0]), strideWidth: Int(strides[1]),
       padding: Padding2D(top: Int(pads[0]), left: Int(pads[1]), bottom: Int(pads[2]), right: Int(pads[3])),
-      activation: c.convFusion?.relu == true ? .relu : .none)
+      activation: c.convFusion?.relu == true ? .relu : .none, groups: Int(group),
+      dilation: (Int(dilations[0]), Int(dilations[1])))
     return ConvKernel(
       kernel: kernel, outChannels: w.shape[0], limit: c.maxElements, residualIndex: c.convFusion?.residual != nil ? 3 : nil)
   }
