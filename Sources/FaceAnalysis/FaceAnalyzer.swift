@@ -99,6 +99,26 @@ public final class FaceAnalyzer: @unchecked Sendable {
     self.recognizer = recognizer
   }
 
+  /// Where insightface keeps a pack it downloaded: `~/.insightface/models/<pack>` (its default
+  /// `root`), `~` being `$HOME`.
+  public static func insightfaceFolder(pack: String = "buffalo_l", environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+    return (home as NSString).appendingPathComponent(".insightface/models/\(pack)")
+  }
+
+  /// The analyser of insightface's default pack (``insightfaceFolder(pack:environment:)``), or
+  /// ``FaceAnalysisError/modelsNotFound(folder:reason:)`` saying how to provide one.
+  public static func insightfaceDefault(pack: String = "buffalo_l") throws -> FaceAnalyzer {
+    let folder = insightfaceFolder(pack: pack)
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+      throw FaceAnalysisError.modelsNotFound(
+        folder: folder,
+        reason: "no model pack given and insightface's default folder does not exist; give a folder holding det_10g.onnx and w600k_r50.onnx (insightface buffalo_l) or a hub repo")
+    }
+    return try FaceAnalyzer(models: folder)
+  }
+
   /// Faces of an image (RGB, gray or with alpha: converted to RGB first), with embeddings.
   /// An image without faces gives an empty array.
   public func analyze(_ image: Image, options: FaceAnalysisOptions = FaceAnalysisOptions()) throws -> [DetectedFace] {

@@ -54,8 +54,8 @@ struct RequestOptions: Sendable {
 /// response headers"; both reach the caller as a ``HubError/network(_:detail:)``, no crash, no hang).
 /// `@unchecked Sendable`: URLSession delegate; its per-task state is guarded by its lock.
 final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable {
-  /// Delegate-queue state of one task; `failure` is shared with the deadline timer (under the transport's lock).
-  /// `@unchecked Sendable`: touched on the session's delegate queue, `failure` under the transport's lock.
+  /// The state of one task, written by the delegate callbacks and the deadline timer, read when it completes.
+  /// `@unchecked Sendable`: its mutable fields are only touched under the transport's lock.
   private final class TaskState: @unchecked Sendable {
     let options: RequestOptions
     let isHead: Bool
@@ -65,7 +65,9 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
     var body = Data()
     var redirects = 0
     var failure: Error?
-    var continuation: CheckedContinuation<TransportResponse, Error>?
+    /// Set by `didCompleteWithError` before it resumes `continuation`.
+    var outcome: Result<TransportResponse, Error>?
+    var continuation: CheckedContinuation<Void, Never>?
 
     init(options: RequestOptions, isHead: Bool, sink: ((HTTPStreamEvent) throws -> Void)?) {
       self.options = options
@@ -111,8 +113,8 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
   ) async throws -> TransportResponse {
     let state = TaskState(options: options, isHead: request.httpMethod == "HEAD", sink: sink)
     let task = session.dataTask(with: request)
-    return try await withTaskCancellationHandler {
-      try await withCheckedThrowingContinuation { continuation in
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { continuation in
         lock.withLock {
           state.continuation = continuation
           states[task.taskIdentifier] = state
@@ -127,6 +129,15 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
       }
     } onCancel: {
       fail(task, state, CancellationError(), fromDelegateQueue: false)
+    }
+    // The outcome is taken under the lock rather than passed through the continuation: a continuation
+    // resumed before its task has suspended hands its value over through the concurrency runtime's
+    // atomics, an order ThreadSanitizer cannot see (it then reports the delegate's writes of the
+    // headers as racing with the caller's reads).
+    switch lock.withLock({ state.outcome }) {
+    case .success(let response)?: return response
+    case .failure(let error)?: throw error
+    case nil: throw CancellationError()  // (never: the continuation is resumed only after the outcome is set)
     }
   }
 
@@ -152,8 +163,6 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
     if fromDelegateQueue { record() } else { session.delegateQueue.addOperation(record) }
   }
 
-  private func failed(_ state: TaskState) -> Bool { lock.withLock { state.failure != nil } }
-
   func urlSession(
     _ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
     completionHandler: @escaping (URLSession.ResponseDisposition) -> Void
@@ -162,19 +171,22 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
       completionHandler(.allow)
       return
     }
-    state.status = http.statusCode
     var headers: [String: String] = [:]
     for (key, value) in http.allHeaderFields {
       headers[String(describing: key).lowercased()] = String(describing: value)
     }
-    state.headers = headers
-    if !state.isHead, let limit = state.bodyLimit, http.expectedContentLength > Int64(limit) {
+    let limit = lock.withLock { () -> Int? in
+      state.status = http.statusCode
+      state.headers = headers
+      return state.isHead ? nil : state.bodyLimit
+    }
+    if let limit, http.expectedContentLength > Int64(limit) {
       fail(dataTask, state, TransportFailure.bodyTooLarge(status: http.statusCode, limit: limit))
       completionHandler(.cancel)  // (FoundationNetworking's .cancel alone keeps reading the whole body)
       return
     }
     if let sink = state.sink, (200..<300).contains(http.statusCode) {
-      do { try sink(.response(status: http.statusCode, headers: headers)) } catch {
+      do { try deliver(.response(status: http.statusCode, headers: headers), to: sink) } catch {
         fail(dataTask, state, error)
         completionHandler(.cancel)
         return
@@ -183,17 +195,37 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
     completionHandler(.allow)
   }
 
+  /// What a body chunk is for.
+  private enum ChunkFate {
+    case dropped, kept, streamed
+    case overflow(status: Int, limit: Int)
+  }
+
   func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-    guard let state = state(dataTask), !failed(state) else { return }
-    if let limit = state.bodyLimit {
-      guard state.body.count + data.count <= limit else {
-        fail(dataTask, state, TransportFailure.bodyTooLarge(status: state.status, limit: limit))
-        return
-      }
+    guard let state = state(dataTask) else { return }
+    let fate = lock.withLock { () -> ChunkFate in
+      guard state.failure == nil else { return .dropped }
+      guard let limit = state.bodyLimit else { return state.sink == nil ? .dropped : .streamed }
+      guard state.body.count + data.count <= limit else { return .overflow(status: state.status, limit: limit) }
       state.body.append(data)
-    } else if let sink = state.sink {
-      do { try sink(.data(data)) } catch { fail(dataTask, state, error) }
+      return .kept
     }
+    switch fate {
+    case .dropped, .kept: break
+    case .overflow(let status, let limit):
+      fail(dataTask, state, TransportFailure.bodyTooLarge(status: status, limit: limit))
+    case .streamed:
+      do { try deliver(.data(data), to: state.sink!) } catch { fail(dataTask, state, error) }
+    }
+  }
+
+  /// Calls the sink, then passes through the lock: everything the sink wrote (the caller's file, its counters)
+  /// happens-before `didCompleteWithError`, which takes the lock before resuming the caller — an order
+  /// ThreadSanitizer could not otherwise see (the delegate queue is an `OperationQueue` of uninstrumented
+  /// corelibs Foundation, whose one-at-a-time order it does not know about).
+  private func deliver(_ event: HTTPStreamEvent, to sink: (HTTPStreamEvent) throws -> Void) throws {
+    defer { lock.withLock {} }
+    try sink(event)
   }
 
   func urlSession(
@@ -204,15 +236,16 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
       completionHandler(nil)
       return
     }
-    if failed(state) { return }  // being cancelled: answering now would trap (see `fail`)
+    let (failed, redirects) = lock.withLock { (state.failure != nil, state.redirects) }
+    if failed { return }  // being cancelled: answering now would trap (see `fail`)
     guard state.options.followRedirects else {
       completionHandler(nil)  // the 3xx itself is the answer
       return
     }
     do {
       let next = try Self.redirectedRequest(
-        request, from: response.url ?? task.currentRequest?.url, tokenOrigin: tokenOrigin, redirects: state.redirects)
-      state.redirects += 1
+        request, from: response.url ?? task.currentRequest?.url, tokenOrigin: tokenOrigin, redirects: redirects)
+      lock.withLock { state.redirects += 1 }
       completionHandler(next)
     } catch {
       fail(task, state, error, cancel: false)  // the 3xx ends the task; its failure is this refusal
@@ -241,16 +274,19 @@ final class HTTPTransport: NSObject, URLSessionDataDelegate, @unchecked Sendable
   }
 
   func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
-    let state = lock.withLock { states.removeValue(forKey: task.taskIdentifier) }
-    guard let state, let continuation = state.continuation else { return }
-    if let failure = lock.withLock({ state.failure }) {
-      continuation.resume(throwing: failure)
-    } else if let error {
-      continuation.resume(throwing: error)
-    } else {
-      continuation.resume(
-        returning: TransportResponse(
-          status: state.status, headers: state.headers, body: state.body, url: task.currentRequest?.url))
+    let url = task.currentRequest?.url
+    let continuation = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+      guard let state = states.removeValue(forKey: task.taskIdentifier) else { return nil }
+      if let failure = state.failure {
+        state.outcome = .failure(failure)
+      } else if let error {
+        state.outcome = .failure(error)
+      } else {
+        state.outcome = .success(
+          TransportResponse(status: state.status, headers: state.headers, body: state.body, url: url))
+      }
+      return state.continuation
     }
+    continuation?.resume()
   }
 }

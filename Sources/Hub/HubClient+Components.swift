@@ -17,6 +17,12 @@ public struct HubComponentFiles: Sendable, Equatable {
     ["config.json"],
     ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.bin"],
   ])
+  /// An insightface model pack for face analysis (`buffalo_l`, `antelopev2` as users mirror them
+  /// on the hub): its detector and its recogniser under the released names; the landmark and
+  /// attribute graphs are not needed.
+  public static let faceAnalysisPack = HubComponentFiles([
+    ["det_10g.onnx", "scrfd_10g_bnkps.onnx"], ["w600k_r50.onnx", "glintr100.onnx"],
+  ])
 }
 
 extension HubClient {

@@ -6,10 +6,14 @@ protocol ONNXKernel {
   func run(_ inputs: [ONNXValue?]) throws -> [ONNXValue]
   /// Whether the node may be evaluated at load time when all its inputs are constants.
   var foldable: Bool { get }
+  /// Input positions whose constants the kernel took in when it was made (packed weights, folded
+  /// parameters) and does not read when it runs: the session then neither keeps nor passes them.
+  var bakedInputs: Set<Int> { get }
 }
 
 extension ONNXKernel {
   var foldable: Bool { true }
+  var bakedInputs: Set<Int> { [] }
 }
 
 /// Checks a result's element count against the session's limit before it is allocated.

@@ -168,7 +168,11 @@ public final class ONNXSession: @unchecked Sendable {
         for (s, v) in zip(outSlots, outputs) where s >= 0 { constants[s] = v }
         continue
       }
-      prepared.append(PreparedNode(node: named, kernel: kernel, inputSlots: inSlots, outputSlots: outSlots, release: []))
+      // Constants the kernel took in are not passed to it (nor kept, unless another node reads them).
+      let runSlots = inSlots.enumerated().map { i, s in
+        kernel.bakedInputs.contains(i) && s.map { constants[$0] != nil } == true ? nil : s
+      }
+      prepared.append(PreparedNode(node: named, kernel: kernel, inputSlots: runSlots, outputSlots: outSlots, release: []))
     }
     var outputSlots: [Int] = []
     for v in graph.outputs {
@@ -187,11 +191,23 @@ public final class ONNXSession: @unchecked Sendable {
     for s in outputSlots { lastUse[s] = nil }
     for (s, i) in lastUse { prepared[i].release.append(s) }
     self.nodes = prepared
-    self.constants = constants
+    // Only the constants something still reads at run time (the packed weights' originals go).
+    let read = Set(prepared.flatMap { $0.inputSlots.compactMap { $0 } }).union(outputSlots)
+    self.constants = constants.filter { read.contains($0.key) }
     self.outputSlots = outputSlots
     self.outputNames = graph.outputs.map(\.name)
     self.slotCount = slots.count
     self.operatorTypes = opTypes.sorted()
+  }
+
+  /// Elements of the constants the session keeps for its runs (what its kernels did not take in).
+  var retainedConstantElements: Int {
+    constants.values.reduce(0) { total, v in
+      switch v {
+      case .float(let f): total + f.count
+      case .int(let i): total + i.count
+      }
+    }
   }
 
   /// Runs the graph. `inputs` are float32 tensors in ONNX's layout (NCHW for images), by name;

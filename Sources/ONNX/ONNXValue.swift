@@ -24,19 +24,7 @@ struct FloatValue {
   /// Contiguous row-major data in the logical shape.
   func nchwData() -> Tensor {
     if !nhwc || layoutIsAmbiguous { return data.reshaped(shape) }
-    let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
-    let out = Tensor(uninitializedShape: shape)
-    let s = data.floatPointer
-    let d = out.mutableFloatPointer
-    Parallel.forRanges(n * c, costPerItem: h * w * 2) { range in
-      for nc in range {
-        let (b, ch) = nc.quotientAndRemainder(dividingBy: c)
-        let src = s + b * h * w * c + ch
-        let dst = d + nc * h * w
-        for p in 0..<(h * w) { dst[p] = src[p * c] }
-      }
-    }
-    return out
+    return Ops.nhwcToNchw(data, n: shape[0], h: shape[2], w: shape[3], c: shape[1])
   }
 
   /// NHWC data `[N, H, W, C]` of a rank-4 value.
@@ -44,20 +32,7 @@ struct FloatValue {
     precondition(shape.count == 4)
     let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
     if nhwc || layoutIsAmbiguous { return data.reshaped([n, h, w, c]) }
-    let out = Tensor(uninitializedShape: [n, h, w, c])
-    let s = data.floatPointer
-    let d = out.mutableFloatPointer
-    Parallel.forRanges(n * h, costPerItem: w * c * 2) { range in
-      for nh in range {
-        let (b, y) = nh.quotientAndRemainder(dividingBy: h)
-        for x in 0..<w {
-          let dst = d + ((b * h + y) * w + x) * c
-          let src = s + b * c * h * w + y * w + x
-          for ch in 0..<c { dst[ch] = src[ch * h * w] }
-        }
-      }
-    }
-    return out
+    return Ops.nchwToNhwc(data, n: n, c: c, h: h, w: w)
   }
 
   func asNCHW() -> FloatValue { nhwc ? FloatValue(shape: shape, data: nchwData()) : self }

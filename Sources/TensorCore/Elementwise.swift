@@ -285,30 +285,49 @@ public enum Ops {
   /// NCHW → NHWC (for tensors exchanged with PyTorch-layout files).
   public static func nchwToNhwc(_ x: Tensor) throws -> Tensor {
     guard x.rank == 4 else { throw TensorError.invalidArgument("expected a 4-D tensor, got \(x.shape)") }
-    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let input = x.asFloat32()
-    let out = Tensor(uninitializedShape: [n, h, w, c])
-    let s = input.floatPointer
-    let d = out.mutableFloatPointer
-    for b in 0..<n {
-      for ch in 0..<c {
-        for p in 0..<(h * w) { d[(b * h * w + p) * c + ch] = s[(b * c + ch) * h * w + p] }
-      }
-    }
-    return out
+    return nchwToNhwc(x, n: x.shape[0], c: x.shape[1], h: x.shape[2], w: x.shape[3])
   }
 
   /// NHWC → NCHW.
   public static func nhwcToNchw(_ x: Tensor) throws -> Tensor {
     guard x.rank == 4 else { throw TensorError.invalidArgument("expected a 4-D tensor, got \(x.shape)") }
-    let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    return nhwcToNchw(x, n: x.shape[0], h: x.shape[1], w: x.shape[2], c: x.shape[3])
+  }
+
+  /// The `n·c·h·w` values of `x` read as NCHW, as a new NHWC tensor `[n, h, w, c]` (whatever
+  /// shape `x` carries; its element count must match).
+  public static func nchwToNhwc(_ x: Tensor, n: Int, c: Int, h: Int, w: Int) -> Tensor {
+    precondition(x.count == n * c * h * w, "nchwToNhwc: \(x.count) values for [\(n), \(c), \(h), \(w)]")
+    let input = x.asFloat32()
+    let out = Tensor(uninitializedShape: [n, h, w, c])
+    let s = input.floatPointer
+    let d = out.mutableFloatPointer
+    Parallel.forRanges(n * h, costPerItem: w * c * 2) { range in
+      for nh in range {
+        let (b, y) = nh.quotientAndRemainder(dividingBy: h)
+        for x in 0..<w {
+          let dst = d + ((b * h + y) * w + x) * c
+          let src = s + b * c * h * w + y * w + x
+          for ch in 0..<c { dst[ch] = src[ch * h * w] }
+        }
+      }
+    }
+    return out
+  }
+
+  /// The `n·h·w·c` values of `x` read as NHWC, as a new NCHW tensor `[n, c, h, w]`.
+  public static func nhwcToNchw(_ x: Tensor, n: Int, h: Int, w: Int, c: Int) -> Tensor {
+    precondition(x.count == n * c * h * w, "nhwcToNchw: \(x.count) values for [\(n), \(h), \(w), \(c)]")
     let input = x.asFloat32()
     let out = Tensor(uninitializedShape: [n, c, h, w])
     let s = input.floatPointer
     let d = out.mutableFloatPointer
-    for b in 0..<n {
-      for p in 0..<(h * w) {
-        for ch in 0..<c { d[(b * c + ch) * h * w + p] = s[(b * h * w + p) * c + ch] }
+    Parallel.forRanges(n * c, costPerItem: h * w * 2) { range in
+      for nc in range {
+        let (b, ch) = nc.quotientAndRemainder(dividingBy: c)
+        let src = s + b * h * w * c + ch
+        let dst = d + nc * h * w
+        for p in 0..<(h * w) { dst[p] = src[p * c] }
       }
     }
     return out

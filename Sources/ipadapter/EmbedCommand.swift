@@ -1,9 +1,9 @@
-import FaceAnalysis
 import ArgumentParser
+import FaceAnalysis
 import Foundation
+import Hub
 import IPAdapter
 import Imaging
-import Hub
 import Pipelines
 
 /// `ipadapter embed`: image prompts → projected IP-Adapter tokens, saved for later generations.
@@ -71,7 +71,7 @@ struct EmbedCommand: ParsableCommand {
       spec.faceImages = try faceCrop.map { try Image(contentsOfFile: $0, limits: limits.limits) }
       if !faceImage.isEmpty {
         spec.facePhotos = try faceImage.map { try Image(contentsOfFile: $0, limits: limits.limits) }
-        spec.faceAnalyzer = try FaceAnalyzer(models: try FaceModelsOption.resolve(faceModels))
+        spec.faceAnalyzer = try FaceModelsOption.analyzer(faceModels)
       }
       spec.faceIDShortcutScale = faceidSScale
       if faceidV2 { spec.faceIDShortcut = true }

@@ -65,8 +65,7 @@ struct FaceCommand: ParsableCommand {
           throw CLIError.invalid("--save-crops", "\(saveCrops) is not an existing folder")
         }
       }
-      let folder = try FaceModelsOption.resolve(faceModels)
-      let analyzer = try FaceAnalyzer(models: folder)
+      let analyzer = try FaceModelsOption.analyzer(faceModels)
       let options = FaceAnalysisOptions(detectionSize: detSize, selection: select)
       var all: [(imageIndex: Int, face: DetectedFace)] = []
       var crops: [(String, Image)] = []
@@ -91,7 +90,7 @@ struct FaceCommand: ParsableCommand {
         FileHandle.standardError.write(Data("error: no face found in \(images.count == 1 ? images[0] : "one of the images"); nothing written (try --det-size 320 or a larger, frontal photo)\n".utf8))
         throw ExitCode(2)
       }
-      if let output { try FaceFile.write(all, images: images, models: folder, to: output) }
+      if let output { try FaceFile.write(all, images: images, models: analyzer.folder, to: output) }
       if let npy { try FaceFile.writeNPY(all.map(\.face.normedEmbedding), to: npy) }
       for (path, crop) in crops { try ImageCodec.writePNG(crop, to: path) }
     } catch let error as ExitCode {
@@ -105,33 +104,20 @@ struct FaceCommand: ParsableCommand {
 
 extension FaceSelection: ExpressibleByArgument {}
 
-/// `--face-models`: a local pack folder, a hub repo holding one, or the insightface default.
+/// `--face-models`: a local pack folder, a hub repo holding one, or insightface's default folder.
 enum FaceModelsOption {
-  /// The files a pack needs on the hub: a detector and a recogniser under the released names.
-  static let hubFiles = HubComponentFiles([
-    ["det_10g.onnx", "scrfd_10g_bnkps.onnx"], ["w600k_r50.onnx", "glintr100.onnx"],
-  ])
-
-  static var defaultFolder: String {
-    (HubConfiguration.expandTilde("~/.insightface/models/buffalo_l"))
-  }
-
-  static func resolve(_ argument: String?) throws -> String {
-    guard let argument else {
-      var isDir: ObjCBool = false
-      guard FileManager.default.fileExists(atPath: defaultFolder, isDirectory: &isDir), isDir.boolValue else {
-        throw CLIError.invalid(
-          "--face-models", "no model pack given and \(defaultFolder) does not exist; give a folder holding det_10g.onnx and w600k_r50.onnx (insightface buffalo_l) or a hub repo")
-      }
-      return defaultFolder
-    }
+  /// The analyser of the pack `argument` names (downloading a hub pack's detector and
+  /// recogniser into the cache), or of insightface's default pack when it is nil.
+  static func analyzer(_ argument: String?) throws -> FaceAnalyzer {
+    guard let argument else { return try FaceAnalyzer.insightfaceDefault() }
     let reference = try HubReference.parse(argument)
-    if let url = reference.localURL { return url.path }
+    if let url = reference.localURL { return try FaceAnalyzer(models: url.path) }
     let bar = DownloadProgressBar()
     let url = try HubClient.runBlocking {
-      try await HubClient().resolveFolder(reference, files: hubFiles, progress: { @Sendable p in bar.update(p) })
+      try await HubClient().resolveFolder(
+        reference, files: .faceAnalysisPack, progress: { @Sendable p in bar.update(p) })
     }
     bar.finish()
-    return url.path
+    return try FaceAnalyzer(models: url.path)
   }
 }

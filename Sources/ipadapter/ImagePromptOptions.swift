@@ -1,11 +1,11 @@
-import FaceAnalysis
 import ArgumentParser
+import FaceAnalysis
 import Foundation
+import Hub
 import IPAdapter
 import Imaging
 import NN
 import Pipelines
-import Hub
 
 /// The image-prompt flags shared by `generate` and `embed`.
 ///
@@ -216,7 +216,7 @@ struct ImagePromptOptions: ParsableArguments {
     }
     if !faceImage.isEmpty {
       // One analyzer (detector + recogniser loaded once) for every adapter's photos.
-      let analyzer = try FaceAnalyzer(models: try FaceModelsOption.resolve(faceModels))
+      let analyzer = try FaceModelsOption.analyzer(faceModels)
       for v in faceImage {
         let (i, file) = try Self.assignment(v, option: "--face-image", adapters: ipAdapter.count)
         specs[i].facePhotos.append(try Image(contentsOfFile: file, limits: limits.limits))

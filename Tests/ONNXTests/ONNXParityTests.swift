@@ -1,5 +1,5 @@
 import Foundation
-import ONNX
+@testable import ONNX
 import TensorCore
 import TestSupport
 import Testing
@@ -15,8 +15,8 @@ import Weights
   static func path(_ name: String) -> String { Fixtures.url("\(folder)/\(name)").path }
 
   /// Runs `graph` on the inputs stored under `<graph>/in/` and compares every `<graph>/out/<name>`.
-  func check(_ graph: String, reference: SafeTensorsFile) throws {
-    let session = try ONNXSession(contentsOf: Self.path("\(graph).onnx"))
+  func check(_ graph: String, reference: SafeTensorsFile, options: ONNXSessionOptions = ONNXSessionOptions()) throws {
+    let session = try ONNXSession(contentsOf: Self.path("\(graph).onnx"), options: options)
     var inputs: [String: Tensor] = [:]
     for (name, _) in session.inputs {
       let key = "\(graph)/in/\(name)"
@@ -57,9 +57,22 @@ import Weights
   /// (MobileNet-0.5: depthwise convolutions, unfolded BatchNormalization, PRelu, in-graph Sub/Mul
   /// normalisation), genderage (depthwise, Relu, two heads concatenated) and 1k3d68 (pre-activation
   /// ResNet: Identity, unfolded BN, MaxPool, shortcut convolutions), and grouped convolutions alone.
-  @Test(arguments: ["aux_2d106det", "aux_genderage", "aux_1k3d68", "ops_group_conv"])
+  @Test(arguments: ["aux_2d106det", "aux_genderage", "aux_1k3d68", "ops_group_conv", "ops_conv_add"])
   func auxiliaryGraphMatchesOnnxruntime(_ graph: String) throws {
     try check(graph, reference: try Fixtures.archive("\(Self.folder)/ort_aux.safetensors"))
+  }
+
+  /// Conv → Add chains: a per-channel or scalar constant is folded into the convolution's bias, a
+  /// full-size constant or a computed value is added by oneDNN's sum post-op; fused or not, the
+  /// results are onnxruntime's, and a session keeps only the constants it still reads at run time
+  /// (packed convolution weights are not kept twice).
+  @Test func convolutionAddChainsFoldConstantsAndKeepOnlyWhatRunsRead() throws {
+    let reference = try Fixtures.archive("\(Self.folder)/ort_aux.safetensors")
+    try check("ops_conv_add", reference: reference, options: ONNXSessionOptions(fuseConvolutions: false))
+    let fused = try ONNXSession(contentsOf: Self.path("ops_conv_add.onnx"))
+    #expect(fused.retainedConstantElements == 5 * 7 * 10)  // A_full only
+    let unfused = try ONNXSession(contentsOf: Self.path("ops_conv_add.onnx"), options: ONNXSessionOptions(fuseConvolutions: false))
+    #expect(unfused.retainedConstantElements == 5 + 5 + 1 + 5 * 7 * 10)  // the Add operands
   }
 
   /// The SCRFD-10G-style detector in the released files' form (opset 11, size-based Resize with

@@ -8,6 +8,9 @@ Writes into Tests/Fixtures/face/ (deterministic; about 0.3 MB; touches no other 
   aux_1k3d68.onnx     stand-in for 1k3d68.onnx (3-D 68-point landmarks; 1103 x 3 = 3309 outputs)
   aux_genderage.onnx  stand-in for genderage.onnx (gender logits + age / 100)
   ops_group_conv.onnx depthwise 3x3 stride 1 (with bias) and stride 2 (no bias), group=2 4->6 channels
+  ops_conv_add.onnx   Conv -> Add chains the engine fuses: a per-channel constant ([1,C,1,1], [C,1,1] on the left, [1])
+                      folded into the bias (with and without a Relu after it), a full-size constant and a computed
+                      residual added at run time
   ort_aux.safetensors <graph>/in/<input> (uint8 pixel values for the 192²/96² images), <graph>/out/<output> (graph = file name without .onnx), onnxruntime
                       CPUExecutionProvider, 1 thread; landmark / attribute inputs are integer-valued float32 in
                       [0, 255] (what insightface feeds them: cv2.dnn.blobFromImage with mean 0, std 1, RGB)
@@ -350,6 +353,54 @@ def group_conv_graph():
     return m, {"X": x}, {k: v.numpy() for k, v in ref.items()}
 
 
+def conv_add_graph():
+    """Conv -> Add(constant or computed) [-> Relu] chains (the engine folds per-channel constants into the bias)."""
+    import onnx
+    import torch
+    import torch.nn.functional as F
+    from onnx import helper as h
+    from onnx import numpy_helper
+    rng = np.random.RandomState(12)
+    rnd = lambda *s: rng.randn(*s).astype(F32)  # noqa: E731
+    x = rnd(1, 3, 7, 10)
+    inits = {"W_a": rnd(5, 3, 3, 3), "B_a": rnd(5), "A_chan": rnd(1, 5, 1, 1), "W_b": rnd(5, 3, 1, 1),
+             "A_left": rnd(5, 1, 1), "A_one": rnd(1), "W_c": rnd(5, 3, 3, 3), "A_full": rnd(1, 5, 7, 10),
+             "W_r": rnd(5, 3, 3, 3), "W_rr": rnd(5, 5, 3, 3)}
+    nodes = [
+        h.make_node("Conv", ["X", "W_a", "B_a"], ["ca"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        h.make_node("Add", ["ca", "A_chan"], ["ca_add"]),
+        h.make_node("Relu", ["ca_add"], ["chan_relu"]),
+        h.make_node("Conv", ["X", "W_b"], ["cb"], kernel_shape=[1, 1]),
+        h.make_node("Add", ["A_left", "cb"], ["left_add"]),
+        h.make_node("Conv", ["X", "W_c"], ["cc"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        h.make_node("Add", ["cc", "A_one"], ["cc_one"]),
+        h.make_node("Conv", ["cc_one", "W_rr"], ["cd"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        h.make_node("Add", ["cd", "A_full"], ["full_add"]),
+        h.make_node("Conv", ["X", "W_r"], ["ce"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        h.make_node("Add", ["ce", "chan_relu"], ["computed_add"]),
+        h.make_node("Relu", ["computed_add"], ["computed_relu"]),
+    ]
+    outs = ["chan_relu", "left_add", "full_add", "computed_relu"]
+    g = h.make_graph(nodes, "ops_conv_add", [h.make_tensor_value_info("X", onnx.TensorProto.FLOAT, list(x.shape))],
+                     [h.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in outs],
+                     [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 13)], producer_name="gen_face_aux.py")
+    m.ir_version = 7
+    inferred = onnx.shape_inference.infer_shapes(m)
+    vi = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    del m.graph.output[:]
+    m.graph.output.extend([vi[n] for n in outs])
+    onnx.checker.check_model(m)
+    t = {k: torch.from_numpy(v).double() for k, v in inits.items()}
+    xd = torch.from_numpy(x).double()
+    ref = {"chan_relu": F.relu(F.conv2d(xd, t["W_a"], t["B_a"], 1, 1) + t["A_chan"])}
+    ref["left_add"] = t["A_left"] + F.conv2d(xd, t["W_b"])
+    cc_one = F.conv2d(xd, t["W_c"], None, 1, 1) + t["A_one"]
+    ref["full_add"] = F.conv2d(cc_one, t["W_rr"], None, 1, 1) + t["A_full"]
+    ref["computed_relu"] = F.relu(F.conv2d(xd, t["W_r"], None, 1, 1) + ref["chan_relu"])
+    return m, {"X": x}, {k: v.numpy() for k, v in ref.items()}
+
+
 def ort_session(path):
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -419,6 +470,18 @@ def write_aux(out_dir=OUT, log=print):
         assert np.abs(v - ref[k]).max() < 1e-4, k
         store[f"ops_group_conv/out/{k}"] = v
     info["ops_group_conv"] = dict(bytes=os.path.getsize(path), outputs={k: list(v.shape) for k, v in zip(names, outs)})
+    m, feeds, ref = conv_add_graph()
+    path = os.path.join(out_dir, "ops_conv_add.onnx")
+    onnx.save(m, path)
+    s = ort_session(path)
+    names = [o.name for o in s.get_outputs()]
+    outs = s.run(names, feeds)
+    for k, v in feeds.items():
+        store[f"ops_conv_add/in/{k}"] = v
+    for k, v in zip(names, outs):
+        assert np.abs(v - ref[k]).max() < 1e-4, k
+        store[f"ops_conv_add/out/{k}"] = v
+    info["ops_conv_add"] = dict(bytes=os.path.getsize(path), outputs={k: list(v.shape) for k, v in zip(names, outs)})
     save_file(dict(sorted(store.items())), os.path.join(out_dir, "ort_aux.safetensors"))
     os.chmod(os.path.join(out_dir, "ort_aux.safetensors"), 0o644)
     info["ort_aux.safetensors"] = dict(bytes=os.path.getsize(os.path.join(out_dir, "ort_aux.safetensors")),

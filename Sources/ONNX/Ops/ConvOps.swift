@@ -15,9 +15,11 @@ struct ConvKernel: ONNXKernel {
   let kernel: Conv2DKernel
   let outChannels: Int
   var limit = 1 << 28
-  /// Index of the fused residual input (`ConvFusionPass`), if any.
+  /// Index of the fused residual input (`ConvFusionPass`), if any, when it is added at run time.
   var residualIndex: Int?
   var foldable: Bool { false }
+  /// Weight and bias, and a constant per-channel residual folded into the bias.
+  var bakedInputs: Set<Int> = [1, 2]
 
   static func make(_ c: NodeContext, constants: [ONNXValue?]) throws -> ConvKernel {
     try c.inputs(2...(c.convFusion?.residual != nil ? 4 : 3))
@@ -49,13 +51,36 @@ struct ConvKernel: ONNXKernel {
     default: throw c.invalid("auto_pad \(autoPad) is not supported (explicit pads only)")
     }
     guard pads.count == 4, pads.allSatisfy({ (0...1024).contains($0) }) else { throw c.invalid("pads \(pads) are invalid") }
+    var biasData = bias?.data.reshaped([w.shape[0]])
+    var residualIndex = c.convFusion?.residual != nil ? 3 : nil
+    var baked: Set<Int> = [1, 2]
+    // A constant residual that is one value per output channel (or one value) is a bias: folded
+    // into the convolution's own, as onnxruntime's ConvAddFusion does.
+    if residualIndex != nil, constants.count > 3, let r = constants[3], case .float(let rv) = r,
+      let add = perChannelConstant(rv, channels: w.shape[0])
+    {
+      let old = biasData?.scalars() ?? [Float](repeating: 0, count: w.shape[0])
+      biasData = try Tensor(shape: [w.shape[0]], floats: zip(old, add).map { $0 + $1 })
+      residualIndex = nil
+      baked.insert(3)
+    }
     let kernel = try Conv2DKernel(
-      weight: w.data.reshaped(w.shape), bias: bias?.data.reshaped([w.shape[0]]), stride: Int(strides[0]), strideWidth: Int(strides[1]),
+      weight: w.data.reshaped(w.shape), bias: biasData, stride: Int(strides[0]), strideWidth: Int(strides[1]),
       padding: Padding2D(top: Int(pads[0]), left: Int(pads[1]), bottom: Int(pads[2]), right: Int(pads[3])),
       activation: c.convFusion?.relu == true ? .relu : .none, groups: Int(group),
       dilation: (Int(dilations[0]), Int(dilations[1])))
     return ConvKernel(
-      kernel: kernel, outChannels: w.shape[0], limit: c.maxElements, residualIndex: c.convFusion?.residual != nil ? 3 : nil)
+      kernel: kernel, outChannels: w.shape[0], limit: c.maxElements, residualIndex: residualIndex, bakedInputs: baked)
+  }
+
+  /// The `channels` values a constant adds to every position of an `[N, channels, H, W]` result, if
+  /// it broadcasts that way (shapes `[]`, `[1]`, `[C, 1, 1]`, `[1, C, 1, 1]`, …); nil otherwise.
+  static func perChannelConstant(_ v: FloatValue, channels: Int) -> [Float]? {
+    guard v.shape.count <= 4 else { return nil }
+    let padded = [Int](repeating: 1, count: 4 - v.shape.count) + v.shape
+    guard padded[0] == 1, padded[2] == 1, padded[3] == 1, padded[1] == channels || padded[1] == 1 else { return nil }
+    let values = v.nchwData().scalars()
+    return padded[1] == channels ? values : [Float](repeating: values[0], count: channels)
   }
 
   func run(_ inputs: [ONNXValue?]) throws -> [ONNXValue] {
@@ -128,6 +153,7 @@ struct BatchNormKernel: ONNXKernel {
   let scale: [Float]
   let shift: [Float]
   var foldable: Bool { false }
+  var bakedInputs: Set<Int> { [1, 2, 3, 4] }
 
   static func make(_ c: NodeContext, constants: [ONNXValue?]) throws -> BatchNormKernel {
     try c.inputs(5...5)
@@ -165,6 +191,7 @@ struct BatchNormKernel: ONNXKernel {
 struct PReluKernel: ONNXKernel {
   let slope: [Float]
   var foldable: Bool { false }
+  var bakedInputs: Set<Int> { [1] }
 
   static func make(_ c: NodeContext, constants: [ONNXValue?]) throws -> PReluKernel {
     try c.inputs(2...2)
@@ -226,6 +253,7 @@ struct GemmKernel: ONNXKernel {
   let linear: LinearKernel?
   var limit = 1 << 28
   var foldable: Bool { linear == nil }
+  var bakedInputs: Set<Int> { linear == nil ? [] : [1, 2] }
 
   static func make(_ c: NodeContext, constants: [ONNXValue?]) throws -> GemmKernel {
     try c.inputs(2...3)

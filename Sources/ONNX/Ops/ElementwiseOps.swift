@@ -209,38 +209,36 @@ struct BinaryKernel: ONNXKernel {
     } else {
       return nil
     }
-    let vector = small.data.asFloat32().scalars()
+    let vector = small.data.asFloat32()  // (already float32: no copy)
+    let v = vector.floatPointer
     let a = big.data.asFloat32()
     let out = Tensor(uninitializedShape: a.shape)
     let (p, d) = (a.floatPointer, out.mutableFloatPointer)
     let (h, w) = (shape[2], shape[3])
     if !perChannel {
-      let v = vector[0]
+      let k = v[0]
       Parallel.forBlocks(a.count, blockSize: 8192, costPerElement: 8) { r in
-        if smallOnRight { for i in r { d[i] = apply(p[i], v) } } else { for i in r { d[i] = apply(v, p[i]) } }
+        if smallOnRight { for i in r { d[i] = apply(p[i], k) } } else { for i in r { d[i] = apply(k, p[i]) } }
       }
     } else if big.nhwc {
-      vector.withUnsafeBufferPointer { v in
-        Parallel.forRanges(shape[0] * h * w, costPerItem: c * 8) { r in
-          for px in r {
-            let base = px * c
-            if smallOnRight { for ch in 0..<c { d[base + ch] = apply(p[base + ch], v[ch]) } }
-            else { for ch in 0..<c { d[base + ch] = apply(v[ch], p[base + ch]) } }
-          }
+      Parallel.forRanges(shape[0] * h * w, costPerItem: c * 8) { r in
+        for px in r {
+          let base = px * c
+          if smallOnRight { for ch in 0..<c { d[base + ch] = apply(p[base + ch], v[ch]) } }
+          else { for ch in 0..<c { d[base + ch] = apply(v[ch], p[base + ch]) } }
         }
       }
     } else {
-      vector.withUnsafeBufferPointer { v in
-        Parallel.forRanges(shape[0] * c, costPerItem: h * w * 8) { r in
-          for plane in r {
-            let k = v[plane % c]
-            let base = plane * h * w
-            if smallOnRight { for i in base..<(base + h * w) { d[i] = apply(p[i], k) } }
-            else { for i in base..<(base + h * w) { d[i] = apply(k, p[i]) } }
-          }
+      Parallel.forRanges(shape[0] * c, costPerItem: h * w * 8) { r in
+        for plane in r {
+          let k = v[plane % c]
+          let base = plane * h * w
+          if smallOnRight { for i in base..<(base + h * w) { d[i] = apply(p[i], k) } }
+          else { for i in base..<(base + h * w) { d[i] = apply(k, p[i]) } }
         }
       }
     }
+    withExtendedLifetime((vector, a)) {}
     return FloatValue(shape: shape, data: out, nhwc: big.nhwc)
   }
 

@@ -23,6 +23,22 @@ extension ONNXValue {
       return .int(IntValue(shape: shape, values: (0..<n).map { i.values[source($0)] }, type: i.type))
     }
   }
+
+  /// A new value of `shape` whose element at multi-index `i` is this value's element
+  /// `base + Σ i[k]·strides[k]` (logical order): a transposition, a strided slice.
+  func gathered(_ shape: [Int], base: Int, strides: [Int]) -> ONNXValue {
+    let outStrides = ShapeMath.strides(shape)
+    return gathered(shape) { o in
+      var rem = o
+      var src = base
+      for k in 0..<shape.count {
+        let (q, r) = rem.quotientAndRemainder(dividingBy: outStrides[k])
+        src += q * strides[k]
+        rem = r
+      }
+      return src
+    }
+  }
 }
 
 /// Integer list from a constant-or-runtime int input.
@@ -173,18 +189,7 @@ struct TransposeKernel: ONNXKernel {
       return [.float(FloatValue(shape: outShape, data: f.data.reshaped(outShape)))]
     }
     let inStrides = ShapeMath.strides(s)
-    let outStrides = ShapeMath.strides(outShape)
-    let mapped = p.map { inStrides[$0] }
-    return [x.gathered(outShape) { o in
-      var rem = o
-      var src = 0
-      for k in 0..<outShape.count {
-        let (q, r) = rem.quotientAndRemainder(dividingBy: outStrides[k])
-        src += q * mapped[k]
-        rem = r
-      }
-      return src
-    }]
+    return [x.gathered(outShape, base: 0, strides: p.map { inStrides[$0] })]
   }
 }
 
@@ -358,17 +363,8 @@ struct SliceKernel: ONNXKernel {
       step[a] = Int(st)
     }
     let inStrides = ShapeMath.strides(s)
-    let outStrides = ShapeMath.strides(outShape)
-    return [x.gathered(outShape) { o in
-      var rem = o
-      var src = 0
-      for k in 0..<outShape.count {
-        let (q, r) = rem.quotientAndRemainder(dividingBy: outStrides[k])
-        src += (begin[k] + q * step[k]) * inStrides[k]
-        rem = r
-      }
-      return src
-    }]
+    let base = zip(begin, inStrides).reduce(0) { $0 + $1.0 * $1.1 }
+    return [x.gathered(outShape, base: base, strides: zip(step, inStrides).map { $0 * $1 })]
   }
 }
 

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 import TensorCore
 
@@ -40,18 +41,32 @@ struct ComputeQueue: Sendable {
   /// cancels the work at its next checkpoint (or before it starts).
   func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     let token = CancellationToken()
-    return try await withTaskCancellationHandler {
-      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+    let outcome = Outcome<T>()
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         queue.async {
-          guard !token.isCancelled else {
-            continuation.resume(throwing: CancellationError())
-            return
-          }
-          continuation.resume(with: Result { try token.installed(body) })
+          outcome.set(token.isCancelled ? .failure(CancellationError()) : Result { try token.installed(body) })
+          continuation.resume()
         }
       }
     } onCancel: {
       token.cancel()
+    }
+    return try outcome.take().get()
+  }
+
+  /// The result of a `run`, handed over under a lock rather than through the continuation: a
+  /// continuation resumed before its task has suspended passes its value through the concurrency
+  /// runtime's atomics, an order ThreadSanitizer cannot see (it would report the work's writes to
+  /// the result's storage as racing with the caller's reads).
+  private final class Outcome<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, Error>?
+
+    func set(_ value: Result<T, Error>) { lock.withLock { result = value } }
+
+    func take() -> Result<T, Error> {
+      lock.withLock { result ?? .failure(CancellationError()) }  // (always set before the resumption)
     }
   }
 
