@@ -100,13 +100,14 @@ let package = Package(
     .testTarget(
       name: "ModelTests", dependencies: ["Models", "Weights", "Tokenizers", "TestSupport"]),
     .testTarget(
-      name: "PipelineTests", dependencies: ["Pipelines", "Hub", "IPAdapter", "Imaging", "Schedulers", "TensorCore", "TestSupport"]),
+      name: "PipelineTests",
+      dependencies: ["Pipelines", "Hub", "IPAdapter", "FaceAnalysis", "Imaging", "Schedulers", "TensorCore", "Weights", "TestSupport"]),
     .testTarget(
       name: "IPAdapterTests",
       dependencies: ["IPAdapter", "Pipelines", "FaceAnalysis", "Hub", "Imaging", "Weights", "TorchRandom", "TestSupport"]),
     .testTarget(
       name: "HubTests", dependencies: ["Hub", "ipadapter", .product(name: "FlyingFox", package: "FlyingFox")]),
     .testTarget(
-      name: "CLITests", dependencies: ["ipadapter", "TestSupport", "Imaging", "Weights"]),
+      name: "CLITests", dependencies: ["ipadapter", "TestSupport", "FaceAnalysis", "Imaging", "Weights"]),
   ]
 )

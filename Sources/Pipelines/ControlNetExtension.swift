@@ -1,4 +1,5 @@
 import Foundation
+import IPAdapter
 import Imaging
 import Models
 import TensorCore
@@ -18,6 +19,10 @@ public struct ControlNetUnit: Sendable {
   /// `control_guidance_start` / `control_guidance_end` as fractions of the steps.
   public var start: Double
   public var end: Double
+  /// What the ControlNet's cross-attention reads: nil = the text embeddings (diffusers); set =
+  /// these tokens instead, the unconditional ones for the unconditional half (InstantID's
+  /// IdentityNet reads the face tokens its adapter projects).
+  public var crossAttentionTokens: ImagePromptEmbeds?
 
   public init(
     model: ControlNetModel, name: String, image: Image, scale: Float = 1, guessMode: Bool = false,
@@ -35,8 +40,10 @@ public struct ControlNetUnit: Sendable {
 /// conditional row only): control image prepared by
 /// `VaeImageProcessor(do_convert_rgb=True, do_normalize=False)` at the output size; the ControlNet
 /// is given the text embeddings only (never image-prompt tokens — IP-Adapter's `CNAttnProcessor`
-/// contract); `cond_scale = scale × keep(i)`; guess mode with guidance feeds only the conditional
-/// latents and pads the residuals with zeros for the unconditional half. Steps outside the window
+/// contract), unless the unit names its own tokens (InstantID's IdentityNet:
+/// `encoder_hidden_states=prompt_image_emb`); `cond_scale = scale × keep(i)`; guess mode with
+/// guidance feeds only the conditional latents and pads the residuals with zeros for the
+/// unconditional half. Steps outside the window
 /// skip the ControlNet entirely (diffusers runs it with scale 0, which adds exactly zero).
 final class ControlNetExtension: DenoisingExtension {
   let unit: ControlNetUnit
@@ -59,7 +66,11 @@ final class ControlNetExtension: DenoisingExtension {
     self.unit = unit
     self.guidance = guidance
     let conditionalOnly = guidance && unit.guessMode
-    let text = conditionalOnly ? textEmbeddings.slice(rows: 1..<2) : textEmbeddings
+    var context = textEmbeddings
+    if let tokens = unit.crossAttentionTokens {
+      context = guidance ? try Ops.concatRows([tokens.unconditional, tokens.conditional]) : tokens.conditional
+    }
+    let text = conditionalOnly ? context.slice(rows: 1..<2) : context
     let time = textTime.map {
       conditionalOnly ? TextTimeConditions(textEmbeds: $0.textEmbeds.slice(rows: 1..<2), timeIds: [$0.timeIds[1]]) : $0
     }

@@ -79,6 +79,9 @@ struct GenerateCommand: AsyncParsableCommand {
   @OptionGroup(title: "Image prompts (IP-Adapter)")
   var imagePrompts: ImagePromptOptions
 
+  @OptionGroup(title: "InstantID (SDXL)")
+  var instantID: InstantIDOptions
+
   @OptionGroup(title: "Image-to-image and inpainting")
   var initImage: InitImageOptions
 
@@ -110,6 +113,8 @@ struct GenerateCommand: AsyncParsableCommand {
       guard threads >= 1 else { throw CLIError.invalid("--threads", "\(threads) must be at least 1") }
       Runtime.setThreadCount(threads)
     }
+    var imagePrompts = self.imagePrompts
+    let instantIDFace = try instantID.take(from: &imagePrompts)
     try imagePrompts.validate(requireImages: true)
     try initImage.validate()
     try controlNets.validate()
@@ -148,6 +153,9 @@ struct GenerateCommand: AsyncParsableCommand {
     var request = GenerationRequest(parameters: parameters)
     request.imagePrompts = try imagePrompts.specs(limits: limits)
     request.controlNets = try controlNets.specs(limits: limits)
+    if let instantIDFace {
+      request.instantID = try instantID.spec(instantIDFace, width: width, height: height, limits: limits.limits)
+    }
     request.options.memory = .releaseAfterUse
     request.options.vaeTiling = vaeTiling ? .on : .off
     request.builder.maxPixels = limits.maxPixels

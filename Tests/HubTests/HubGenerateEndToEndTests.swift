@@ -144,3 +144,38 @@ import Testing
     #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() == ["glintr100.onnx", "scrfd_10g_bnkps.onnx"])
   }
 }
+
+/// `--instantid InstantX/InstantID`: the adapter (`ip-adapter.bin`) and IdentityNet
+/// (`ControlNetModel/`) fetched from a hub repo laid out as InstantX/InstantID; nothing else of
+/// the repo is downloaded.
+@Suite struct HubInstantIDEndToEndTests {
+  @Test func instantIDIsFetchedByReference() async throws {
+    let fixtures = HubGenerateEndToEndTests.fixtures
+    let pipeline = try HubGenerateEndToEndTests.repo("someone/tiny-sdxl", folder: fixtures.appendingPathComponent("tiny-sdxl"))
+    var instantID = try HubGenerateEndToEndTests.repo("InstantX/InstantID", folder: fixtures.appendingPathComponent("instantid/tiny-instantid"))
+    instantID.files.append(FakeHub.File(path: "README.md", data: Data("# InstantID\n".utf8), lfs: false))
+    let hub = try await FakeHub.start(repos: [pipeline, instantID])
+    defer { Task { await hub.stop() } }
+    let cache = FileManager.default.temporaryDirectory.appendingPathComponent("hub-instantid-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: cache) }
+    let out = cache.appendingPathComponent("out.png")
+    let (status, stderr) = try await HubGenerateEndToEndTests.run(
+      [
+        "generate", "--model", "someone/tiny-sdxl", "--instantid", "InstantX/InstantID", "--prompt", "a portrait", "--seed", "0",
+        "--steps", "2", "--width", "64", "--height", "48", "--quiet", "--output", out.path,
+        "--face-image", fixtures.appendingPathComponent("face/img_a.png").path,
+        "--face-models", fixtures.appendingPathComponent("face/packs/tiny_faceid24").path,
+      ],
+      environment: ["HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": cache.appendingPathComponent("hub").path, "HF_TOKEN": ""])
+    #expect(status == 0, "\(stderr)")
+    #expect(FileManager.default.fileExists(atPath: out.path))
+    let snapshots = cache.appendingPathComponent("hub/models--InstantX--InstantID/snapshots")
+    let commit = try FileManager.default.contentsOfDirectory(atPath: snapshots.path).first ?? ""
+    let root = snapshots.appendingPathComponent(commit)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: root.path).sorted() == ["ControlNetModel", "ip-adapter.bin"])
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("ControlNetModel").path).sorted()
+        == ["config.json", "diffusion_pytorch_model.safetensors"])
+  }
+}

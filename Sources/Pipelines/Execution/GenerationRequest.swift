@@ -40,6 +40,9 @@ public struct GenerationRequest: Sendable {
   public var parameters: GenerationParameters
   public var imagePrompts: [ImagePromptSpec] = []
   public var controlNets: [ControlNetSpec] = []
+  /// Identity-preserving generation (SDXL): the InstantID face adapter and IdentityNet, added to
+  /// the image prompts and ControlNets above.
+  public var instantID: InstantIDSpec?
   public var options = GenerationOptions()
   /// Limits and hub settings for the image prompts and ControlNets (its `maxPixels` should match
   /// `parameters.maxPixels`; `generate(_ request:)` uses the smaller).
@@ -101,10 +104,24 @@ extension StableDiffusionPipeline {
   {
     var builder = request.builder
     builder.maxPixels = min(builder.maxPixels, request.parameters.maxPixels)
-    let prompts = try await builder.build(request.imagePrompts, for: self, parameters: request.parameters)
-    let units = try await loadControlNets(request.controlNets, builder: builder)
+    var parameters = request.parameters
+    var specs = request.imagePrompts
+    var controlSpecs = request.controlNets
+    var facePrompt: Int?
+    if let spec = request.instantID {
+      facePrompt = try await prepareInstantID(spec, parameters: &parameters, imagePrompts: &specs, controlNets: &controlSpecs)
+    }
+    let prompts = try await builder.build(specs, for: self, parameters: parameters)
+    var units = try await loadControlNets(controlSpecs, builder: builder)
+    if let facePrompt {
+      // IdentityNet (the first ControlNet) reads the face tokens of the InstantID adapter (the last
+      // prompt); so does every other ControlNet, as the reference's MultiControlNetModel call passes
+      // `encoder_hidden_states=prompt_image_emb` to all of them.
+      for i in units.indices { units[i].crossAttentionTokens = prompts.prompts[facePrompt].embeds }
+      units[0].name = "IdentityNet"
+    }
     var result = try await generate(
-      request.parameters, imagePrompts: prompts.prompts, controlNets: units, options: request.options, events: events)
+      parameters, imagePrompts: prompts.prompts, controlNets: units, options: request.options, events: events)
     result.warnings = prompts.warnings + result.warnings
     return result
   }

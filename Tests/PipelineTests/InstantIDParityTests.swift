@@ -1,0 +1,248 @@
+import FaceAnalysis
+import Foundation
+import Hub
+import IPAdapter
+import Imaging
+@testable import Pipelines
+import Models
+import TensorCore
+import TestSupport
+import Testing
+import Weights
+
+/// InstantID against the InstantID repository's own `StableDiffusionXLInstantIDPipeline` (run by
+/// tools/reference/gen_instantid.py with diffusers 0.42.1) on the tiny SDXL model, a tiny
+/// InstantID folder (Resampler over 24-d embeddings with 6 queries, IdentityNet = the tiny SDXL
+/// ControlNet) and 4 Euler steps at 64×48 with guidance 5.
+/// - `given` / `window`: the embedding and keypoints given (no detector), the keypoints drawn on
+///   64×48 and 80×60 canvases; final latents relative error ≤ 1e-4, the PNG within 1/255 on
+///   ≥ 99 % of its values (as every SDXL pipeline case).
+/// - `photo`: end to end from a photo through the native face analysis (the tiny 24-d pack), which
+///   reproduces insightface's boxes and keypoints to 2e-3 px and its embeddings to cosine ≥ 0.999
+///   (its aligned crops differ from skimage's float32 transform by ±2 on ≤ 0.1 % of the bytes — the
+///   open item of the face-analysis issue): the keypoint image must be identical; with
+///   insightface's embedding and our keypoints the latents are within 1e-4 and the PNG within
+///   1/255 as above; all native, the embedding's difference (cosine 0.99917 on this random 24-d
+///   recogniser) moves the latents by 3.0 % (bound 5e-2).
+@Suite struct InstantIDParityTests {
+  struct Case: Decodable {
+    var prompt: String
+    var negative_prompt: String
+    var num_inference_steps: Int
+    var guidance_scale: Float
+    var width: Int
+    var height: Int
+    var ip_adapter_scale: Float
+    var controlnet_conditioning_scale: Scales
+    var control_guidance_start: Fractions?
+    var control_guidance_end: Fractions?
+    var extra_control: String?
+    var kps: [[Float]]
+    var canvas: [Int]
+    var photo: String?
+  }
+
+  /// One value, or one per ControlNet (IdentityNet first).
+  struct Scales: Decodable {
+    var values: [Float]
+    init(from decoder: Decoder) throws {
+      let c = try decoder.singleValueContainer()
+      if let list = try? c.decode([Float].self) { values = list } else { values = [try c.decode(Float.self)] }
+    }
+  }
+
+  struct Fractions: Decodable {
+    var values: [Double]
+    init(from decoder: Decoder) throws {
+      let c = try decoder.singleValueContainer()
+      if let list = try? c.decode([Double].self) { values = list } else { values = [try c.decode(Double.self)] }
+    }
+  }
+
+  static let folder = Fixtures.url("instantid/pipeline")
+  static let cases: [String: Case] = {
+    guard let data = try? Data(contentsOf: folder.appendingPathComponent("cases.json")) else { return [:] }
+    return (try? JSONDecoder().decode([String: Case].self, from: data)) ?? [:]
+  }()
+  static let pipeline = try! StableDiffusionPipeline(folder: Fixtures.url("tiny-sdxl"))
+  static let instantID = HubReference.local(Fixtures.url("instantid/tiny-instantid").path)
+
+  static func request(_ c: Case, face: InstantIDFace) throws -> GenerationRequest {
+    var p = GenerationParameters(prompt: c.prompt)
+    p.negativePrompt = c.negative_prompt
+    p.steps = c.num_inference_steps
+    p.guidanceScale = c.guidance_scale
+    p.width = c.width
+    p.height = c.height
+    p.seed = 0
+    var spec = try InstantIDSpec(folder: instantID, face: face)
+    spec.ipScale = c.ip_adapter_scale
+    spec.identityNetScale = c.controlnet_conditioning_scale.values[0]
+    spec.identityNetStart = c.control_guidance_start?.values[0] ?? 0
+    spec.identityNetEnd = c.control_guidance_end?.values[0] ?? 1
+    var request = GenerationRequest(parameters: p)
+    request.instantID = spec
+    if let extra = c.extra_control {
+      var net = ControlNetSpec(
+        model: .local(Fixtures.url("tiny-sdxl-controlnet").path), image: try Image(contentsOfFile: Fixtures.url(extra).path),
+        scale: c.controlnet_conditioning_scale.values[1])
+      net.start = c.control_guidance_start?.values[1] ?? 0
+      net.end = c.control_guidance_end?.values[1] ?? 1
+      request.controlNets = [net]
+    }
+    return request
+  }
+
+  func check(_ name: String, _ result: GenerationResult, latentTolerance: Float) throws {
+    let golden = try SafeTensorsFile(path: Self.folder.appendingPathComponent("\(name).safetensors").path)
+    let expected = try golden.tensor("latents")
+    #expect(result.latents.shape == expected.shape)
+    let error = Compare.relativeError(result.latents, expected)
+    #expect(error <= latentTolerance, "\(name): latents relative error \(error)")
+    let png = try Image(contentsOfFile: Self.folder.appendingPathComponent("\(name).png").path)
+    #expect(Compare.closeFraction(result.image, png) >= 0.99, "\(name)")
+  }
+
+  /// `given` and `window`; `multi` adds a second ControlNet (its own image, scale and window),
+  /// which reads the face tokens too, as the reference's MultiControlNetModel call gives them.
+  @Test(arguments: ["given", "window", "multi"])
+  func givenEmbeddingAndKeypointsMatchTheReferencePipeline(_ name: String) async throws {
+    let c = try #require(Self.cases[name])
+    let golden = try SafeTensorsFile(path: Self.folder.appendingPathComponent("\(name).safetensors").path)
+    let embedding = try golden.tensor("embedding").scalars()
+    let face = InstantIDFace.given(
+      embedding: embedding, keypoints: c.kps.map { SIMD2($0[0], $0[1]) }, canvasWidth: c.canvas[0], canvasHeight: c.canvas[1])
+    let result = try await Self.pipeline.generate(try Self.request(c, face: face))
+    try check(name, result, latentTolerance: 1e-4)
+    #expect(result.parametersText.contains("IdentityNet (\(c.controlnet_conditioning_scale.values[0] == 0.8 ? "0.8" : "1.1"))"))
+  }
+
+  @Test func photoThroughTheNativeFaceAnalysisMatchesTheReferencePipeline() async throws {
+    let c = try #require(Self.cases["photo"])
+    let photo = try Image(contentsOfFile: Fixtures.url(try #require(c.photo)).path)
+    let analyzer = try FaceAnalyzer(models: Fixtures.url("face/packs/tiny_faceid24").path)
+    let face = InstantIDFace.photo(photo, analyzer: analyzer)
+    let prepared = try face.prepare()
+    let golden = try SafeTensorsFile(path: Self.folder.appendingPathComponent("photo.safetensors").path)
+    #expect(prepared.keypointImage.pixels == [UInt8](try golden.rawBytes("control")), "the keypoint image differs from draw_kps")
+    let reference = try golden.tensor("embedding").scalars()
+    let ours = prepared.embedding.scalars()
+    let dot: Float = zip(ours, reference).map { $0 * $1 }.reduce(0, +)
+    let normOurs: Float = ours.map { $0 * $0 }.reduce(0, +).squareRoot()
+    let normReference: Float = reference.map { $0 * $0 }.reduce(0, +).squareRoot()
+    let cosine = dot / (normOurs * normReference)
+    #expect(cosine >= 0.999, "embedding cosine \(cosine)")
+    // Everything but the embedding exactly: insightface's embedding with the keypoints we found.
+    let exact = InstantIDFace.given(
+      embedding: reference, keypoints: prepared.keypoints, canvasWidth: photo.width, canvasHeight: photo.height)
+    try check("photo", try await Self.pipeline.generate(try Self.request(c, face: exact)), latentTolerance: 1e-4)
+    // All native: the embedding's small difference (cosine 0.99917 here) moves the latents by ~3 %.
+    let native = try await Self.pipeline.generate(try Self.request(c, face: face))
+    let golden2 = try golden.tensor("latents")
+    let error = Compare.relativeError(native.latents, golden2)
+    #expect(error <= 5e-2, "all-native latents relative error \(error)")
+  }
+}
+
+/// What InstantID refuses, each with its typed error before any denoising.
+@Suite struct InstantIDRefusalTests {
+  static let face = InstantIDFace.given(
+    embedding: [Float](repeating: 0.5, count: 24),
+    keypoints: [SIMD2(22, 16), SIMD2(41, 16), SIMD2(32, 25), SIMD2(24, 35), SIMD2(40, 34)], canvasWidth: 64, canvasHeight: 48)
+
+  static func request(_ face: InstantIDFace = face, identityNet: String? = nil) throws -> GenerationRequest {
+    var p = GenerationParameters(prompt: "a portrait")
+    (p.width, p.height, p.steps) = (64, 48, 1)
+    var spec = try InstantIDSpec(folder: InstantIDParityTests.instantID, face: face)
+    if let identityNet { spec.identityNet = .local(Fixtures.url(identityNet).path) }
+    var request = GenerationRequest(parameters: p)
+    request.instantID = spec
+    return request
+  }
+
+  @Test func anSD15ModelIsRefused() async throws {
+    let sd15 = try StableDiffusionPipeline(folder: Fixtures.url("tiny-sd15"))
+    await #expect {
+      _ = try await sd15.generate(try Self.request())
+    } throws: { error in
+      guard case PipelineError.invalidArgument(let name, let reason) = error else { return false }
+      return name == "InstantID" && reason.contains("not an SDXL model")
+    }
+  }
+
+  @Test func anIdentityNetThatIsNotSDXLIsRefused() async throws {
+    await #expect(throws: ControlNetError.crossAttentionDimMismatch(controlNet: 20, unet: 50)) {
+      _ = try await InstantIDParityTests.pipeline.generate(try Self.request(identityNet: "tiny-controlnet"))
+    }
+  }
+
+  @Test func aFaceEmbeddingOfTheWrongSizeIsRefused() async throws {
+    let wrong = InstantIDFace.given(
+      embedding: [Float](repeating: 0.5, count: 512), keypoints: [SIMD2(1, 1), SIMD2(5, 1), SIMD2(3, 3), SIMD2(2, 5), SIMD2(4, 5)],
+      canvasWidth: 64, canvasHeight: 48)
+    await #expect {
+      _ = try await InstantIDParityTests.pipeline.generate(try Self.request(wrong))
+    } throws: { error in
+      guard case IPAdapterError.badEmbeds(_, let reason) = error else { return false }
+      return reason.contains("[faces, 24]")
+    }
+  }
+
+  @Test func aPhotoWithoutAFaceIsRefusedByName() async throws {
+    let analyzer = try FaceAnalyzer(models: Fixtures.url("face/packs/tiny_faceid24").path)
+    let blank = Image(width: 96, height: 80, format: .rgb, fill: 0)
+    await #expect {
+      _ = try await InstantIDParityTests.pipeline.generate(try Self.request(.photo(blank, analyzer: analyzer)))
+    } throws: { error in
+      guard case PipelineError.invalidArgument(_, let reason) = error else { return false }
+      return reason.contains("no face found in the face photo")
+    }
+  }
+
+  @Test func readmeOutputSizeFollowsResizeImg() {
+    // resize_img: short side 1024, long side 1280, multiples of 64.
+    #expect(StableDiffusionPipeline.instantIDReadmeSize(width: 640, height: 480) == (1280, 960))
+    #expect(StableDiffusionPipeline.instantIDReadmeSize(width: 500, height: 500) == (1280, 1280))
+    #expect(StableDiffusionPipeline.instantIDReadmeSize(width: 200, height: 150) == (1280, 960))
+    #expect(StableDiffusionPipeline.instantIDReadmeSize(width: 720, height: 1280) == (704, 1280))
+  }
+}
+
+/// InstantID on the other paths of the one generation loop, and the face choices.
+@Suite struct InstantIDCompositionTests {
+  @Test func imageToImageRunsWithTheFaceAndIdentityNet() async throws {
+    var request = try InstantIDRefusalTests.request()
+    request.parameters.initImage = try Image(contentsOfFile: Fixtures.url("images/init-64.png").path)
+    request.parameters.strength = 0.6
+    (request.parameters.width, request.parameters.height) = (nil, nil)
+    request.parameters.steps = 3
+    let result = try await InstantIDParityTests.pipeline.generate(request)
+    #expect(result.image.width == 64 && result.image.height == 64)  // the init image's size, not resize_img's
+    #expect(try result.latents.scalars().allSatisfy(\.isFinite))
+    #expect(result.parametersText.contains("IdentityNet"))
+  }
+
+  @Test func aPosePhotoGivesTheKeypointsAndTheCanvas() throws {
+    let analyzer = try FaceAnalyzer(models: Fixtures.url("face/packs/tiny_faceid24").path)
+    let photo = try Image(contentsOfFile: Fixtures.url("face/img_a.png").path)
+    let pose = try Image(contentsOfFile: Fixtures.url("face/img_b.jpg").path)
+    let prepared = try InstantIDFace.photo(photo, analyzer: analyzer, pose: pose).prepare()
+    let alone = try InstantIDFace.photo(photo, analyzer: analyzer).prepare()
+    let poseAlone = try InstantIDFace.photo(pose, analyzer: analyzer).prepare()
+    #expect(prepared.embedding.scalars() == alone.embedding.scalars())  // the identity stays the photo's
+    #expect(prepared.keypoints == poseAlone.keypoints)
+    #expect(prepared.keypointImage.width == pose.width && prepared.keypointImage.height == pose.height)
+  }
+
+  @Test func faceIndexCountsFromTheLargest() throws {
+    let analyzer = try FaceAnalyzer(models: Fixtures.url("face/packs/tiny_faceid24").path)
+    let photo = try Image(contentsOfFile: Fixtures.url("face/img_a.png").path)
+    let faces = try analyzer.analyze(photo)
+    try #require(faces.count == 2)
+    func area(_ b: [Float]) -> Float { (b[2] - b[0]) * (b[3] - b[1]) }
+    let bySize = faces.sorted { area($0.box) > area($1.box) }
+    #expect(try InstantIDFace.photo(photo, analyzer: analyzer).prepare().keypoints == bySize[0].keypoints)
+    #expect(try InstantIDFace.photo(photo, analyzer: analyzer, faceIndex: 1).prepare().keypoints == bySize[1].keypoints)
+    #expect(throws: PipelineError.self) { try InstantIDFace.photo(photo, analyzer: analyzer, faceIndex: 2).prepare() }
+  }
+}

@@ -1,0 +1,314 @@
+"""InstantID fixtures, computed with the InstantID repository's own code.
+
+  tools/reference/.venv/bin/python tools/reference/gen_instantid.py
+
+The InstantID code (instantX-research/InstantID at commit 2145b67, Apache-2.0) is cloned into
+tools/reference/third_party/InstantID (git-ignored, never committed) from $INSTANTID_GIT (default
+https://github.com/instantX-research/InstantID). Writes into Tests/Fixtures/instantid/ (deterministic):
+
+  kps/cases.json     keypoint sets (float32 values, insightface order) and canvas sizes
+  kps/case_NN.png    draw_kps(Image.new("RGB", (w, h)), kps) for each case (RGB PNG)
+  tiny-instantid/    an InstantX/InstantID-shaped folder for the tiny SDXL model (Tests/Fixtures/tiny-sdxl):
+                     ip-adapter.bin ({"image_proj": Resampler(dim 40, depth 2, 2 heads of 64, 6 queries, embedding_dim
+                     24, output 50), "ip_adapter": to_k_ip/to_v_ip of every cross-attention processor, numbered as
+                     the UNet's attn_processors}, fp32, random) and ControlNetModel/ (links to tiny-sdxl-controlnet:
+                     ControlNetModel.from_unet with random weights, as IdentityNet is an SDXL ControlNet)
+  pipeline/<case>.png + .safetensors (final latents) + cases.json: StableDiffusionXLInstantIDPipeline (the repository's
+                     class; its set_image_proj_model builds the released 1280-wide Resampler, so the tiny one is built
+                     by the same code with the tiny sizes) on given embeddings + keypoints, and end to end from a photo
+                     through insightface FaceAnalysis on the tiny 24-d pack (Tests/Fixtures/face/packs/tiny_faceid24)
+
+  ... gen_instantid.py --check-with /path/to/other/python   redraws the cases with another environment's
+  OpenCV (e.g. a 4.x venv with numpy, opencv-python-headless, Pillow) and counts differing samples (0 with 4.12)
+
+draw_kps is taken from pipeline_stable_diffusion_xl_instantid.py by its source (the module itself imports
+diffusers pipeline classes this script does not need) and run with numpy float32 keypoints, as the pipeline
+runs it on insightface's `face_info["kps"]`.
+"""
+import ast
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+OUT = os.path.join(ROOT, "Tests", "Fixtures", "instantid")
+THIRD = os.path.join(HERE, "third_party", "InstantID")
+COMMIT = "2145b67"
+
+
+def instantid_source():
+    if not os.path.isdir(THIRD):
+        url = os.environ.get("INSTANTID_GIT", "https://github.com/instantX-research/InstantID")
+        os.makedirs(os.path.dirname(THIRD), exist_ok=True)
+        subprocess.check_call(["git", "clone", "--quiet", "--no-checkout", url, THIRD])
+    # Only the Python sources (the repository's images and report are large and not needed).
+    subprocess.check_call(["git", "-C", THIRD, "checkout", "--quiet", COMMIT, "--", "*.py"])
+    return THIRD
+
+
+def load_draw_kps():
+    """The draw_kps function of the InstantID pipeline file, compiled from its own source."""
+    path = os.path.join(instantid_source(), "pipeline_stable_diffusion_xl_instantid.py")
+    tree = ast.parse(open(path).read(), path)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "draw_kps")
+    import cv2
+    import PIL.Image
+    namespace = {"np": np, "math": math, "cv2": cv2, "PIL": PIL}
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), path, "exec"), namespace)
+    return namespace["draw_kps"]
+
+
+def kps_cases():
+    rng = np.random.RandomState(16)
+    face = [[250.3, 210.7], [330.9, 205.2], [291.4, 262.5], [258.8, 310.1], [322.6, 306.4]]
+    cases = [
+        dict(w=640, h=480, kps=face),                                            # a frontal face
+        dict(w=320, h=256, kps=[[p[0] - 240, p[1] - 180] for p in face]),         # near the top-left corner
+        dict(w=200, h=150, kps=[[-30.5, 20.2], [60.1, -12.9], [40.0, 70.5], [215.7, 160.3], [190.2, 149.9]]),  # outside
+        dict(w=17, h=13, kps=[[2.2, 3.3], [14.9, 2.8], [8.5, 7.1], [3.1, 11.6], [13.7, 12.2]]),  # tiny canvas
+        dict(w=160, h=200, kps=[[80.0, 40.0], [80.0, 40.0], [80.0, 100.0], [80.0, 160.0], [80.0, 160.5]]),  # vertical, zero length
+        dict(w=128, h=128, kps=[[100.7, 30.2], [20.4, 90.9], [64.5, 64.5], [110.1, 100.8], [30.3, 20.6]]),  # negative angles
+        dict(w=300, h=300, kps=[[-500.0, -500.0], [800.0, 900.0], [150.5, 150.5], [151.0, 1200.0], [-900.0, 150.0]]),
+    ]
+    for _ in range(9):
+        w, h = int(rng.randint(24, 260)), int(rng.randint(24, 260))
+        c = rng.uniform([0.2 * w, 0.2 * h], [0.8 * w, 0.8 * h])
+        s = rng.uniform(5, 0.6 * min(w, h))
+        a = rng.uniform(-math.pi, math.pi)
+        base = np.array([[-0.35, -0.2], [0.35, -0.2], [0.0, 0.1], [-0.28, 0.45], [0.28, 0.45]])
+        rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+        pts = c + s * (base @ rot.T) + rng.normal(0, 1.5, (5, 2))
+        cases.append(dict(w=w, h=h, kps=pts.tolist()))
+    for c in cases:
+        c["kps"] = np.asarray(c["kps"], dtype=np.float32)
+    return cases
+
+
+def write_kps(log=print):
+    import PIL.Image
+    draw_kps = load_draw_kps()
+    out = os.path.join(OUT, "kps")
+    os.makedirs(out, exist_ok=True)
+    listing = []
+    for i, c in enumerate(kps_cases()):
+        img = draw_kps(PIL.Image.new("RGB", (c["w"], c["h"])), c["kps"])
+        name = f"case_{i:02d}.png"
+        img.save(os.path.join(out, name), optimize=True)
+        # float32 values written exactly (repr of the float32 as a double is exact)
+        listing.append(dict(file=name, width=c["w"], height=c["h"], kps=[[float(v) for v in p] for p in c["kps"]]))
+    with open(os.path.join(out, "cases.json"), "w") as fh:
+        json.dump(dict(commit=COMMIT, cases=listing), fh, indent=1)
+    if log:
+        log(f"{len(listing)} draw_kps cases into {out}")
+
+
+FIX = os.path.join(ROOT, "Tests", "Fixtures")
+PIPE = os.path.join(FIX, "tiny-sdxl")
+IDNET = os.path.join(FIX, "tiny-sdxl-controlnet")
+ADAPTER = os.path.join(OUT, "tiny-instantid")
+PROMPT = "a portrait of a person"
+NEGATIVE = "blurry, low quality"
+TINY_RESAMPLER = dict(dim=40, depth=2, dim_head=64, heads=2, num_queries=6, embedding_dim=24, output_dim=50, ff_mult=4)
+
+
+def instantid_modules():
+    """The repository's pipeline module and Resampler (with a shim for a module diffusers moved since)."""
+    import types
+    import diffusers
+    src = instantid_source()
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    # diffusers >= 0.33 moved MultiControlNetModel; the pipeline file imports it from the old place.
+    name = "diffusers.pipelines.controlnet.multicontrolnet"
+    if name not in sys.modules:
+        shim = types.ModuleType(name)
+        from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+        shim.MultiControlNetModel = MultiControlNetModel
+        sys.modules[name] = shim
+    import pipeline_stable_diffusion_xl_instantid as pipeline_module
+    from ip_adapter.resampler import Resampler
+    return pipeline_module, Resampler
+
+
+def write_adapter():
+    """tiny-instantid/: ip-adapter.bin in the released layout and ControlNetModel/ linked to the tiny SDXL ControlNet."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    _, Resampler = instantid_modules()
+    os.makedirs(ADAPTER, exist_ok=True)
+    g = torch.Generator().manual_seed(1601)
+    proj = Resampler(**TINY_RESAMPLER).eval()
+    with torch.no_grad():
+        for name, p in proj.named_parameters():
+            if name == "latents":
+                p.copy_(torch.randn(p.shape, generator=g) / TINY_RESAMPLER["dim"] ** 0.5)
+            elif p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
+            elif "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(PIPE, "unet"))
+    cross = unet.config.cross_attention_dim
+    ip = {}
+    for i, name in enumerate(unet.attn_processors.keys()):
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = unet.config.block_out_channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = unet.config.block_out_channels[int(name[len("down_blocks.")])]
+        for kv in ("k", "v"):
+            ip[f"{i}.to_{kv}_ip.weight"] = 1.5 * torch.randn(hidden, cross, generator=g) / cross ** 0.5
+    torch.save({"image_proj": proj.state_dict(), "ip_adapter": ip}, os.path.join(ADAPTER, "ip-adapter.bin"))
+    net = os.path.join(ADAPTER, "ControlNetModel")
+    os.makedirs(net, exist_ok=True)
+    for f in ("config.json", "diffusion_pytorch_model.safetensors"):
+        link = os.path.join(net, f)
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(os.path.join("..", "..", "..", "tiny-sdxl-controlnet", f), link)
+
+
+def instantid_pipe(extra_controlnet=False):
+    import torch
+    from diffusers import ControlNetModel
+    pipeline_module, Resampler = instantid_modules()
+    cls = pipeline_module.StableDiffusionXLInstantIDPipeline
+    net = ControlNetModel.from_pretrained(os.path.join(ADAPTER, "ControlNetModel"), torch_dtype=torch.float32)
+    if extra_controlnet:   # the multicontrolnet app's [IdentityNet, another ControlNet] (here the same tiny weights)
+        net = [net, ControlNetModel.from_pretrained(IDNET, torch_dtype=torch.float32)]
+    pipe = cls.from_pretrained(PIPE, controlnet=net, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+
+    def set_image_proj_model(model_ckpt, image_emb_dim=512, num_tokens=16):
+        # The repository's method with the tiny Resampler's sizes in place of the released ones.
+        image_proj_model = Resampler(**TINY_RESAMPLER)
+        image_proj_model.eval()
+        pipe.image_proj_model = image_proj_model.to(pipe.device, dtype=pipe.dtype)
+        state_dict = torch.load(model_ckpt, map_location="cpu")
+        if "image_proj" in state_dict:
+            state_dict = state_dict["image_proj"]
+        pipe.image_proj_model.load_state_dict(state_dict)
+        pipe.image_proj_model_in_features = image_emb_dim
+
+    pipe.set_image_proj_model = set_image_proj_model
+    pipe.load_ip_adapter_instantid(os.path.join(ADAPTER, "ip-adapter.bin"), image_emb_dim=TINY_RESAMPLER["embedding_dim"],
+                                   num_tokens=TINY_RESAMPLER["num_queries"])
+    return pipe, pipeline_module
+
+
+def face_from_photo(path):
+    """The InstantID README's face: insightface FaceAnalysis on the photo, the largest face, raw embedding."""
+    import cv2
+    from insightface.app import FaceAnalysis
+    import contextlib
+    import io
+    import tempfile
+    root = tempfile.mkdtemp(prefix="face-root-")
+    os.symlink(os.path.join(FIX, "face", "packs"), os.path.join(root, "models"))   # insightface's root/models/<name>
+    with contextlib.redirect_stdout(io.StringIO()):
+        app = FaceAnalysis(name="tiny_faceid24", root=root, allowed_modules=["detection", "recognition"],
+                           providers=["CPUExecutionProvider"])
+        app.prepare(ctx_id=-1, det_size=(640, 640))
+    image = cv2.imread(path)
+    faces = app.get(image)
+    face = sorted(faces, key=lambda x: (x["bbox"][2] - x["bbox"][0]) * (x["bbox"][3] - x["bbox"][1]))[-1]
+    return face["embedding"], face["kps"]
+
+
+def write_pipeline(log=print):
+    import torch
+    import PIL.Image
+    from safetensors.torch import save_file
+    out = os.path.join(OUT, "pipeline")
+    os.makedirs(out, exist_ok=True)
+    g = np.random.RandomState(1602)
+    embedding = (8 * g.randn(24)).astype(np.float32)        # raw ArcFace embeddings have norms of ~20
+    kps = np.array([[22.4, 15.8], [41.2, 16.3], [31.7, 25.2], [24.1, 34.6], [39.5, 34.0]], dtype=np.float32)
+    base = dict(width=64, height=48, num_inference_steps=4, guidance_scale=5.0, negative_prompt=NEGATIVE)
+    photo = os.path.join(FIX, "face", "img_a.png")
+    photo_emb, photo_kps = face_from_photo(photo)
+    cases = {
+        "given": dict(base, embedding=embedding, kps=kps, canvas=[64, 48], ip_adapter_scale=0.8,
+                      controlnet_conditioning_scale=0.8),
+        "window": dict(base, embedding=embedding, kps=kps, canvas=[80, 60], ip_adapter_scale=0.5,
+                       controlnet_conditioning_scale=1.1, control_guidance_start=0.25, control_guidance_end=0.75),
+        "photo": dict(base, embedding=photo_emb, kps=photo_kps, photo="face/img_a.png", ip_adapter_scale=0.8,
+                      controlnet_conditioning_scale=0.8),
+        # IdentityNet plus a second ControlNet: the reference's MultiControlNetModel call gives every net the face
+        # tokens as encoder_hidden_states.
+        "multi": dict(base, embedding=embedding, kps=kps, canvas=[64, 48], ip_adapter_scale=0.8,
+                      controlnet_conditioning_scale=[0.8, 0.5], extra_control="images/control-64.png",
+                      control_guidance_start=[0.0, 0.25], control_guidance_end=[1.0, 1.0]),
+    }
+    listing = {}
+    for name, call in cases.items():
+        pipe, module = instantid_pipe(extra_controlnet="extra_control" in call)
+        call = dict(call)
+        extra = call.pop("extra_control", None)
+        emb, points = call.pop("embedding"), call.pop("kps")
+        if "photo" in call:
+            canvas_image = PIL.Image.open(photo).convert("RGB")
+            call.pop("photo")
+        else:
+            canvas_image = PIL.Image.new("RGB", tuple(call.pop("canvas")))
+        control = module.draw_kps(canvas_image, points)
+        image = control if extra is None else [control, PIL.Image.open(os.path.join(FIX, extra)).convert("RGB")]
+        captured = {}
+
+        def grab(p, i, ts, kw):
+            captured["latents"] = kw["latents"].clone()
+            return kw
+
+        result = pipe(PROMPT, image_embeds=emb, image=image, generator=torch.Generator("cpu").manual_seed(0),
+                      callback_on_step_end=grab, callback_on_step_end_tensor_inputs=["latents"], **call)
+        result.images[0].save(os.path.join(out, f"{name}.png"))
+        save_file({"latents": captured["latents"].contiguous(), "control": torch.from_numpy(np.array(control)),
+                   "embedding": torch.from_numpy(np.asarray(emb, dtype=np.float32))},
+                  os.path.join(out, f"{name}.safetensors"))
+        entry = {k: v for k, v in call.items()}
+        entry.update(prompt=PROMPT, kps=[[float(v) for v in p] for p in points],
+                     canvas=list(canvas_image.size), seed=0)
+        if name == "photo":
+            entry["photo"] = "face/img_a.png"
+        if extra is not None:
+            entry["extra_control"] = extra
+        listing[name] = entry
+    with open(os.path.join(out, "cases.json"), "w") as fh:
+        json.dump(listing, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+    if log:
+        log(f"{len(listing)} InstantID pipeline cases into {out}")
+
+
+def check_kps(log=print):
+    """Redraws every listed case in this interpreter; returns the number of samples that differ."""
+    import PIL.Image
+    import cv2
+    draw_kps = load_draw_kps()
+    out = os.path.join(OUT, "kps")
+    listing = json.load(open(os.path.join(out, "cases.json")))["cases"]
+    bad = 0
+    for c in listing:
+        img = np.array(draw_kps(PIL.Image.new("RGB", (c["width"], c["height"])), np.asarray(c["kps"], dtype=np.float32)))
+        bad += int((img != np.array(PIL.Image.open(os.path.join(out, c["file"])))).sum())
+    log(f"OpenCV {cv2.__version__}: {bad} samples differ over {len(listing)} draw_kps cases")
+    return bad
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--check-with":
+        sys.exit(subprocess.call([sys.argv[2], os.path.abspath(__file__), "--check"]))
+    if sys.argv[1:] == ["--check"]:
+        sys.exit(1 if check_kps() else 0)
+    write_kps()
+    write_adapter()
+    write_pipeline()
