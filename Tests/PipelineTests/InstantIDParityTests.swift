@@ -104,7 +104,8 @@ import Weights
   }
 
   /// `given` and `window`; `multi` adds a second ControlNet (its own image, scale and window),
-  /// which reads the face tokens too, as the reference's MultiControlNetModel call gives them.
+  /// which reads the text while IdentityNet reads the face tokens — against the `_full` pipeline
+  /// the official multi-ControlNet app runs.
   @Test(arguments: ["given", "window", "multi"])
   func givenEmbeddingAndKeypointsMatchTheReferencePipeline(_ name: String) async throws {
     let c = try #require(Self.cases[name])

@@ -16,7 +16,9 @@ https://github.com/instantX-research/InstantID). Writes into Tests/Fixtures/inst
   pipeline/<case>.png + .safetensors (final latents) + cases.json: StableDiffusionXLInstantIDPipeline (the repository's
                      class; its set_image_proj_model builds the released 1280-wide Resampler, so the tiny one is built
                      by the same code with the tiny sizes) on given embeddings + keypoints, and end to end from a photo
-                     through insightface FaceAnalysis on the tiny 24-d pack (Tests/Fixtures/face/packs/tiny_faceid24)
+                     through insightface FaceAnalysis on the tiny 24-d pack (Tests/Fixtures/face/packs/tiny_faceid24);
+                     "multi" (IdentityNet + a second ControlNet) with the _full pipeline's class, as the official
+                     multi-ControlNet app runs it
 
   ... gen_instantid.py --check-with /path/to/other/python   redraws the cases with another environment's
   OpenCV (e.g. a 4.x venv with numpy, opencv-python-headless, Pillow) and counts differing samples (0 with 4.12)
@@ -131,15 +133,16 @@ def instantid_modules():
         shim.MultiControlNetModel = MultiControlNetModel
         sys.modules[name] = shim
     import pipeline_stable_diffusion_xl_instantid as pipeline_module
+    import pipeline_stable_diffusion_xl_instantid_full as full_module
     from ip_adapter.resampler import Resampler
-    return pipeline_module, Resampler
+    return pipeline_module, Resampler, full_module
 
 
 def write_adapter():
     """tiny-instantid/: ip-adapter.bin in the released layout and ControlNetModel/ linked to the tiny SDXL ControlNet."""
     import torch
     from diffusers import UNet2DConditionModel
-    _, Resampler = instantid_modules()
+    _, Resampler, _ = instantid_modules()
     os.makedirs(ADAPTER, exist_ok=True)
     g = torch.Generator().manual_seed(1601)
     proj = Resampler(**TINY_RESAMPLER).eval()
@@ -180,7 +183,11 @@ def write_adapter():
 def instantid_pipe(extra_controlnet=False):
     import torch
     from diffusers import ControlNetModel
-    pipeline_module, Resampler = instantid_modules()
+    pipeline_module, Resampler, full_module = instantid_modules()
+    if extra_controlnet:
+        # The official apps (gradio_demo/app.py, app-multicontrolnet.py, infer_full.py) use the _full pipeline: with
+        # several ControlNets, IdentityNet (the first) reads the face tokens and the others the text.
+        pipeline_module = full_module
     cls = pipeline_module.StableDiffusionXLInstantIDPipeline
     net = ControlNetModel.from_pretrained(os.path.join(ADAPTER, "ControlNetModel"), torch_dtype=torch.float32)
     if extra_controlnet:   # the multicontrolnet app's [IdentityNet, another ControlNet] (here the same tiny weights)
@@ -243,8 +250,8 @@ def write_pipeline(log=print):
                        controlnet_conditioning_scale=1.1, control_guidance_start=0.25, control_guidance_end=0.75),
         "photo": dict(base, embedding=photo_emb, kps=photo_kps, photo="face/img_a.png", ip_adapter_scale=0.8,
                       controlnet_conditioning_scale=0.8),
-        # IdentityNet plus a second ControlNet: the reference's MultiControlNetModel call gives every net the face
-        # tokens as encoder_hidden_states.
+        # IdentityNet plus a second ControlNet, in the _full pipeline of the multi-ControlNet app (the second net reads
+        # the text, IdentityNet the face tokens).
         "multi": dict(base, embedding=embedding, kps=kps, canvas=[64, 48], ip_adapter_scale=0.8,
                       controlnet_conditioning_scale=[0.8, 0.5], extra_control="images/control-64.png",
                       control_guidance_start=[0.0, 0.25], control_guidance_end=[1.0, 1.0]),
@@ -268,13 +275,24 @@ def write_pipeline(log=print):
             captured["latents"] = kw["latents"].clone()
             return kw
 
-        result = pipe(PROMPT, image_embeds=emb, image=image, generator=torch.Generator("cpu").manual_seed(0),
-                      callback_on_step_end=grab, callback_on_step_end_tensor_inputs=["latents"], **call)
+        text = dict(prompt=PROMPT)
+        if extra is not None:
+            # The _full pipeline encodes the prompt with its long-prompt-weighting helper, whose hard-coded CLIP ids
+            # (49406/49407) do not exist in the tiny tokenizer; given all four embeddings it uses them as they are, so
+            # they come from diffusers' encode_prompt (what the engine and the plain InstantID pipeline compute).
+            pe, npe, ppe, nppe = pipe.encode_prompt(PROMPT, device="cpu", num_images_per_prompt=1,
+                                                    do_classifier_free_guidance=True,
+                                                    negative_prompt=call.pop("negative_prompt"))
+            text = dict(prompt=None, prompt_embeds=pe, negative_prompt_embeds=npe, pooled_prompt_embeds=ppe,
+                        negative_pooled_prompt_embeds=nppe)
+        result = pipe(image_embeds=emb, image=image, generator=torch.Generator("cpu").manual_seed(0),
+                      callback_on_step_end=grab, callback_on_step_end_tensor_inputs=["latents"], **text, **call)
         result.images[0].save(os.path.join(out, f"{name}.png"))
         save_file({"latents": captured["latents"].contiguous(), "control": torch.from_numpy(np.array(control)),
                    "embedding": torch.from_numpy(np.asarray(emb, dtype=np.float32))},
                   os.path.join(out, f"{name}.safetensors"))
         entry = {k: v for k, v in call.items()}
+        entry.setdefault("negative_prompt", NEGATIVE)
         entry.update(prompt=PROMPT, kps=[[float(v) for v in p] for p in points],
                      canvas=list(canvas_image.size), seed=0)
         if name == "photo":

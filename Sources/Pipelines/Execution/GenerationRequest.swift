@@ -115,9 +115,8 @@ extension StableDiffusionPipeline {
     var units = try await loadControlNets(controlSpecs, builder: builder)
     if let facePrompt {
       // IdentityNet (the first ControlNet) reads the face tokens of the InstantID adapter (the last
-      // prompt); so does every other ControlNet, as the reference's MultiControlNetModel call passes
-      // `encoder_hidden_states=prompt_image_emb` to all of them.
-      for i in units.indices { units[i].crossAttentionTokens = prompts.prompts[facePrompt].embeds }
+      // prompt); other ControlNets read the text, as in the reference's multi-ControlNet pipeline.
+      units[0].crossAttentionTokens = prompts.prompts[facePrompt].embeds
       units[0].name = "IdentityNet"
     }
     var result = try await generate(
