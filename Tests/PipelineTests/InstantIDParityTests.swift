@@ -37,6 +37,8 @@ import Weights
     var control_guidance_start: Fractions?
     var control_guidance_end: Fractions?
     var extra_control: String?
+    var init_image: String?
+    var strength: Double?
     var kps: [[Float]]
     var canvas: [Int]
     var photo: String?
@@ -75,6 +77,12 @@ import Weights
     p.width = c.width
     p.height = c.height
     p.seed = 0
+    if let file = c.init_image {
+      // Image-to-image: the output has the init image's size.
+      p.initImage = try Image(contentsOfFile: Fixtures.url(file).path)
+      p.strength = c.strength
+      (p.width, p.height) = (nil, nil)
+    }
     var spec = try InstantIDSpec(folder: instantID, face: face)
     spec.ipScale = c.ip_adapter_scale
     spec.identityNetScale = c.controlnet_conditioning_scale.values[0]
@@ -105,8 +113,9 @@ import Weights
 
   /// `given` and `window`; `multi` adds a second ControlNet (its own image, scale and window),
   /// which reads the text while IdentityNet reads the face tokens — against the `_full` pipeline
-  /// the official multi-ControlNet app runs.
-  @Test(arguments: ["given", "window", "multi"])
+  /// the official multi-ControlNet app runs; `img2img` against
+  /// `StableDiffusionXLInstantIDImg2ImgPipeline` (strength 0.6, the init image's size).
+  @Test(arguments: ["given", "window", "multi", "img2img"])
   func givenEmbeddingAndKeypointsMatchTheReferencePipeline(_ name: String) async throws {
     let c = try #require(Self.cases[name])
     let golden = try SafeTensorsFile(path: Self.folder.appendingPathComponent("\(name).safetensors").path)

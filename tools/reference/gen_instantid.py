@@ -180,15 +180,20 @@ def write_adapter():
         os.symlink(os.path.join("..", "..", "..", "tiny-sdxl-controlnet", f), link)
 
 
-def instantid_pipe(extra_controlnet=False):
+def instantid_pipe(extra_controlnet=False, img2img=False):
     import torch
     from diffusers import ControlNetModel
     pipeline_module, Resampler, full_module = instantid_modules()
-    if extra_controlnet:
+    if img2img:
+        import pipeline_stable_diffusion_xl_instantid_img2img as img2img_module
+        pipeline_module = img2img_module
+        Resampler = img2img_module.Resampler   # the file's own copy
+    elif extra_controlnet:
         # The official apps (gradio_demo/app.py, app-multicontrolnet.py, infer_full.py) use the _full pipeline: with
         # several ControlNets, IdentityNet (the first) reads the face tokens and the others the text.
         pipeline_module = full_module
-    cls = pipeline_module.StableDiffusionXLInstantIDPipeline
+    cls = getattr(pipeline_module, "StableDiffusionXLInstantIDImg2ImgPipeline" if img2img
+                  else "StableDiffusionXLInstantIDPipeline")
     net = ControlNetModel.from_pretrained(os.path.join(ADAPTER, "ControlNetModel"), torch_dtype=torch.float32)
     if extra_controlnet:   # the multicontrolnet app's [IdentityNet, another ControlNet] (here the same tiny weights)
         net = [net, ControlNetModel.from_pretrained(IDNET, torch_dtype=torch.float32)]
@@ -252,15 +257,20 @@ def write_pipeline(log=print):
                       controlnet_conditioning_scale=0.8),
         # IdentityNet plus a second ControlNet, in the _full pipeline of the multi-ControlNet app (the second net reads
         # the text, IdentityNet the face tokens).
+        # StableDiffusionXLInstantIDImg2ImgPipeline: the output and the keypoint canvas have the init image's size.
+        "img2img": dict({k: v for k, v in base.items() if k not in ("width", "height")}, embedding=embedding,
+                        kps=kps, canvas=[64, 64], ip_adapter_scale=0.8, controlnet_conditioning_scale=0.8,
+                        init_image="images/init-64.png", strength=0.6, num_inference_steps=5),
         "multi": dict(base, embedding=embedding, kps=kps, canvas=[64, 48], ip_adapter_scale=0.8,
                       controlnet_conditioning_scale=[0.8, 0.5], extra_control="images/control-64.png",
                       control_guidance_start=[0.0, 0.25], control_guidance_end=[1.0, 1.0]),
     }
     listing = {}
     for name, call in cases.items():
-        pipe, module = instantid_pipe(extra_controlnet="extra_control" in call)
+        pipe, module = instantid_pipe(extra_controlnet="extra_control" in call, img2img="init_image" in call)
         call = dict(call)
         extra = call.pop("extra_control", None)
+        init = call.pop("init_image", None)
         emb, points = call.pop("embedding"), call.pop("kps")
         if "photo" in call:
             canvas_image = PIL.Image.open(photo).convert("RGB")
@@ -269,6 +279,11 @@ def write_pipeline(log=print):
             canvas_image = PIL.Image.new("RGB", tuple(call.pop("canvas")))
         control = module.draw_kps(canvas_image, points)
         image = control if extra is None else [control, PIL.Image.open(os.path.join(FIX, extra)).convert("RGB")]
+        if init is not None:
+            call["control_image"] = image
+            image = PIL.Image.open(os.path.join(FIX, init)).convert("RGB")
+            # (the img2img class takes no ip_adapter_scale argument; its example calls set_ip_adapter_scale)
+            pipe.set_ip_adapter_scale(call.pop("ip_adapter_scale"))
         captured = {}
 
         def grab(p, i, ts, kw):
@@ -299,6 +314,11 @@ def write_pipeline(log=print):
             entry["photo"] = "face/img_a.png"
         if extra is not None:
             entry["extra_control"] = extra
+        if init is not None:
+            entry["ip_adapter_scale"] = cases[name]["ip_adapter_scale"]
+            entry["init_image"] = init
+            entry.pop("control_image")
+            entry["width"], entry["height"] = canvas_image.size
         listing[name] = entry
     with open(os.path.join(out, "cases.json"), "w") as fh:
         json.dump(listing, fh, indent=1, sort_keys=True)
