@@ -55,6 +55,10 @@ public struct ImagePrompt: Sendable {
   /// One mask `[H, W]` of 0/1 per image at the output size (`IPAdapterMasks.preprocess`); each
   /// masked image attends with its own softmax, weighted per query.
   public var masks: Tensor?
+  /// A region `[H, W]` at the output size (1 inside): the adapter's attention output is multiplied
+  /// by it, sampled nearest at each layer's resolution (InstantID's `enhance_face_region`:
+  /// `region_control` in its attention processor). Not combined with `masks`.
+  public var regionMask: Tensor?
   /// How the adapter's keys/values carry its weight (ComfyUI's embeds scaling).
   public var embedsScaling: IPAdapterEmbedsScaling = .vOnly
   /// The weight of the adapter's FaceID LoRA (`adapter.faceIDLoRA`), fused into the UNet while
@@ -204,6 +208,10 @@ public struct ImagePrompt: Sendable {
           value = try IPAdapterLayerControl.swappedBranches(value)
         }
         var weights: Tensor?
+        if let region = regionMask, masks == nil {
+          let q = try slot.position().queryCount(latentHeight: latentSize.height, latentWidth: latentSize.width, blockCount: blockCount)
+          weights = try IPAdapterMasks.nearestRegion(region, queryCount: q)
+        }
         if let masks {
           let q = try slot.position().queryCount(latentHeight: latentSize.height, latentWidth: latentSize.width, blockCount: blockCount)
           let mask = masks.slice(rows: b..<(b + 1)).reshaped([masks.shape[1], masks.shape[2]])

@@ -23,6 +23,9 @@ public struct ControlNetUnit: Sendable {
   /// these tokens instead, the unconditional ones for the unconditional half (InstantID's
   /// IdentityNet reads the face tokens its adapter projects).
   public var crossAttentionTokens: ImagePromptEmbeds?
+  /// A region `[H, W]` at the output size: every residual is multiplied by it, resized bilinearly
+  /// to the residual's resolution (InstantID's `enhance_face_region` on IdentityNet).
+  public var residualMask: Tensor?
 
   public init(
     model: ControlNetModel, name: String, image: Image, scale: Float = 1, guessMode: Bool = false,
@@ -83,11 +86,44 @@ final class ControlNetExtension: DenoisingExtension {
   func controlResiduals(input: Tensor, step: StepContext) throws -> ControlResiduals? {
     guard step.isInside(start: unit.start, end: unit.end) else { return nil }
     let controlInput = guidance && unit.guessMode ? input.slice(rows: 1..<2) : input
-    let r = try unit.model(
+    var r = try unit.model(
       controlInput, timestep: step.timestep, conditioning: conditioning, controlEmbedding: embedding,
       scale: unit.scale, guessMode: unit.guessMode)
+    if let mask = unit.residualMask {
+      r = ControlResiduals(down: try r.down.map { try masked($0, by: mask) }, mid: try masked(r.mid, by: mask))
+    }
     guard guidance && unit.guessMode else { return r }
     func padded(_ t: Tensor) throws -> Tensor { try Ops.concatRows([Tensor.zeros(t.shape), t]) }
     return ControlResiduals(down: try r.down.map(padded), mid: try padded(r.mid))
+  }
+
+  /// Mask planes resized to each residual resolution met (computed once per size).
+  private var maskPlanes: [[Int]: [Float]] = [:]
+
+  /// An NHWC residual `[B, h, w, C]` times the mask resized to `h × w`.
+  private func masked(_ residual: Tensor, by mask: Tensor) throws -> Tensor {
+    guard residual.rank == 4, mask.rank == 2 else {
+      throw PipelineError.invalidArgument(name: "ControlNet residual mask", reason: "mask \(mask.shape) for residual \(residual.shape)")
+    }
+    let (b, h, w, c) = (residual.shape[0], residual.shape[1], residual.shape[2], residual.shape[3])
+    let plane: [Float]
+    if let cached = maskPlanes[[h, w]] {
+      plane = cached
+    } else {
+      plane = IPAdapterMasks.bilinearResize(mask.scalars(), height: mask.shape[0], width: mask.shape[1], toHeight: h, toWidth: w)
+      maskPlanes[[h, w]] = plane
+    }
+    let src = residual.asFloat32()
+    let out = Tensor(uninitializedShape: residual.shape)
+    let (s, d) = (src.floatPointer, out.mutableFloatPointer)
+    for n in 0..<b {
+      for p in 0..<(h * w) {
+        let k = plane[p]
+        let base = (n * h * w + p) * c
+        for ch in 0..<c { d[base + ch] = s[base + ch] * k }
+      }
+    }
+    withExtendedLifetime(src) {}
+    return out
   }
 }

@@ -34,12 +34,15 @@ struct InstantIDOptions: ParsableArguments {
   @Option(help: "InstantID: which face of --face-image, by size (0 = the largest, as the reference).")
   var faceIndex: Int = 0
 
+  @Flag(help: "InstantID: the official apps' 'enhance non-face region': the face adapter's attention and IdentityNet's residuals are limited to the face's box (needs a photo: --face-image or --face-pose-image).")
+  var enhanceFaceRegion = false
+
   /// Checks the flags; moves the face flags out of `imagePrompts` (they are InstantID's here).
   func take(from imagePrompts: inout ImagePromptOptions) throws -> TakenFace? {
     guard let instantid else {
       for (flag, given) in [
         ("--face-pose-image", facePoseImage != nil), ("--face-keypoints", faceKeypoints != nil),
-        ("--instantid-scale", instantidScale != nil),
+        ("--instantid-scale", instantidScale != nil), ("--enhance-face-region", enhanceFaceRegion),
       ] where given {
         throw CLIError.invalid(flag, "needs --instantid")
       }
@@ -110,8 +113,10 @@ struct InstantIDOptions: ParsableArguments {
       } else {
         let poseImage = try pose ?? Image(contentsOfFile: taken.photo ?? "", limits: limits)
         let analyzer = try FaceModelsOption.analyzer(taken.models)
-        let kps = try InstantIDFace.photo(poseImage, analyzer: analyzer, detectionSize: taken.detectionSize).prepare().keypoints
-        face = .given(embedding: e.scalars(), keypoints: kps, canvasWidth: poseImage.width, canvasHeight: poseImage.height)
+        let found = try InstantIDFace.photo(poseImage, analyzer: analyzer, detectionSize: taken.detectionSize).prepare()
+        face = .given(
+          embedding: e.scalars(), keypoints: found.keypoints, canvasWidth: poseImage.width, canvasHeight: poseImage.height,
+          faceBox: found.faceBox)
       }
     } else {
       let photo = try Image(contentsOfFile: taken.photo ?? "", limits: limits)
@@ -123,6 +128,7 @@ struct InstantIDOptions: ParsableArguments {
     spec.identityNetScale = identitynetScale
     spec.identityNetStart = identitynetStart
     spec.identityNetEnd = identitynetEnd
+    spec.enhanceFaceRegion = enhanceFaceRegion
     return spec
   }
 

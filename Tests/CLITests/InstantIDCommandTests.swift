@@ -40,6 +40,21 @@ import Weights
     #expect(Compare.closeFraction(png, try Image(contentsOfFile: Self.goldens.appendingPathComponent("given.png").path)) >= 0.99)
   }
 
+  @Test func enhanceFaceRegionChangesTheImage() throws {
+    let plain = CLI.temporaryPath("plain.safetensors")
+    let enhanced = CLI.temporaryPath("enhanced.safetensors")
+    let out = CLI.temporaryPath("out.png")
+    defer { for f in [plain, enhanced, out] { try? FileManager.default.removeItem(atPath: f) } }
+    let face = ["--face-image", Fixtures.url("face/img_a.png").path, "--face-models", Self.pack, "--output", out]
+    let a = try CLI.run(Self.common + face + ["--save-latents", plain, "--height", "64"])
+    let b = try CLI.run(Self.common + face + ["--save-latents", enhanced, "--height", "64", "--enhance-face-region"])
+    #expect(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+    #expect(Compare.relativeError(try latents(plain), try latents(enhanced)) > 1e-3)
+    // 64×48 latents do not divide into the tiny UNet's attention resolutions: refused by name.
+    let odd = try CLI.run(Self.common + face + ["--enhance-face-region"])
+    #expect(odd.status == 1 && odd.stderr.contains("must be a multiple of 32"), "\(odd.stderr)")
+  }
+
   @Test func aPhotoIsAnalysedNatively() throws {
     let out = CLI.temporaryPath("photo.png")
     let saved = CLI.temporaryPath("photo.safetensors")
@@ -60,6 +75,7 @@ import Weights
     (["--face-keypoints", "1,2,3"], "--face-keypoints: give five finite x,y pairs"),
     (["--face-keypoints", "1,2 3,4 5,6 7,8 9,10", "--identitynet-scale", "nan"], "--identitynet-scale: nan is not a finite number"),
     (["--face-keypoints", "1,2 3,4 5,6 7,8 9,10", "--identitynet-start", "0.9", "--identitynet-end", "0.2"], "--identitynet-start"),
+    (["--face-keypoints", "1,2 3,4 5,6 7,8 9,10", "--enhance-face-region"], "needs the face's box"),
   ])
   func badFlagsAreRefusedBeforeLoading(_ extra: [String], _ message: String) throws {
     let out = CLI.temporaryPath("never.png")

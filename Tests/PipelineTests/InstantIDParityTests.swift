@@ -39,6 +39,7 @@ import Weights
     var extra_control: String?
     var init_image: String?
     var strength: Double?
+    var box: [Float]?
     var kps: [[Float]]
     var canvas: [Int]
     var photo: String?
@@ -88,6 +89,7 @@ import Weights
     spec.identityNetScale = c.controlnet_conditioning_scale.values[0]
     spec.identityNetStart = c.control_guidance_start?.values[0] ?? 0
     spec.identityNetEnd = c.control_guidance_end?.values[0] ?? 1
+    spec.enhanceFaceRegion = c.box != nil
     var request = GenerationRequest(parameters: p)
     request.instantID = spec
     if let extra = c.extra_control {
@@ -114,17 +116,28 @@ import Weights
   /// `given` and `window`; `multi` adds a second ControlNet (its own image, scale and window),
   /// which reads the text while IdentityNet reads the face tokens — against the `_full` pipeline
   /// the official multi-ControlNet app runs; `img2img` against
-  /// `StableDiffusionXLInstantIDImg2ImgPipeline` (strength 0.6, the init image's size).
-  @Test(arguments: ["given", "window", "multi", "img2img"])
+  /// `StableDiffusionXLInstantIDImg2ImgPipeline` (strength 0.6, the init image's size);
+  /// `enhance` / `enhance-multi`: the apps' `enhance_face_region` (`control_mask`) in the `_full`
+  /// pipeline (the adapter's attention and IdentityNet's residuals masked), alone and with a
+  /// second ControlNet (unmasked).
+  @Test(arguments: ["given", "window", "multi", "img2img", "enhance", "enhance-multi"])
   func givenEmbeddingAndKeypointsMatchTheReferencePipeline(_ name: String) async throws {
     let c = try #require(Self.cases[name])
     let golden = try SafeTensorsFile(path: Self.folder.appendingPathComponent("\(name).safetensors").path)
     let embedding = try golden.tensor("embedding").scalars()
     let face = InstantIDFace.given(
-      embedding: embedding, keypoints: c.kps.map { SIMD2($0[0], $0[1]) }, canvasWidth: c.canvas[0], canvasHeight: c.canvas[1])
+      embedding: embedding, keypoints: c.kps.map { SIMD2($0[0], $0[1]) }, canvasWidth: c.canvas[0], canvasHeight: c.canvas[1],
+      faceBox: c.box.map { SIMD4($0[0], $0[1], $0[2], $0[3]) })
     let result = try await Self.pipeline.generate(try Self.request(c, face: face))
     try check(name, result, latentTolerance: 1e-4)
     #expect(result.parametersText.contains("IdentityNet (\(c.controlnet_conditioning_scale.values[0] == 0.8 ? "0.8" : "1.1"))"))
+    if c.box != nil {
+      // The mask changes the result (else the case would prove nothing).
+      var plain = try Self.request(c, face: face)
+      plain.instantID?.enhanceFaceRegion = false
+      let unmasked = try await Self.pipeline.generate(plain)
+      #expect(Compare.relativeError(unmasked.latents, result.latents) > 1e-3)
+    }
   }
 
   @Test func photoThroughTheNativeFaceAnalysisMatchesTheReferencePipeline() async throws {

@@ -180,7 +180,7 @@ def write_adapter():
         os.symlink(os.path.join("..", "..", "..", "tiny-sdxl-controlnet", f), link)
 
 
-def instantid_pipe(extra_controlnet=False, img2img=False):
+def instantid_pipe(extra_controlnet=False, img2img=False, full=False):
     import torch
     from diffusers import ControlNetModel
     pipeline_module, Resampler, full_module = instantid_modules()
@@ -188,7 +188,7 @@ def instantid_pipe(extra_controlnet=False, img2img=False):
         import pipeline_stable_diffusion_xl_instantid_img2img as img2img_module
         pipeline_module = img2img_module
         Resampler = img2img_module.Resampler   # the file's own copy
-    elif extra_controlnet:
+    elif extra_controlnet or full:
         # The official apps (gradio_demo/app.py, app-multicontrolnet.py, infer_full.py) use the _full pipeline: with
         # several ControlNets, IdentityNet (the first) reads the face tokens and the others the text.
         pipeline_module = full_module
@@ -261,14 +261,24 @@ def write_pipeline(log=print):
         "img2img": dict({k: v for k, v in base.items() if k not in ("width", "height")}, embedding=embedding,
                         kps=kps, canvas=[64, 64], ip_adapter_scale=0.8, controlnet_conditioning_scale=0.8,
                         init_image="images/init-64.png", strength=0.6, num_inference_steps=5),
+        # The official apps' enhance_face_region (the _full pipeline's control_mask: the face box at the output size;
+        # the adapter's attention output and IdentityNet's residuals masked), alone and with a second ControlNet.
+        # 64x64: the mask must downsample to every attention resolution (8x8, 4x4, 2x2 latents).
+        "enhance": dict(base, width=64, height=64, embedding=embedding, kps=kps + [0, 8], canvas=[64, 64],
+                        ip_adapter_scale=0.8, controlnet_conditioning_scale=0.8, box=[16.7, 17.2, 47.9, 49.6]),
+        "enhance-multi": dict(base, width=64, height=64, embedding=embedding, kps=kps + [0, 8], canvas=[64, 64],
+                              ip_adapter_scale=0.8, controlnet_conditioning_scale=[0.8, 0.5], box=[16.7, 17.2, 47.9, 49.6],
+                              extra_control="images/control-64.png"),
         "multi": dict(base, embedding=embedding, kps=kps, canvas=[64, 48], ip_adapter_scale=0.8,
                       controlnet_conditioning_scale=[0.8, 0.5], extra_control="images/control-64.png",
                       control_guidance_start=[0.0, 0.25], control_guidance_end=[1.0, 1.0]),
     }
     listing = {}
     for name, call in cases.items():
-        pipe, module = instantid_pipe(extra_controlnet="extra_control" in call, img2img="init_image" in call)
+        pipe, module = instantid_pipe(extra_controlnet="extra_control" in call, img2img="init_image" in call,
+                                      full="box" in call)
         call = dict(call)
+        box = call.pop("box", None)
         extra = call.pop("extra_control", None)
         init = call.pop("init_image", None)
         emb, points = call.pop("embedding"), call.pop("kps")
@@ -290,8 +300,14 @@ def write_pipeline(log=print):
             captured["latents"] = kw["latents"].clone()
             return kw
 
+        if box is not None:
+            # gradio_demo/app.py's control_mask, at the output size
+            mask = np.zeros([call["height"], call["width"], 3])
+            x1, y1, x2, y2 = (int(v) for v in np.asarray(box, dtype=np.float32))
+            mask[y1:y2, x1:x2] = 255
+            call["control_mask"] = PIL.Image.fromarray(mask.astype(np.uint8))
         text = dict(prompt=PROMPT)
-        if extra is not None:
+        if extra is not None or box is not None:
             # The _full pipeline encodes the prompt with its long-prompt-weighting helper, whose hard-coded CLIP ids
             # (49406/49407) do not exist in the tiny tokenizer; given all four embeddings it uses them as they are, so
             # they come from diffusers' encode_prompt (what the engine and the plain InstantID pipeline compute).
@@ -312,6 +328,9 @@ def write_pipeline(log=print):
                      canvas=list(canvas_image.size), seed=0)
         if name == "photo":
             entry["photo"] = "face/img_a.png"
+        entry.pop("control_mask", None)
+        if box is not None:
+            entry["box"] = [float(v) for v in np.asarray(box, dtype=np.float32)]
         if extra is not None:
             entry["extra_control"] = extra
         if init is not None:

@@ -88,6 +88,67 @@ public enum IPAdapterMasks {
     return (try Tensor(shape: [1, queryCount], floats: flat), warning)
   }
 
+  /// InstantID's region weights for a layer of `queryCount` queries: the region `[H, W]` through
+  /// `F.interpolate(region, scale_factor=1/r, mode="nearest")` with `r = √(H·W/queryCount)`
+  /// (output `⌊H/r⌋ × ⌊W/r⌋`, source index `min(⌊dst·r⌋, size − 1)` in float32, as torch), flattened
+  /// to `[1, queryCount]`.
+  /// - Throws: when the downsampled region does not have `queryCount` cells (the reference fails
+  ///   its reshape there).
+  public static func nearestRegion(_ region: Tensor, queryCount: Int) throws -> Tensor {
+    guard region.rank == 2, region.shape[0] > 0, region.shape[1] > 0, queryCount > 0 else {
+      throw IPAdapterControlError.badShape(name: "region mask", expected: "[H, W] with a positive query count", got: region.shape)
+    }
+    let (h, w) = (region.shape[0], region.shape[1])
+    let ratio = (Double(h * w) / Double(queryCount)).squareRoot()
+    let factor = 1 / ratio
+    let (oh, ow) = (Int((Double(h) * factor).rounded(.down)), Int((Double(w) * factor).rounded(.down)))
+    guard oh * ow == queryCount else {
+      throw IPAdapterControlError.badShape(
+        name: "region mask", expected: "a size that downsamples to \(queryCount) queries", got: region.shape)
+    }
+    let step = Float(1 / factor)
+    func source(_ dst: Int, _ size: Int, _ out: Int) -> Int {
+      if out == size { return dst }
+      if out == 2 * size { return dst >> 1 }
+      return min(Int((Float(dst) * step).rounded(.down)), size - 1)
+    }
+    let values = region.scalars()
+    var out = [Float](repeating: 0, count: queryCount)
+    for y in 0..<oh {
+      let sy = source(y, h, oh)
+      for x in 0..<ow { out[y * ow + x] = values[sy * w + source(x, w, ow)] }
+    }
+    return try Tensor(shape: [1, queryCount], floats: out)
+  }
+
+  /// `torch.nn.functional.interpolate(x, size, mode="bilinear", align_corners=False)` (no
+  /// antialias) of one `height × width` plane, in float32 as torch's CPU kernel: source
+  /// `(dst + 0.5)·in/out − 0.5` clamped at 0, `h0·(w0·v00 + w1·v01) + h1·(w0·v10 + w1·v11)`.
+  public static func bilinearResize(_ x: [Float], height: Int, width: Int, toHeight: Int, toWidth: Int) -> [Float] {
+    precondition(x.count == height * width && toHeight > 0 && toWidth > 0)
+    func taps(_ input: Int, _ output: Int) -> [(i0: Int, i1: Int, l0: Float, l1: Float)] {
+      let scale = Float(input) / Float(output)
+      return (0..<output).map { o in
+        let real = max(scale * (Float(o) + 0.5) - 0.5, 0)
+        let i0 = Int(real)
+        let i1 = i0 + (i0 < input - 1 ? 1 : 0)
+        let l1 = real - Float(i0)
+        return (i0, i1, 1 - l1, l1)
+      }
+    }
+    let ty = taps(height, toHeight)
+    let tx = taps(width, toWidth)
+    var out = [Float](repeating: 0, count: toHeight * toWidth)
+    for (oy, r) in ty.enumerated() {
+      for (ox, c) in tx.enumerated() {
+        let v00 = x[r.i0 * width + c.i0], v01 = x[r.i0 * width + c.i1]
+        let v10 = x[r.i1 * width + c.i0], v11 = x[r.i1 * width + c.i1]
+        out[oy * toWidth + ox] = r.l0 * (c.l0 * v00 + c.l1 * v01) + r.l1 * (c.l0 * v10 + c.l1 * v11)
+      }
+    }
+    return out
+  }
+
   /// `torch.nn.functional.interpolate(x, size, mode="bicubic", align_corners=False)` (no
   /// antialias) of one `height × width` plane: source coordinate `(dst + 0.5)·in/out − 0.5`
   /// (not clamped), Keys cubic with a = −0.75, border taps clamped to the edge, float32

@@ -26,6 +26,8 @@ public struct ControlNetSpec: Sendable {
   /// `control_guidance_start` / `control_guidance_end`, fractions of the steps.
   public var start = 0.0
   public var end = 1.0
+  /// A region `[H, W]` at the output size every residual is multiplied by (`ControlNetUnit.residualMask`).
+  public var residualMask: Tensor?
 
   public init(model: HubReference, image: Image, scale: Float = 1) {
     self.model = model
@@ -80,9 +82,11 @@ extension StableDiffusionPipeline {
           }
           image = try Canny.controlImage(from: image, low: low, high: high)
         }
-        return ControlNetUnit(
+        var unit = ControlNetUnit(
           model: model, name: Self.displayName(spec.model, folder: folder), image: image, scale: spec.scale, guessMode: spec.guessMode, start: spec.start,
           end: spec.end)
+        unit.residualMask = spec.residualMask
+        return unit
       }
     }
   }

@@ -133,6 +133,7 @@ public struct ImagePromptBuilder: Sendable {
       prompt.layerScales = spec.resolvedLayerScales
       prompt.window = spec.window
       prompt.embedsScaling = spec.embedsScaling
+      prompt.regionMask = spec.regionMask
       if !spec.masks.isEmpty {
         guard spec.masks.count == embeds.imageCount else {
           throw PipelineError.invalidArgument(

@@ -39,6 +39,9 @@ public struct ImagePromptSpec: Sendable {
   /// Regional masks, one per image after combining (white = where the image acts), resized to the
   /// output size.
   public var masks: [Image] = []
+  /// A region `[H, W]` at the output size (1 inside) the adapter's attention output is limited to,
+  /// sampled nearest per layer (`ImagePrompt.regionMask`; InstantID's `enhance_face_region`).
+  public var regionMask: Tensor?
 
   // MARK: FaceID adapters
 

@@ -14,8 +14,9 @@ public enum InstantIDFace: Sendable {
   /// size) come from the largest face in that photo instead (the README's pose example).
   case photo(Image, analyzer: FaceAnalyzer, pose: Image? = nil, detectionSize: Int = 640, faceIndex: Int = 0)
   /// A raw ArcFace embedding (the adapter's width: 512 for InstantX/InstantID) and the five
-  /// keypoints (insightface order) on a `canvasWidth` × `canvasHeight` image.
-  case given(embedding: [Float], keypoints: [SIMD2<Float>], canvasWidth: Int, canvasHeight: Int)
+  /// keypoints (insightface order) on a `canvasWidth` × `canvasHeight` image; `faceBox`
+  /// (x1, y1, x2, y2 on that canvas) is needed only for ``InstantIDSpec/enhanceFaceRegion``.
+  case given(embedding: [Float], keypoints: [SIMD2<Float>], canvasWidth: Int, canvasHeight: Int, faceBox: SIMD4<Float>? = nil)
 }
 
 /// An InstantID generation's identity part, as an app describes it: the adapter and IdentityNet
@@ -27,8 +28,8 @@ public enum InstantIDFace: Sendable {
 /// from a zero embedding), IdentityNet called with `encoder_hidden_states = prompt_image_emb` and
 /// the UNet's `text_embeds`/`time_ids`, `draw_kps` for its control image (`FaceKeypointImage`),
 /// the README's defaults (`ip_adapter_scale` 0.8, `controlnet_conditioning_scale` 0.8).
-/// Limitations: one face (the reference's `image_embeds` takes one); the reference's
-/// `enhance_face_region` (a face-region mask on a second control image) is not built.
+/// `enhanceFaceRegion` is the official apps' option (the `_full` pipeline's `control_mask`).
+/// Limitations: one face (the reference's `image_embeds` takes one).
 public struct InstantIDSpec: Sendable {
   /// The face adapter (`ip-adapter.bin` of InstantX/InstantID): a local file or a hub file.
   public var adapter: HubReference
@@ -42,6 +43,11 @@ public struct InstantIDSpec: Sendable {
   /// IdentityNet's `control_guidance_start` / `control_guidance_end`.
   public var identityNetStart = 0.0
   public var identityNetEnd = 1.0
+  /// The official apps' "enhance non-face region" (`enhance_face_region`, the `_full` pipeline's
+  /// `control_mask`): a mask of the face box, 1 inside, at the output size; the face adapter's
+  /// attention output is multiplied by it at every layer (nearest-sampled) and IdentityNet's
+  /// residuals by its bilinear downsamplings.
+  public var enhanceFaceRegion = false
 
   public init(adapter: HubReference, identityNet: HubReference, face: InstantIDFace) {
     self.adapter = adapter
@@ -78,6 +84,8 @@ public struct InstantIDFaceInput: Sendable {
   public var keypointImage: Image
   /// The keypoints used (from the photo, the pose photo, or as given).
   public var keypoints: [SIMD2<Float>]
+  /// The box (x1, y1, x2, y2) of the face whose keypoints are drawn, on the keypoint image.
+  public var faceBox: SIMD4<Float>?
 }
 
 extension InstantIDFace {
@@ -87,26 +95,28 @@ extension InstantIDFace {
   ///   `FaceAnalysisError` for bad keypoints.
   public func prepare() throws -> InstantIDFaceInput {
     switch self {
-    case .given(let embedding, let keypoints, let w, let h):
+    case .given(let embedding, let keypoints, let w, let h, let box):
       guard !embedding.isEmpty, embedding.allSatisfy(\.isFinite) else {
         throw PipelineError.invalidArgument(name: "InstantID face embedding", reason: "empty, or a value is NaN or infinite")
       }
       let image = try FaceKeypointImage.draw(keypoints: keypoints.map { (x: $0.x, y: $0.y) }, width: w, height: h)
       return InstantIDFaceInput(
-        embedding: try Tensor(shape: [1, embedding.count], floats: embedding), keypointImage: image, keypoints: keypoints)
+        embedding: try Tensor(shape: [1, embedding.count], floats: embedding), keypointImage: image, keypoints: keypoints,
+        faceBox: box)
     case .photo(let photo, let analyzer, let pose, let size, let index):
       let face = try Self.face(in: photo, what: "the face photo", analyzer: analyzer, size: size, index: index)
-      var keypoints = face.keypoints
+      var (keypoints, box) = (face.keypoints, SIMD4(face.box[0], face.box[1], face.box[2], face.box[3]))
       var canvas = photo
       if let pose {
-        keypoints = try Self.face(in: pose, what: "the pose photo", analyzer: analyzer, size: size, index: 0).keypoints
+        let posed = try Self.face(in: pose, what: "the pose photo", analyzer: analyzer, size: size, index: 0)
+        (keypoints, box) = (posed.keypoints, SIMD4(posed.box[0], posed.box[1], posed.box[2], posed.box[3]))
         canvas = pose
       }
       let image = try FaceKeypointImage.draw(
         keypoints: keypoints.map { (x: $0.x, y: $0.y) }, width: canvas.width, height: canvas.height)
       return InstantIDFaceInput(
         embedding: try Tensor(shape: [1, face.embedding.count], floats: face.embedding), keypointImage: image,
-        keypoints: keypoints)
+        keypoints: keypoints, faceBox: box)
     }
   }
 

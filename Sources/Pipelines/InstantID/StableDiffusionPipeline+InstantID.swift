@@ -1,6 +1,7 @@
 import Foundation
 import IPAdapter
 import Imaging
+import TensorCore
 
 extension StableDiffusionPipeline {
   /// Turns an InstantID spec into what the one generation path already runs: the face adapter as
@@ -33,7 +34,45 @@ extension StableDiffusionPipeline {
       let size = Self.instantIDReadmeSize(width: face.keypointImage.width, height: face.keypointImage.height)
       (parameters.width, parameters.height) = (size.width, size.height)
     }
+    if spec.enhanceFaceRegion {
+      guard let box = face.faceBox else {
+        throw PipelineError.invalidArgument(
+          name: "InstantID enhance face region", reason: "needs the face's box: give a photo, or a faceBox with the embedding")
+      }
+      let (width, height) = try outputSize(for: parameters)
+      // The reference samples the mask at every attention resolution by an exact ratio.
+      let factor = vaeScaleFactor << max(unet.config.blockOutChannels.count - 1, 0)
+      guard width % factor == 0, height % factor == 0 else {
+        throw PipelineError.invalidArgument(
+          name: "InstantID enhance face region",
+          reason: "the output size \(width)×\(height) must be a multiple of \(factor) so the face mask fits every attention resolution")
+      }
+      let mask = try Self.faceRegionMask(
+        box, canvasWidth: face.keypointImage.width, canvasHeight: face.keypointImage.height, width: width, height: height)
+      imagePrompts[imagePrompts.count - 1].regionMask = mask
+      controlNets[0].residualMask = mask
+    }
     return imagePrompts.count - 1
+  }
+
+  /// The official apps' `control_mask`: 1 on `[int(y1):int(y2), int(x1):int(x2)]` of an output-sized
+  /// plane (the box scaled from the keypoint canvas when the sizes differ; clamped to the plane,
+  /// where Python's negative indices would wrap).
+  static func faceRegionMask(_ box: SIMD4<Float>, canvasWidth: Int, canvasHeight: Int, width: Int, height: Int) throws -> Tensor {
+    guard box.x.isFinite, box.y.isFinite, box.z.isFinite, box.w.isFinite, canvasWidth > 0, canvasHeight > 0 else {
+      throw PipelineError.invalidArgument(name: "InstantID face box", reason: "\(box) is not a finite box")
+    }
+    func edge(_ v: Float, _ canvas: Int, _ size: Int) -> Int {
+      let scaled = canvas == size ? Double(v) : Double(v) * Double(size) / Double(canvas)
+      return min(max(Int(scaled.rounded(.towardZero)), 0), size)
+    }
+    let (x1, x2) = (edge(box.x, canvasWidth, width), edge(box.z, canvasWidth, width))
+    let (y1, y2) = (edge(box.y, canvasHeight, height), edge(box.w, canvasHeight, height))
+    var plane = [Float](repeating: 0, count: width * height)
+    if x1 < x2 && y1 < y2 {
+      for y in y1..<y2 { for x in x1..<x2 { plane[y * width + x] = 1 } }
+    }
+    return try Tensor(shape: [height, width], floats: plane)
   }
 
   /// The InstantID README's `resize_img(image)` size: scaled so the short side is 1024 (Python
