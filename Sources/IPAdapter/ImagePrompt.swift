@@ -57,7 +57,7 @@ public struct ImagePrompt: Sendable {
   public var masks: Tensor?
   /// A region `[H, W]` at the output size (1 inside): the adapter's attention output is multiplied
   /// by it, sampled nearest at each layer's resolution (InstantID's `enhance_face_region`:
-  /// `region_control` in its attention processor). Not combined with `masks`.
+  /// `region_control` in its attention processor). Exclusive with `masks` (both: an error).
   public var regionMask: Tensor?
   /// How the adapter's keys/values carry its weight (ComfyUI's embeds scaling).
   public var embedsScaling: IPAdapterEmbedsScaling = .vOnly
@@ -181,6 +181,9 @@ public struct ImagePrompt: Sendable {
         path: adapter.path,
         reason: "image prompt embeds must be [1, tokens, \(c)] for both halves, got \(embeds.conditional.shape) / \(embeds.unconditional.shape)")
     }
+    if regionMask != nil, masks != nil {
+      throw IPAdapterError.badInput("\(adapter.path): give regional masks (one per image) or a region mask, not both")
+    }
     let controls = try (layerScales ?? .uniform(scale)).layers(for: attention.slots)
     guard controls.contains(where: { $0.scale != 0 }) else { return [:] }
     let tokens = batch == 2 ? try Ops.concatRows([embeds.unconditional, embeds.conditional]) : embeds.conditional
@@ -208,7 +211,7 @@ public struct ImagePrompt: Sendable {
           value = try IPAdapterLayerControl.swappedBranches(value)
         }
         var weights: Tensor?
-        if let region = regionMask, masks == nil {
+        if let region = regionMask {
           let q = try slot.position().queryCount(latentHeight: latentSize.height, latentWidth: latentSize.width, blockCount: blockCount)
           weights = try IPAdapterMasks.nearestRegion(region, queryCount: q)
         }

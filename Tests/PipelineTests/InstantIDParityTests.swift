@@ -269,3 +269,23 @@ import Weights
     #expect(throws: PipelineError.self) { try InstantIDFace.photo(photo, analyzer: analyzer, faceIndex: 2).prepare() }
   }
 }
+
+/// The region mask of an image prompt is exclusive with its per-image masks.
+@Suite struct ImagePromptRegionMaskTests {
+  @Test func regionMaskAndPerImageMasksTogetherAreRefused() async throws {
+    var spec = ImagePromptSpec(adapter: .local(Fixtures.url("instantid/tiny-instantid/ip-adapter.bin").path), scale: 0.8)
+    spec.faceEmbeddings = try Tensor(shape: [1, 24], floats: [Float](repeating: 0.5, count: 24))
+    spec.masks = [Image(width: 64, height: 64, format: .gray, fill: 255)]
+    spec.regionMask = Tensor.zeros([64, 64])
+    var p = GenerationParameters(prompt: "a portrait")
+    (p.width, p.height, p.steps) = (64, 64, 1)
+    var request = GenerationRequest(parameters: p)
+    request.imagePrompts = [spec]
+    await #expect {
+      _ = try await InstantIDParityTests.pipeline.generate(request)
+    } throws: { error in
+      guard case IPAdapterError.badInput(let reason) = error else { return false }
+      return reason.contains("not both")
+    }
+  }
+}
