@@ -137,10 +137,12 @@ struct InstantIDOptions: ParsableArguments {
   static func keypoints(_ text: String) throws -> [SIMD2<Float>] {
     var numbers: [Float]
     if text.lowercased().hasSuffix(".json") {
-      guard let data = FileManager.default.contents(atPath: text) else {
-        throw CLIError.invalid("--face-keypoints", "cannot read \(text)")
+      // Five points are a few dozen bytes: the size is checked before the file is read.
+      let size = (try? FileManager.default.attributesOfItem(atPath: text)[.size] as? NSNumber)?.intValue
+      guard let size, size <= 1 << 16, let data = FileManager.default.contents(atPath: text) else {
+        throw CLIError.invalid("--face-keypoints", "cannot read \(text), or it is larger than 64 KiB")
       }
-      guard data.count <= 1 << 16, let rows = try? JSONDecoder().decode([[Float]].self, from: data), rows.allSatisfy({ $0.count == 2 })
+      guard let rows = try? JSONDecoder().decode([[Float]].self, from: data), rows.allSatisfy({ $0.count == 2 })
       else {
         throw CLIError.invalid("--face-keypoints", "\(text) is not a JSON list of [x, y] pairs")
       }

@@ -38,6 +38,18 @@ import Weights
     #expect(error <= 1e-4, "latents relative error \(error)")
     let png = try Image(contentsOfFile: out)
     #expect(Compare.closeFraction(png, try Image(contentsOfFile: Self.goldens.appendingPathComponent("given.png").path)) >= 0.99)
+    // The same keypoints as a JSON file give the same latents; a file that is not a list of pairs is refused.
+    let json = CLI.temporaryPath("kps.json")
+    let fromJSON = CLI.temporaryPath("json.safetensors")
+    defer { for f in [json, fromJSON] { try? FileManager.default.removeItem(atPath: f) } }
+    try Data("[[22.4, 15.8], [41.2, 16.3], [31.7, 25.2], [24.1, 34.6], [39.5, 34.0]]".utf8).write(to: URL(fileURLWithPath: json))
+    let j = try CLI.run(
+      Self.common + ["--face-embedding", npy, "--face-keypoints", json, "--output", out, "--save-latents", fromJSON])
+    #expect(j.status == 0, "\(j.stderr)")
+    #expect(try latents(fromJSON).scalars() == (try latents(saved)).scalars())
+    try Data("{\"x\": 1}".utf8).write(to: URL(fileURLWithPath: json))
+    let bad = try CLI.run(Self.common + ["--face-embedding", npy, "--face-keypoints", json, "--output", out])
+    #expect(bad.status == 1 && bad.stderr.contains("is not a JSON list of [x, y] pairs"), "\(bad.stderr)")
   }
 
   @Test func enhanceFaceRegionChangesTheImage() throws {

@@ -458,30 +458,19 @@ def write_aux(out_dir=OUT, log=print):
         info[name] = dict(bytes=os.path.getsize(path), nodes=len(m.graph.node), initializers=len(m.graph.initializer),
                           op_types=dict(sorted(counts.items())), rel_err_vs_torch64=err,
                           out_abs_max=float(np.abs(y).max()), insightface=view)
-    m, feeds, ref = group_conv_graph()
-    path = os.path.join(out_dir, "ops_group_conv.onnx")
-    onnx.save(m, path)
-    s = ort_session(path)
-    names = [o.name for o in s.get_outputs()]
-    outs = s.run(names, feeds)
-    for k, v in feeds.items():
-        store[f"ops_group_conv/in/{k}"] = v
-    for k, v in zip(names, outs):
-        assert np.abs(v - ref[k]).max() < 1e-4, k
-        store[f"ops_group_conv/out/{k}"] = v
-    info["ops_group_conv"] = dict(bytes=os.path.getsize(path), outputs={k: list(v.shape) for k, v in zip(names, outs)})
-    m, feeds, ref = conv_add_graph()
-    path = os.path.join(out_dir, "ops_conv_add.onnx")
-    onnx.save(m, path)
-    s = ort_session(path)
-    names = [o.name for o in s.get_outputs()]
-    outs = s.run(names, feeds)
-    for k, v in feeds.items():
-        store[f"ops_conv_add/in/{k}"] = v
-    for k, v in zip(names, outs):
-        assert np.abs(v - ref[k]).max() < 1e-4, k
-        store[f"ops_conv_add/out/{k}"] = v
-    info["ops_conv_add"] = dict(bytes=os.path.getsize(path), outputs={k: list(v.shape) for k, v in zip(names, outs)})
+    for name, build in (("ops_group_conv", group_conv_graph), ("ops_conv_add", conv_add_graph)):
+        m, feeds, ref = build()
+        path = os.path.join(out_dir, name + ".onnx")
+        onnx.save(m, path)
+        s = ort_session(path)
+        names = [o.name for o in s.get_outputs()]
+        outs = s.run(names, feeds)
+        for k, v in feeds.items():
+            store[f"{name}/in/{k}"] = v
+        for k, v in zip(names, outs):
+            assert np.abs(v - ref[k]).max() < 1e-4, k
+            store[f"{name}/out/{k}"] = v
+        info[name] = dict(bytes=os.path.getsize(path), outputs={k: list(v.shape) for k, v in zip(names, outs)})
     save_file(dict(sorted(store.items())), os.path.join(out_dir, "ort_aux.safetensors"))
     os.chmod(os.path.join(out_dir, "ort_aux.safetensors"), 0o644)
     info["ort_aux.safetensors"] = dict(bytes=os.path.getsize(os.path.join(out_dir, "ort_aux.safetensors")),
