@@ -37,6 +37,9 @@ public final class Conv2d: Module {
     [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
   }
 
+  /// The arithmetic the last `prepare` chose for the convolution (fp32 before any).
+  public var precision: ComputePrecision { options.precision }
+
   public func prepare(_ options: PrepareOptions) throws {
     self.options = options
     kernel = try Conv2DKernel(

@@ -24,6 +24,9 @@ public final class Linear: Module {
     [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
   }
 
+  /// The arithmetic the last `prepare` chose for the product (fp32 before any).
+  public var precision: ComputePrecision { options.precision }
+
   public func prepare(_ options: PrepareOptions) throws {
     self.options = options
     kernel = try LinearKernel(

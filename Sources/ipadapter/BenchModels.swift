@@ -16,23 +16,23 @@ import Weights
 /// the median of `--repeats` runs, the exact FLOPs its kernels executed, % of the machine's peak and
 /// the peak RSS of the case. `--json` prints one JSON object per case for the side-by-side runner
 /// (`tools/reference/bench_compare.py`), which runs the same cases in PyTorch + diffusers.
-struct BenchModelsCommand: ParsableCommand {
+struct BenchModelsCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "models",
-    abstract: "Time real-size SD1.5 and SDXL components (random weights) and whole 512² / 1024² generations.")
+    abstract: "Time real-size SD1.5, SDXL and InstantID components (random weights) and whole 512² / 1024² generations.")
 
   static let sd15Cases = [
     "unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16",
     "vae-decode", "vit-h", "generate-512", "ip-overhead",
   ]
-  static let allCases = sd15Cases + sdxlCases + loraCases
+  static let allCases = sd15Cases + sdxlCases + loraCases + ModelBench.instantIDCases
   /// The SDXL cases (`BenchModelsSDXL.swift`).
   static let sdxlCases = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vit-bigg", "sdxl-generate-1024"]
 
   @Option(help: "Cases to run (default: the SD1.5 ones): \(Self.allCases.joined(separator: ", ")).")
   var cases: [String] = []
 
-  @Option(help: "Timed repetitions per case (median reported; generate-512 and sdxl-generate-1024 run once after no warm-up).")
+  @Option(help: "Timed repetitions per case (median reported; the generate cases run once after no warm-up).")
   var repeats: Int = 3
 
   @Option(help: "Arithmetic of convolutions and matrix products.")
@@ -44,13 +44,13 @@ struct BenchModelsCommand: ParsableCommand {
   @Flag(help: "Print one JSON object per case instead of a table.")
   var json = false
 
-  @Option(help: "Steps of the generate-512 and sdxl-generate-1024 cases.")
+  @Option(help: "Steps of the generate-512, sdxl-generate-1024 and instantid-generate-1024 cases.")
   var steps: Int = 20
 
   @Option(help: "Storage dtype of the random checkpoint files the models load from: fp16 (like most released adapter and fine-tune files) or fp32 (like the default hub files of SD1.5 and the h94 image encoder).")
   var checkpointDtype: CheckpointDtypeChoice = .fp16
 
-  func run() throws {
+  func run() async throws {
     if let threads { Runtime.setThreadCount(threads) }
     let prec = precision
     let storage: DType = checkpointDtype == .fp16 ? .float16 : .float32
@@ -66,7 +66,7 @@ struct BenchModelsCommand: ParsableCommand {
     let bench = ModelBench(precision: prec, repeats: repeats, steps: steps, checkpointDtype: storage)
     for name in selected {
       Memory.resetPeak()
-      let r = try bench.run(name)
+      let r = ModelBench.instantIDCases.contains(name) ? try await bench.runInstantID(name) : try bench.run(name)
       let rss = Memory.peakRSSMegabytes()
       if json {
         let extra = r.notes.map { ", \"\($0.0)\": \($0.1)" }.joined()

@@ -8,7 +8,8 @@ import Pipelines
 
 /// `generate`'s InstantID flags. The face comes from the image-prompt group's `--face-image` /
 /// `--face-embedding` (and `--face-models`, `--face-det-size`), which belong to InstantID when
-/// `--instantid` is given; so does `--ip-scale` when no `--ip-adapter` is.
+/// `--instantid` is given; so do `--ip-scale` and the face adapter's controls (`--ip-block-scales`,
+/// `--ip-preset`, `--ip-weight-type`, `--ip-start`, `--ip-end`) when no `--ip-adapter` is.
 struct InstantIDOptions: ParsableArguments {
   @Option(help: "InstantID (SDXL): a folder or hub repo holding ip-adapter.bin and ControlNetModel/ (InstantX/InstantID); the face from --face-image (its largest face) or --face-embedding with --face-keypoints.")
   var instantid: String?
@@ -70,6 +71,9 @@ struct InstantIDOptions: ParsableArguments {
       imagePrompts.ipScale = []
     }
     if let s = instantidScale { taken.scale = s }
+    if imagePrompts.ipAdapter.isEmpty {
+      (taken.layerScales, taken.window) = try Self.faceAdapterControls(&imagePrompts)
+    }
     guard taken.photo != nil || taken.embedding != nil else {
       throw CLIError.invalid("--instantid", "needs a face: --face-image PHOTO, or --face-embedding FILE with --face-keypoints or --face-pose-image")
     }
@@ -92,6 +96,31 @@ struct InstantIDOptions: ParsableArguments {
     var photo: String?
     var embedding: String?
     var scale: Float = 0.8
+    var layerScales: IPAdapterLayerScales?
+    var window = IPAdapterStepWindow.full
+  }
+
+  /// The layer-scale and step-window flags, one value each, for the face adapter (taken out of
+  /// the image-prompt group, which has no adapter to give them to).
+  static func faceAdapterControls(_ o: inout ImagePromptOptions) throws -> (IPAdapterLayerScales?, IPAdapterStepWindow) {
+    for (flag, n) in [
+      ("--ip-block-scales", o.ipBlockScales.count), ("--ip-preset", o.ipPreset.count),
+      ("--ip-weight-type", o.ipWeightType.count), ("--ip-start", o.ipStart.count), ("--ip-end", o.ipEnd.count),
+    ] where n > 1 {
+      throw CLIError.invalid(flag, "InstantID's face adapter takes one value, got \(n)")
+    }
+    guard [!o.ipBlockScales.isEmpty, !o.ipPreset.isEmpty, !o.ipWeightType.isEmpty].filter({ $0 }).count <= 1 else {
+      throw CLIError.invalid("--ip-block-scales/--ip-preset/--ip-weight-type", "give at most one of them")
+    }
+    var controls = AdapterControls()
+    if let b = o.ipBlockScales.first { controls.blockScales = try IPAdapterBlockScales(json: b) }
+    controls.preset = o.ipPreset.first
+    if let t = o.ipWeightType.first {
+      controls.weightType = ComfyWeighting(type: t, weightComposition: o.ipWeightComposition, comfyCompatibleMiddle: o.ipComfyMiddle)
+    }
+    controls.window = try IPAdapterStepWindow(start: o.ipStart.first ?? 0, end: o.ipEnd.first ?? 1)
+    (o.ipBlockScales, o.ipPreset, o.ipWeightType, o.ipStart, o.ipEnd) = ([], [], [], [], [])
+    return (controls.layerScales, controls.window)
   }
 
   /// The library's description (photos read, the face pack loaded, keypoints parsed).
@@ -125,6 +154,8 @@ struct InstantIDOptions: ParsableArguments {
     }
     var spec = try InstantIDSpec(folder: folder, face: face)
     spec.ipScale = taken.scale
+    spec.layerScales = taken.layerScales
+    spec.adapterWindow = taken.window
     spec.identityNetScale = identitynetScale
     spec.identityNetStart = identitynetStart
     spec.identityNetEnd = identitynetEnd

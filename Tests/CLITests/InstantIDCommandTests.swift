@@ -47,6 +47,14 @@ import Weights
       Self.common + ["--face-embedding", npy, "--face-keypoints", json, "--output", out, "--save-latents", fromJSON])
     #expect(j.status == 0, "\(j.stderr)")
     #expect(try latents(fromJSON).scalars() == (try latents(saved)).scalars())
+    // Without --ip-adapter the layer-scale flags are the face adapter's: 0.8 on every layer is --ip-scale 0.8.
+    let blocks = try CLI.run(
+      Self.common + [
+        "--face-embedding", npy, "--face-keypoints", json, "--ip-block-scales", "0.8", "--ip-scale", "0.3", "--output", out,
+        "--save-latents", fromJSON,
+      ])
+    #expect(blocks.status == 0, "\(blocks.stderr)")
+    #expect(try latents(fromJSON).scalars() == (try latents(saved)).scalars())
     try Data("{\"x\": 1}".utf8).write(to: URL(fileURLWithPath: json))
     let bad = try CLI.run(Self.common + ["--face-embedding", npy, "--face-keypoints", json, "--output", out])
     #expect(bad.status == 1 && bad.stderr.contains("is not a JSON list of [x, y] pairs"), "\(bad.stderr)")
@@ -88,6 +96,7 @@ import Weights
     (["--face-keypoints", "1,2 3,4 5,6 7,8 9,10", "--identitynet-scale", "nan"], "--identitynet-scale: nan is not a finite number"),
     (["--face-keypoints", "1,2 3,4 5,6 7,8 9,10", "--identitynet-start", "0.9", "--identitynet-end", "0.2"], "--identitynet-start"),
     (["--face-keypoints", "1,2 3,4 5,6 7,8 9,10", "--enhance-face-region"], "needs the face's box"),
+    (["--face-keypoints", "1,2 3,4 5,6 7,8 9,10", "--ip-start", "0.1", "--ip-start", "0.2"], "--ip-start: InstantID's face adapter takes one value"),
   ])
   func badFlagsAreRefusedBeforeLoading(_ extra: [String], _ message: String) throws {
     let out = CLI.temporaryPath("never.png")

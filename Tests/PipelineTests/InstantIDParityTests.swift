@@ -38,7 +38,11 @@ import Weights
     var control_guidance_end: Fractions?
     var extra_control: String?
     var init_image: String?
+    var mask_image: String?
     var strength: Double?
+    var lora: String?
+    var lora_scale: Float?
+    var single_file: Bool?
     var box: [Float]?
     var kps: [[Float]]
     var canvas: [Int]
@@ -69,6 +73,8 @@ import Weights
   }()
   static let pipeline = try! StableDiffusionPipeline(folder: Fixtures.url("tiny-sdxl"))
   static let instantID = HubReference.local(Fixtures.url("instantid/tiny-instantid").path)
+  /// InstantID files (fp16) made for the SDXL single-file fixture's own UNet.
+  static let instantIDSingleFile = HubReference.local(Fixtures.url("instantid/tiny-instantid-single-file").path)
 
   static func request(_ c: Case, face: InstantIDFace) throws -> GenerationRequest {
     var p = GenerationParameters(prompt: c.prompt)
@@ -82,9 +88,10 @@ import Weights
       // Image-to-image: the output has the init image's size.
       p.initImage = try Image(contentsOfFile: Fixtures.url(file).path)
       p.strength = c.strength
+      if let mask = c.mask_image { p.mask = try Image(contentsOfFile: Fixtures.url(mask).path) }
       (p.width, p.height) = (nil, nil)
     }
-    var spec = try InstantIDSpec(folder: instantID, face: face)
+    var spec = try InstantIDSpec(folder: c.single_file == true ? instantIDSingleFile : instantID, face: face)
     spec.ipScale = c.ip_adapter_scale
     spec.identityNetScale = c.controlnet_conditioning_scale.values[0]
     spec.identityNetStart = c.control_guidance_start?.values[0] ?? 0
@@ -113,14 +120,24 @@ import Weights
     #expect(Compare.closeFraction(result.image, png) >= 0.99, "\(name)")
   }
 
+  /// The `given`-style face of a case.
+  static func face(_ c: Case, golden: SafeTensorsFile) throws -> InstantIDFace {
+    InstantIDFace.given(
+      embedding: try golden.tensor("embedding").scalars(), keypoints: c.kps.map { SIMD2($0[0], $0[1]) },
+      canvasWidth: c.canvas[0], canvasHeight: c.canvas[1], faceBox: c.box.map { SIMD4($0[0], $0[1], $0[2], $0[3]) })
+  }
+
   /// `given` and `window`; `multi` adds a second ControlNet (its own image, scale and window),
   /// which reads the text while IdentityNet reads the face tokens — against the `_full` pipeline
   /// the official multi-ControlNet app runs; `img2img` against
   /// `StableDiffusionXLInstantIDImg2ImgPipeline` (strength 0.6, the init image's size);
   /// `enhance` / `enhance-multi`: the apps' `enhance_face_region` (`control_mask`) in the `_full`
   /// pipeline (the adapter's attention and IdentityNet's residuals masked), alone and with a
-  /// second ControlNet (unmasked).
-  @Test(arguments: ["given", "window", "multi", "img2img", "enhance", "enhance-multi"])
+  /// second ControlNet (unmasked); `inpaint`: inpainting with the base UNet (strength 0.9, the init
+  /// image's size), against diffusers' `StableDiffusionXLControlNetInpaintPipeline` given the
+  /// repository's attention processors, face tokens and IdentityNet call (it has no inpainting
+  /// pipeline of its own).
+  @Test(arguments: ["given", "window", "multi", "img2img", "enhance", "enhance-multi", "inpaint"])
   func givenEmbeddingAndKeypointsMatchTheReferencePipeline(_ name: String) async throws {
     let c = try #require(Self.cases[name])
     let golden = try SafeTensorsFile(path: Self.folder.appendingPathComponent("\(name).safetensors").path)
@@ -138,6 +155,30 @@ import Weights
       let unmasked = try await Self.pipeline.generate(plain)
       #expect(Compare.relativeError(unmasked.latents, result.latents) > 1e-3)
     }
+  }
+
+  /// A kohya SDXL LoRA fused at 0.8 (`applyLoRAs`, on a pipeline of its own) against the reference
+  /// pipeline with the same file fused by diffusers.
+  @Test func withAFusedLoRAMatchesTheReferencePipeline() async throws {
+    let c = try #require(Self.cases["lora"])
+    let golden = try SafeTensorsFile(path: Self.folder.appendingPathComponent("lora.safetensors").path)
+    let pipeline = try StableDiffusionPipeline(folder: Fixtures.url("tiny-sdxl"))
+    let report = try pipeline.applyLoRAs(files: [(Fixtures.url(try #require(c.lora)).path, try #require(c.lora_scale))])
+    #expect(report.totalFused > 0 && report.totalUnmatched == 0)
+    let result = try await pipeline.generate(try Self.request(c, face: try Self.face(c, golden: golden)))
+    try check("lora", result, latentTolerance: 1e-4)
+    #expect(result.parametersText.contains("sdxl-kohya"), "\(result.parametersText)")
+  }
+
+  /// An SDXL single file (`sd_xl_base_1.0.safetensors` layout, its own small UNet) with InstantID
+  /// files made for it, against the reference class built from what diffusers' `from_single_file`
+  /// reads from the same file.
+  @Test func fromASingleFileCheckpointMatchesTheReferencePipeline() async throws {
+    let c = try #require(Self.cases["single-file"])
+    let golden = try SafeTensorsFile(path: Self.folder.appendingPathComponent("single-file.safetensors").path)
+    let pipeline = try SDXLSingleFileTests.load()
+    let result = try await pipeline.generate(try Self.request(c, face: try Self.face(c, golden: golden)))
+    try check("single-file", result, latentTolerance: 1e-4)
   }
 
   @Test func photoThroughTheNativeFaceAnalysisMatchesTheReferencePipeline() async throws {
@@ -233,6 +274,25 @@ import Weights
 
 /// InstantID on the other paths of the one generation loop, and the face choices.
 @Suite struct InstantIDCompositionTests {
+  /// The face adapter's per-layer scales and step window reach it: scales of 0 everywhere are
+  /// exactly λ = 0, 0.8 everywhere exactly `ipScale` 0.8; a window from half the steps lies
+  /// between the two.
+  @Test func faceAdapterLayerScalesAndWindowReachTheAdapter() async throws {
+    func latents(_ edit: (inout InstantIDSpec) throws -> Void) async throws -> [Float] {
+      var request = try InstantIDRefusalTests.request()
+      (request.parameters.steps, request.parameters.seed) = (4, 7)
+      try edit(&request.instantID!)
+      return try await InstantIDParityTests.pipeline.generate(request).latents.scalars()
+    }
+    let plain = try await latents { $0.ipScale = 0.8 }
+    let off = try await latents { $0.ipScale = 0 }
+    #expect(plain != off)
+    #expect(try await latents { $0.layerScales = .blocks(try IPAdapterBlockScales(json: "0")) } == off)
+    #expect(try await latents { $0.layerScales = .blocks(try IPAdapterBlockScales(json: "0.8")) } == plain)
+    let late = try await latents { $0.adapterWindow = try IPAdapterStepWindow(start: 0.5, end: 1) }
+    #expect(late != plain && late != off)
+  }
+
   @Test func imageToImageRunsWithTheFaceAndIdentityNet() async throws {
     var request = try InstantIDRefusalTests.request()
     request.parameters.initImage = try Image(contentsOfFile: Fixtures.url("images/init-64.png").path)

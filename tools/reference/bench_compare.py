@@ -3,7 +3,7 @@ alternating the two (a fresh process per case and engine, so peak RSS is per cas
 our time / torch time per case.
 
 Run (release build first): swift build -c release --product ipadapter
-  tools/reference/.venv/bin/python tools/reference/bench_compare.py [--cases unet-64 …] [--sdxl] [--lora] [--precision bf16] [--repeats 3]
+  tools/reference/.venv/bin/python tools/reference/bench_compare.py [--cases unet-64 …] [--sdxl] [--lora] [--instantid] [--precision bf16] [--repeats 3]
       [--checkpoint-dtype fp32]   (the files the models load: fp16 by default, as both engines' random checkpoints)
 """
 import argparse
@@ -20,6 +20,10 @@ ALL = ["unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet
 SDXL = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vit-bigg", "sdxl-generate-1024"]
 # LoRA file read + fusion (ours: LoRAFile(path:) + LoRAFusion.apply; torch: load_lora_weights + fuse_lora).
 LORA = ["lora-fuse-sd15", "lora-fuse-sdxl"]
+# InstantID: one step of UNet + IdentityNet, and the whole generation against the reference pipeline of
+# instantX-research/InstantID (fetched by gen_instantid.py into a git-ignored folder; $INSTANTID_GIT may
+# name a local clone).
+INSTANTID = ["sdxl-controlnet-128", "instantid-128", "instantid-generate-1024"]
 
 
 def run(cmd):
@@ -32,9 +36,10 @@ def run(cmd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", nargs="*", default=None, help="default: the SD1.5 cases (--sdxl: the SDXL ones, --lora: the LoRA ones)")
+    ap.add_argument("--cases", nargs="*", default=None, help="default: the SD1.5 cases (--sdxl: the SDXL ones, --lora: the LoRA ones, --instantid: the InstantID ones)")
     ap.add_argument("--sdxl", action="store_true", help=f"run the SDXL cases: {' '.join(SDXL)}")
     ap.add_argument("--lora", action="store_true", help=f"run the LoRA fusion cases: {' '.join(LORA)}")
+    ap.add_argument("--instantid", action="store_true", help=f"run the InstantID cases: {' '.join(INSTANTID)}")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
@@ -42,7 +47,7 @@ def main():
                     help="storage dtype of the random checkpoint files both engines load from")
     ap.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "ipadapter"))
     a = ap.parse_args()
-    a.cases = a.cases or (SDXL if a.sdxl else LORA if a.lora else ALL)
+    a.cases = a.cases or (SDXL if a.sdxl else LORA if a.lora else INSTANTID if a.instantid else ALL)
     rows = []
     for i, case in enumerate(a.cases):
         swift = [a.binary, "bench", "models", "--json", "--cases", case, "--repeats", str(a.repeats),

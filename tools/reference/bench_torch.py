@@ -24,6 +24,8 @@ SDXL = os.path.join(CONFIGS, "stable-diffusion-xl-base-1.0")
 ALL = ["unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16", "vae-decode", "vit-h", "generate-512"]
 SDXL_CASES = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vit-bigg", "sdxl-generate-1024"]
 LORA_CASES = ["lora-fuse-sd15", "lora-fuse-sdxl"]
+# InstantID (instantX-research/InstantID, fetched by gen_instantid.py into a git-ignored folder).
+INSTANTID_CASES = ["sdxl-controlnet-128", "instantid-128", "instantid-generate-1024"]
 
 
 def reset_peak():
@@ -284,6 +286,10 @@ def run_case(name, dtype, repeats, steps, storage=torch.float16):
             return timed(lambda: enc(px), repeats), {}
         if name == "sdxl-generate-1024":
             return generate_sdxl(dtype, steps, storage)
+        if name in ("sdxl-controlnet-128", "instantid-128"):
+            return controlled_step(name, dtype, repeats)
+        if name == "instantid-generate-1024":
+            return generate_instantid(dtype, steps, storage)
     raise SystemExit(f"unknown case {name}")
 
 
@@ -339,6 +345,145 @@ def generate_sdxl(dtype, steps, storage=torch.float16):
     image = Image.new("RGB", (1024, 1024), (128, 128, 128))
     with torch.inference_mode():
         pipe("a photo of a cat", ip_adapter_image=image, num_inference_steps=steps, width=1024, height=1024,
+             generator=torch.Generator().manual_seed(0))
+    total = time.perf_counter() - start
+    shutil.rmtree(tmp, ignore_errors=True)
+    return total, {"load_s": loaded, "first_step_s": first.get("t", start) - start}
+
+
+def instantid_reference():
+    """The InstantID repository's pipeline module (fetched and shimmed by gen_instantid.py)."""
+    sys.path.insert(0, HERE)
+    import gen_instantid
+
+    pipeline_module, Resampler, _ = gen_instantid.instantid_modules()
+    return pipeline_module, Resampler
+
+
+def instantid_attention(unet_model, tokens=16, scale=0.8):
+    """The reference's `set_ip_adapter`: its IPAttnProcessor (2_0) on every cross-attention layer
+    (random to_k_ip/to_v_ip), its AttnProcessor on the self-attention ones."""
+    pipeline_module, _ = instantid_reference()
+    procs = {}
+    cfg = unet_model.config
+    for name in unet_model.attn_processors.keys():
+        if name.endswith("attn1.processor"):
+            procs[name] = pipeline_module.AttnProcessor()
+            continue
+        if name.startswith("mid_block"):
+            hidden = cfg.block_out_channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(cfg.block_out_channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = cfg.block_out_channels[int(name[len("down_blocks.")])]
+        procs[name] = pipeline_module.IPAttnProcessor(hidden_size=hidden, cross_attention_dim=cfg.cross_attention_dim,
+                                                      scale=scale, num_tokens=tokens)
+    unet_model.set_attn_processor(procs)
+
+
+def controlled_step(name, dtype, repeats):
+    """One CFG step at 128×128 of the SDXL UNet and a ControlNet (`ControlNetModel.from_unet`, as
+    IdentityNet), as the pipelines call them. sdxl-controlnet-128: the ControlNet reads the text;
+    instantid-128: the reference's attention processors on the UNet (text + 16 face tokens, split
+    by its IPAttnProcessor) and the ControlNet reading the face tokens."""
+    from diffusers import ControlNetModel
+
+    m = unet(torch.float32, SDXL)
+    net = ControlNetModel.from_unet(m)
+    if name == "instantid-128":
+        instantid_attention(m)
+    m = m.to(dtype)
+    net = net.eval().to(dtype)
+    added = {"text_embeds": torch.randn(2, 1280, dtype=dtype),
+             "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * 2, dtype=dtype)}
+    sample = torch.randn(2, 4, 128, 128, dtype=dtype)
+    text = torch.randn(2, 77, 2048, dtype=dtype)
+    hint = torch.rand(2, 3, 1024, 1024, dtype=dtype)
+    face = torch.randn(2, 16, 2048, dtype=dtype)
+    unet_context = torch.cat([text, face], dim=1) if name == "instantid-128" else text
+    control_context = face if name == "instantid-128" else text
+
+    def step():
+        down, mid = net(sample, 500, encoder_hidden_states=control_context, controlnet_cond=hint, conditioning_scale=0.8,
+                        added_cond_kwargs=added, return_dict=False)
+        m(sample, 500, encoder_hidden_states=unet_context, added_cond_kwargs=added, down_block_additional_residuals=down,
+          mid_block_additional_residual=mid)
+
+    return timed(step, repeats), {}
+
+
+def generate_instantid(dtype, steps, storage=torch.float16):
+    """As generate_sdxl(), with the InstantID reference pipeline (StableDiffusionXLInstantIDPipeline
+    of instantX-research/InstantID 2145b67): random weights saved first (untimed; `ip-adapter.bin` in
+    the released layout, IdentityNet = ControlNetModel.from_unet), then timed: loading, text
+    encoding and face tokens, `steps` DPM++ 2M steps at 1024² (guidance 5, adapter and IdentityNet
+    at 0.8), VAE decode. The face is given (embedding + keypoint image), as the pipeline takes it."""
+    import shutil
+    import tempfile
+
+    from diffusers import AutoencoderKL, ControlNetModel, DPMSolverMultistepScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    pipeline_module, Resampler = instantid_reference()
+    tmp = tempfile.mkdtemp()
+    u = unet(torch.float32, SDXL)
+    ControlNetModel.from_unet(u).to(storage).save_pretrained(os.path.join(tmp, "ControlNetModel"))
+    proj = Resampler(dim=1280, depth=4, dim_head=64, heads=20, num_queries=16, embedding_dim=512, output_dim=2048, ff_mult=4)
+    ip = {}
+    for i, name in enumerate(u.attn_processors.keys()):
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = 1280
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(u.config.block_out_channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = u.config.block_out_channels[int(name[len("down_blocks.")])]
+        for kv in ("k", "v"):
+            ip[f"{i}.to_{kv}_ip.weight"] = (torch.randn(hidden, 2048) / 2048**0.5).to(storage)
+    torch.save({"image_proj": {k: v.to(storage) for k, v in proj.state_dict().items()}, "ip_adapter": ip},
+               os.path.join(tmp, "ip-adapter.bin"))
+    u.to(storage).save_pretrained(os.path.join(tmp, "unet"))
+    del u, proj, ip
+    gc.collect()
+    AutoencoderKL.from_config(load_json(os.path.join(SDXL, "vae", "config.json"))).to(storage).save_pretrained(os.path.join(tmp, "vae"))
+    CLIPTextModel(text_config(os.path.join(SDXL, "text_encoder", "config.json"))).to(storage).save_pretrained(
+        os.path.join(tmp, "text_encoder"))
+    CLIPTextModelWithProjection(text_config(os.path.join(SDXL, "text_encoder_2", "config.json"))).to(storage).save_pretrained(
+        os.path.join(tmp, "text_encoder_2"))
+    gc.collect()
+    face = torch.randn(512)  # a raw ArcFace embedding (norm about 20; here about 22.6)
+    kps = [(400, 420), (620, 420), (510, 540), (430, 650), (600, 650)]
+    from PIL import Image
+    kps_image = pipeline_module.draw_kps(Image.new("RGB", (1024, 1024)), kps)
+    reset_peak()
+
+    start = time.perf_counter()
+    net = ControlNetModel.from_pretrained(os.path.join(tmp, "ControlNetModel"), torch_dtype=dtype)
+    u = UNet2DConditionModel.from_pretrained(os.path.join(tmp, "unet"), torch_dtype=dtype)
+    vae = AutoencoderKL.from_pretrained(os.path.join(tmp, "vae"), torch_dtype=dtype)
+    text = CLIPTextModel.from_pretrained(os.path.join(tmp, "text_encoder"), torch_dtype=dtype)
+    text2 = CLIPTextModelWithProjection.from_pretrained(os.path.join(tmp, "text_encoder_2"), torch_dtype=dtype)
+    vocab = os.path.join(HERE, "..", "..", "Sources", "Tokenizers", "Resources", "clip-vit-large-patch14")
+    tok = CLIPTokenizer.from_pretrained(vocab)
+    tok2 = CLIPTokenizer.from_pretrained(vocab, pad_token="!")
+    sched = DPMSolverMultistepScheduler.from_config(load_json(os.path.join(SDXL, "scheduler", "scheduler_config.json")),
+                                                    algorithm_type="dpmsolver++", solver_order=2)
+    pipe = pipeline_module.StableDiffusionXLInstantIDPipeline(
+        vae=vae, text_encoder=text, text_encoder_2=text2, tokenizer=tok, tokenizer_2=tok2, unet=u, controlnet=net,
+        scheduler=sched, add_watermarker=False)
+    pipe.load_ip_adapter_instantid(os.path.join(tmp, "ip-adapter.bin"))
+    pipe.set_progress_bar_config(disable=True)
+    loaded = time.perf_counter() - start
+    first = {}
+
+    def mark_first_step(module, args):
+        first.setdefault("t", time.perf_counter())
+
+    pipe.unet.register_forward_pre_hook(mark_first_step)
+    with torch.inference_mode():
+        pipe("a photo of a person", image_embeds=face, image=kps_image, controlnet_conditioning_scale=0.8,
+             ip_adapter_scale=0.8, num_inference_steps=steps, guidance_scale=5.0, width=1024, height=1024,
              generator=torch.Generator().manual_seed(0))
     total = time.perf_counter() - start
     shutil.rmtree(tmp, ignore_errors=True)
@@ -407,7 +552,8 @@ def generate(dtype, steps, storage=torch.float16):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", nargs="*", default=ALL,
-                    help=f"default: the SD1.5 cases; SDXL: {' '.join(SDXL_CASES)}; LoRA: {' '.join(LORA_CASES)}")
+                    help=f"default: the SD1.5 cases; SDXL: {' '.join(SDXL_CASES)}; LoRA: {' '.join(LORA_CASES)}; "
+                         f"InstantID: {' '.join(INSTANTID_CASES)}")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)

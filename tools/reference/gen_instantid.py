@@ -13,12 +13,23 @@ https://github.com/instantX-research/InstantID). Writes into Tests/Fixtures/inst
                      24, output 50), "ip_adapter": to_k_ip/to_v_ip of every cross-attention processor, numbered as
                      the UNet's attn_processors}, fp32, random) and ControlNetModel/ (links to tiny-sdxl-controlnet:
                      ControlNetModel.from_unet with random weights, as IdentityNet is an SDXL ControlNet)
+  tiny-instantid-single-file/  the same for the SDXL single-file fixture's own UNet (Tests/Fixtures/single-file/), fp16:
+                     ip-adapter.bin (tiny-instantid's Resampler, new to_k_ip/to_v_ip) and ControlNetModel/
+                     (ControlNetModel.from_unet of that UNet, randomised as gen_controlnet.py does)
   pipeline/<case>.png + .safetensors (final latents) + cases.json: StableDiffusionXLInstantIDPipeline (the repository's
                      class; its set_image_proj_model builds the released 1280-wide Resampler, so the tiny one is built
                      by the same code with the tiny sizes) on given embeddings + keypoints, and end to end from a photo
                      through insightface FaceAnalysis on the tiny 24-d pack (Tests/Fixtures/face/packs/tiny_faceid24);
                      "multi" (IdentityNet + a second ControlNet) with the _full pipeline's class, as the official
-                     multi-ControlNet app runs it
+                     multi-ControlNet app runs it; "lora": the same class with Tests/Fixtures/lora/sdxl-kohya.safetensors
+                     fused at 0.8 (load_lora_weights + fuse_lora, the kohya alphas baked in first, as gen_lora.py
+                     hands kohya files to diffusers); "inpaint": the repository has no inpainting pipeline, so
+                     diffusers' StableDiffusionXLControlNetInpaintPipeline with the repository's own pieces —
+                     set_ip_adapter (its IPAttnProcessor on the UNet), _encode_prompt_image_emb (the face tokens,
+                     appended to the text embeddings as its pipeline does) and IdentityNet given the face tokens as
+                     its encoder_hidden_states (as its pipeline calls it); "single-file": the class built from the
+                     components diffusers' from_single_file reads from Tests/Fixtures/single-file/tiny-sdxl.safetensors,
+                     with tiny-instantid-single-file/
 
   ... gen_instantid.py --check-with /path/to/other/python   redraws the cases with another environment's
   OpenCV (e.g. a 4.x venv with numpy, opencv-python-headless, Pillow) and counts differing samples (0 with 4.12)
@@ -115,6 +126,9 @@ IDNET = os.path.join(FIX, "tiny-sdxl-controlnet")
 ADAPTER = os.path.join(OUT, "tiny-instantid")
 PROMPT = "a portrait of a person"
 NEGATIVE = "blurry, low quality"
+SINGLE = os.path.join(FIX, "single-file", "tiny-sdxl.safetensors")
+SINGLE_CONFIGS = os.path.join(FIX, "single-file", "tiny-sdxl-configs")
+SINGLE_ADAPTER = os.path.join(OUT, "tiny-instantid-single-file")
 TINY_RESAMPLER = dict(dim=40, depth=2, dim_head=64, heads=2, num_queries=6, embedding_dim=24, output_dim=50, ff_mult=4)
 
 
@@ -180,7 +194,52 @@ def write_adapter():
         os.symlink(os.path.join("..", "..", "..", "tiny-sdxl-controlnet", f), link)
 
 
-def instantid_pipe(extra_controlnet=False, img2img=False, full=False):
+def single_file_base():
+    """The single-file fixture read by diffusers' from_single_file (its own small UNet, tiny-sdxl's other parts)."""
+    import torch
+    import diffusers
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pipe = diffusers.StableDiffusionXLPipeline.from_single_file(SINGLE, config=SINGLE_CONFIGS, local_files_only=True,
+                                                                torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def write_single_file_adapter():
+    """tiny-instantid-single-file/: InstantID files for the single-file fixture's UNet, in fp16 — ip-adapter.bin (the
+    Resampler of tiny-instantid, new to_k_ip/to_v_ip) and ControlNetModel/ (ControlNetModel.from_unet of that UNet,
+    randomised as gen_controlnet.py does)."""
+    import torch
+    from diffusers import ControlNetModel
+    sys.path.insert(0, HERE)
+    threads = torch.get_num_threads()
+    import gen_controlnet as cn
+    torch.set_num_threads(threads)  # gen_controlnet sets 1 on import; the goldens below were made with the default
+    unet = single_file_base().unet
+    g = torch.Generator().manual_seed(1603)
+    ip = {}
+    for i, name in enumerate(unet.attn_processors.keys()):
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = unet.config.block_out_channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = unet.config.block_out_channels[int(name[len("down_blocks.")])]
+        for kv in ("k", "v"):
+            ip[f"{i}.to_{kv}_ip.weight"] = (1.5 * torch.randn(hidden, unet.config.cross_attention_dim, generator=g)
+                                            / unet.config.cross_attention_dim ** 0.5).half()
+    proj = torch.load(os.path.join(ADAPTER, "ip-adapter.bin"), map_location="cpu")["image_proj"]
+    os.makedirs(SINGLE_ADAPTER, exist_ok=True)
+    torch.save({"image_proj": {k: v.half() for k, v in proj.items()}, "ip_adapter": ip},
+               os.path.join(SINGLE_ADAPTER, "ip-adapter.bin"))
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=cn.EMBED_CHANNELS).eval()
+    cn.randomise(net, 1604)
+    cn.save(net, os.path.join(SINGLE_ADAPTER, "ControlNetModel"))
+
+
+def instantid_pipe(extra_controlnet=False, img2img=False, full=False, single_file=False):
     import torch
     from diffusers import ControlNetModel
     pipeline_module, Resampler, full_module = instantid_modules()
@@ -194,10 +253,18 @@ def instantid_pipe(extra_controlnet=False, img2img=False, full=False):
         pipeline_module = full_module
     cls = getattr(pipeline_module, "StableDiffusionXLInstantIDImg2ImgPipeline" if img2img
                   else "StableDiffusionXLInstantIDPipeline")
-    net = ControlNetModel.from_pretrained(os.path.join(ADAPTER, "ControlNetModel"), torch_dtype=torch.float32)
+    adapter = SINGLE_ADAPTER if single_file else ADAPTER
+    net = ControlNetModel.from_pretrained(os.path.join(adapter, "ControlNetModel"), torch_dtype=torch.float32)
     if extra_controlnet:   # the multicontrolnet app's [IdentityNet, another ControlNet] (here the same tiny weights)
         net = [net, ControlNetModel.from_pretrained(IDNET, torch_dtype=torch.float32)]
-    pipe = cls.from_pretrained(PIPE, controlnet=net, torch_dtype=torch.float32)
+    if single_file:
+        # The single-file checkpoint's components, in the InstantID class (from_single_file of the base class).
+        base = single_file_base()
+        pipe = cls(vae=base.vae, text_encoder=base.text_encoder, text_encoder_2=base.text_encoder_2,
+                   tokenizer=base.tokenizer, tokenizer_2=base.tokenizer_2, unet=base.unet, controlnet=net,
+                   scheduler=base.scheduler)
+    else:
+        pipe = cls.from_pretrained(PIPE, controlnet=net, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
 
     def set_image_proj_model(model_ckpt, image_emb_dim=512, num_tokens=16):
@@ -212,7 +279,7 @@ def instantid_pipe(extra_controlnet=False, img2img=False, full=False):
         pipe.image_proj_model_in_features = image_emb_dim
 
     pipe.set_image_proj_model = set_image_proj_model
-    pipe.load_ip_adapter_instantid(os.path.join(ADAPTER, "ip-adapter.bin"), image_emb_dim=TINY_RESAMPLER["embedding_dim"],
+    pipe.load_ip_adapter_instantid(os.path.join(adapter, "ip-adapter.bin"), image_emb_dim=TINY_RESAMPLER["embedding_dim"],
                                    num_tokens=TINY_RESAMPLER["num_queries"])
     return pipe, pipeline_module
 
@@ -269,15 +336,41 @@ def write_pipeline(log=print):
         "enhance-multi": dict(base, width=64, height=64, embedding=embedding, kps=kps + [0, 8], canvas=[64, 64],
                               ip_adapter_scale=0.8, controlnet_conditioning_scale=[0.8, 0.5], box=[16.7, 17.2, 47.9, 49.6],
                               extra_control="images/control-64.png"),
+        # A kohya SDXL LoRA fused into the UNet (and text encoders) of the InstantID pipeline.
+        "lora": dict(base, embedding=embedding, kps=kps, canvas=[64, 48], ip_adapter_scale=0.8,
+                     controlnet_conditioning_scale=0.8, lora="lora/sdxl-kohya.safetensors", lora_scale=0.8),
+        # The SDXL single-file fixture (its own UNet) with InstantID files made for it.
+        "single-file": dict(base, embedding=embedding, kps=kps, canvas=[64, 48], ip_adapter_scale=0.8,
+                            controlnet_conditioning_scale=0.8, single_file=True),
+        # Inpainting with the base (4-channel) UNet: the output and the keypoint canvas have the init image's size.
+        "inpaint": dict({k: v for k, v in base.items() if k not in ("width", "height")}, embedding=embedding,
+                        kps=kps + [0, 8], canvas=[64, 64], ip_adapter_scale=0.8, controlnet_conditioning_scale=0.8,
+                        init_image="images/init-64.png", mask_image="images/mask-64.png", strength=0.9,
+                        num_inference_steps=5),
         "multi": dict(base, embedding=embedding, kps=kps, canvas=[64, 48], ip_adapter_scale=0.8,
                       controlnet_conditioning_scale=[0.8, 0.5], extra_control="images/control-64.png",
                       control_guidance_start=[0.0, 0.25], control_guidance_end=[1.0, 1.0]),
     }
     listing = {}
     for name, call in cases.items():
+        # The _full pipeline leaves its face mask in a module-level global of the repository's attention processors
+        # (region_control), which the plain pipeline never resets: start every case from the initial state.
+        instantid_modules()
+        import ip_adapter.attention_processor as processors
+        processors.region_control.prompt_image_conditioning = []
+        if "mask_image" in call:
+            listing[name] = write_inpaint_case(name, call, out)
+            continue
         pipe, module = instantid_pipe(extra_controlnet="extra_control" in call, img2img="init_image" in call,
-                                      full="box" in call)
+                                      full="box" in call, single_file=call.get("single_file", False))
         call = dict(call)
+        single_file = call.pop("single_file", False)
+        lora = call.pop("lora", None)
+        lora_scale = call.pop("lora_scale", None)
+        if lora is not None:
+            pipe.load_lora_weights(kohya_alpha_baked(os.path.join(FIX, lora)))
+            pipe.fuse_lora(lora_scale=lora_scale)
+            pipe.unload_lora_weights()
         box = call.pop("box", None)
         extra = call.pop("extra_control", None)
         init = call.pop("init_image", None)
@@ -333,6 +426,10 @@ def write_pipeline(log=print):
             entry["box"] = [float(v) for v in np.asarray(box, dtype=np.float32)]
         if extra is not None:
             entry["extra_control"] = extra
+        if lora is not None:
+            entry.update(lora=lora, lora_scale=lora_scale)
+        if single_file:
+            entry["single_file"] = True
         if init is not None:
             entry["ip_adapter_scale"] = cases[name]["ip_adapter_scale"]
             entry["init_image"] = init
@@ -344,6 +441,82 @@ def write_pipeline(log=print):
         fh.write("\n")
     if log:
         log(f"{len(listing)} InstantID pipeline cases into {out}")
+
+
+def kohya_alpha_baked(path):
+    """A kohya LoRA file as gen_lora.py gives it to diffusers: lora_up *= alpha / rank, no `.alpha` keys."""
+    from safetensors.torch import load_file
+    sd = load_file(path)
+    out = {}
+    for key, t in sd.items():
+        if key.endswith(".alpha"):
+            continue
+        if key.endswith(".lora_up.weight"):
+            stem = key[: -len(".lora_up.weight")]
+            rank = sd[stem + ".lora_down.weight"].shape[0]
+            alpha = sd[stem + ".alpha"].double().item() if stem + ".alpha" in sd else rank
+            t = (t.double() * (alpha / rank)).float()
+        out[key] = t.float().contiguous()
+    return out
+
+
+def write_inpaint_case(name, call, out):
+    """InstantID inpainting: StableDiffusionXLControlNetInpaintPipeline with the repository's adapter pieces (see the
+    module docstring). Returns the cases.json entry."""
+    import torch
+    import PIL.Image
+    import diffusers
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+    pipeline_module, Resampler, _ = instantid_modules()
+    cls = pipeline_module.StableDiffusionXLInstantIDPipeline
+    net = ControlNetModel.from_pretrained(os.path.join(ADAPTER, "ControlNetModel"), torch_dtype=torch.float32)
+    pipe = diffusers.StableDiffusionXLControlNetInpaintPipeline.from_pretrained(PIPE, controlnet=net,
+                                                                                torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    path = os.path.join(ADAPTER, "ip-adapter.bin")
+    proj = Resampler(**TINY_RESAMPLER).eval()
+    state = torch.load(path, map_location="cpu")
+    proj.load_state_dict(state["image_proj"])
+    pipe.image_proj_model = proj
+    pipe.image_proj_model_in_features = TINY_RESAMPLER["embedding_dim"]
+    cls.set_ip_adapter(pipe, path, TINY_RESAMPLER["num_queries"], call["ip_adapter_scale"])
+    tokens = TINY_RESAMPLER["num_queries"]
+    original = net.forward
+
+    def identity_net(*args, encoder_hidden_states=None, **kw):
+        # The InstantID pipeline gives IdentityNet the face tokens only: the last `tokens` of what the UNet reads.
+        return original(*args, encoder_hidden_states=encoder_hidden_states[:, -tokens:], **kw)
+
+    net.forward = identity_net
+    emb, points = call["embedding"], call["kps"]
+    init = PIL.Image.open(os.path.join(FIX, call["init_image"])).convert("RGB")
+    mask = PIL.Image.open(os.path.join(FIX, call["mask_image"])).convert("L")
+    control = pipeline_module.draw_kps(PIL.Image.new("RGB", init.size), points)
+    with torch.no_grad():
+        face = cls._encode_prompt_image_emb(pipe, emb, "cpu", 1, torch.float32, True)
+        pe, npe, ppe, nppe = pipe.encode_prompt(PROMPT, device="cpu", num_images_per_prompt=1,
+                                                do_classifier_free_guidance=True, negative_prompt=call["negative_prompt"])
+    captured = {}
+
+    def grab(p, i, ts, kw):
+        captured["latents"] = kw["latents"].clone()
+        return kw
+
+    result = pipe(prompt_embeds=torch.cat([pe, face[1:]], dim=1), negative_prompt_embeds=torch.cat([npe, face[:1]], dim=1),
+                  pooled_prompt_embeds=ppe, negative_pooled_prompt_embeds=nppe, image=init, mask_image=mask,
+                  control_image=control, strength=call["strength"], num_inference_steps=call["num_inference_steps"],
+                  guidance_scale=call["guidance_scale"], controlnet_conditioning_scale=call["controlnet_conditioning_scale"],
+                  generator=torch.Generator("cpu").manual_seed(0), callback_on_step_end=grab,
+                  callback_on_step_end_tensor_inputs=["latents"])
+    result.images[0].save(os.path.join(out, f"{name}.png"))
+    save_file({"latents": captured["latents"].contiguous(), "control": torch.from_numpy(np.array(control)),
+               "embedding": torch.from_numpy(np.asarray(emb, dtype=np.float32))},
+              os.path.join(out, f"{name}.safetensors"))
+    entry = {k: v for k, v in call.items() if k not in ("embedding", "kps")}
+    entry.update(prompt=PROMPT, kps=[[float(v) for v in p] for p in points], canvas=list(init.size), seed=0,
+                 width=init.size[0], height=init.size[1])
+    return entry
 
 
 def check_kps(log=print):
@@ -368,4 +541,5 @@ if __name__ == "__main__":
         sys.exit(1 if check_kps() else 0)
     write_kps()
     write_adapter()
+    write_single_file_adapter()
     write_pipeline()

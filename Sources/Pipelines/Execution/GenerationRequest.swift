@@ -54,7 +54,8 @@ public struct GenerationRequest: Sendable {
 }
 
 extension StableDiffusionPipeline {
-  /// Loads the request's ControlNets, fetching hub references first.
+  /// Loads the request's ControlNets (prepared for the pipeline's precision), fetching hub
+  /// references first.
   public func loadControlNets(_ specs: [ControlNetSpec], builder: ImagePromptBuilder = ImagePromptBuilder()) async throws
     -> [ControlNetUnit]
   {
@@ -70,10 +71,11 @@ extension StableDiffusionPipeline {
       }
     }
     let located = folders
+    let prepare = PrepareOptions(precision: precision, allowNonFiniteWeights: builder.allowNonFiniteWeights)
     return try await compute.run {
       try zip(specs, located).enumerated().map { i, pair in
         let (spec, folder) = pair
-        let model = try ModelLoader.controlNet(folder, prepare: PrepareOptions(allowNonFiniteWeights: builder.allowNonFiniteWeights))
+        let model = try ModelLoader.controlNet(folder, prepare: prepare)
         var image = spec.image
         if case .canny(let low, let high) = spec.preprocess {
           guard low >= 0, high >= low else {

@@ -27,6 +27,10 @@ public struct ImagePromptBuilder: Sendable {
   public var maxPixels: Int = ImageLimits.default.maxPixels
   /// Accept adapter or encoder weights holding NaN or infinity.
   public var allowNonFiniteWeights = false
+  /// Arithmetic the adapters' projections and the image encoders are prepared for. `build(_:for:)`
+  /// uses the pipeline's precision instead (so `--precision bf16` covers them too); `encode(_:)`,
+  /// which has no pipeline, uses this one.
+  public var precision: ComputePrecision = .float32
   /// For hub references (default: a client configured from the environment).
   public var hub: HubClient?
   public var downloadProgress: HubProgressHandler?
@@ -47,7 +51,7 @@ public struct ImagePromptBuilder: Sendable {
     let located = specs.map { spec in
       Located(spec: spec, adapter: localURL(spec.adapter), encoder: spec.imageEncoder.map(localURL))
     }
-    return try make(located, pipeline: pipeline, parameters: parameters)
+    return try forPipeline(pipeline).make(located, pipeline: pipeline, parameters: parameters)
   }
 
   /// Fetches hub references (adapters and, for hub adapters without an explicit encoder, the
@@ -56,7 +60,8 @@ public struct ImagePromptBuilder: Sendable {
     _ specs: [ImagePromptSpec], for pipeline: StableDiffusionPipeline, parameters: GenerationParameters
   ) async throws -> BuiltImagePrompts {
     let located = try await locate(specs)
-    return try await pipeline.compute.run { try self.make(located, pipeline: pipeline, parameters: parameters) }
+    let builder = forPipeline(pipeline)
+    return try await pipeline.compute.run { try builder.make(located, pipeline: pipeline, parameters: parameters) }
   }
 
   /// Encodes and projects one spec's images without a pipeline (to save them with
@@ -102,7 +107,14 @@ public struct ImagePromptBuilder: Sendable {
     return located
   }
 
-  var prepare: PrepareOptions { PrepareOptions(allowNonFiniteWeights: allowNonFiniteWeights) }
+  var prepare: PrepareOptions { PrepareOptions(precision: precision, allowNonFiniteWeights: allowNonFiniteWeights) }
+
+  /// This builder with the pipeline's compute precision.
+  func forPipeline(_ pipeline: StableDiffusionPipeline) -> ImagePromptBuilder {
+    var builder = self
+    builder.precision = pipeline.precision
+    return builder
+  }
 
   struct Located: Sendable {
     var spec: ImagePromptSpec

@@ -38,6 +38,11 @@ public struct InstantIDSpec: Sendable {
   public var face: InstantIDFace
   /// λ of the face adapter (`ip_adapter_scale`).
   public var ipScale: Float = 0.8
+  /// How λ is spread over the UNet's layers (per-block scales, an InstantStyle preset, a ComfyUI
+  /// weight type — as `ImagePromptSpec.layerScales`); nil = `ipScale` everywhere, as the reference.
+  public var layerScales: IPAdapterLayerScales?
+  /// The steps where the face adapter acts (IdentityNet has its own window below).
+  public var adapterWindow: IPAdapterStepWindow = .full
   /// IdentityNet's `controlnet_conditioning_scale`.
   public var identityNetScale: Float = 0.8
   /// IdentityNet's `control_guidance_start` / `control_guidance_end`.

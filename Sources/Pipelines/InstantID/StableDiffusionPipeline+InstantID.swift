@@ -25,6 +25,8 @@ extension StableDiffusionPipeline {
     let face = try await ComputeQueue.detached { try spec.face.prepare() }
     var adapter = ImagePromptSpec(adapter: spec.adapter, scale: spec.ipScale)
     adapter.faceEmbeddings = face.embedding
+    adapter.layerScales = spec.layerScales
+    adapter.window = spec.adapterWindow
     imagePrompts.append(adapter)
     var identityNet = ControlNetSpec(model: spec.identityNet, image: face.keypointImage, scale: spec.identityNetScale)
     identityNet.start = spec.identityNetStart
