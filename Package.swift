@@ -20,6 +20,8 @@ let package = Package(
     .library(name: "ONNX", targets: ["ONNX"]),
     .library(name: "FaceAnalysis", targets: ["FaceAnalysis"]),
     .library(name: "Pipelines", targets: ["Pipelines"]),
+    .library(name: "Autograd", targets: ["Autograd"]),
+    .library(name: "Training", targets: ["Training"]),
     .executable(name: "ipadapter", targets: ["ipadapter"]),
   ],
   dependencies: [
@@ -74,6 +76,10 @@ let package = Package(
         "Hub",
       ],
       resources: [.copy("Resources/configs")]),
+    // Reverse-mode gradients and optimisers (no model knowledge).
+    .target(name: "Autograd", dependencies: ["TensorCore"]),
+    // Adapter training: the adapters' trainable forms on the autograd tape.
+    .target(name: "Training", dependencies: ["Autograd", "IPAdapter", "TensorCore"]),
     // The machine's FMA throughput, for the benchmark's "% of peak".
     .target(name: "CPeakProbe", path: "Sources/CPeakProbe"),
     // Hugging Face hub client with huggingface_hub's cache layout (Foundation only).
@@ -97,6 +103,8 @@ let package = Package(
     .testTarget(name: "SchedulerTests", dependencies: ["Schedulers", "TorchRandom"]),
     .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
     .testTarget(name: "NNTests", dependencies: ["NN", "Weights", "TestSupport"]),
+    .testTarget(name: "AutogradTests", dependencies: ["Autograd", "TensorCore", "Weights", "TestSupport"]),
+    .testTarget(name: "TrainingTests", dependencies: ["Training", "Autograd", "IPAdapter", "TensorCore", "Weights", "TestSupport"]),
     .testTarget(
       name: "ModelTests", dependencies: ["Models", "Weights", "Tokenizers", "TestSupport"]),
     .testTarget(

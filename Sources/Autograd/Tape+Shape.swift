@@ -1,0 +1,77 @@
+import TensorCore
+
+extension Tape {
+  /// `[1, …]` repeated `count` times along the first axis.
+  ///
+  /// matches: `t.repeat(count, 1, …)`. Backward: the sum over the copies.
+  public func repeatBatch(_ x: Variable, count: Int) throws -> Variable {
+    guard x.shape.first == 1, count > 0 else {
+      throw AutogradError.invalidArgument("repeatBatch: needs a leading axis of 1 and a positive count, got \(x.shape) × \(count)")
+    }
+    let n = x.value.count
+    let out = Tensor(uninitializedShape: [count] + x.shape.dropFirst())
+    for b in 0..<count { (out.mutableFloatPointer + b * n).update(from: x.value.floatPointer, count: n) }
+    let shape = x.shape
+    return record(out, inputs: [x]) { g, _ in [Reduce.sumRows(g, columns: n).reshaped(shape)] }
+  }
+
+  /// `[B, La, C]` and `[B, Lb, C]` joined along the sequence axis: `[B, La + Lb, C]`.
+  ///
+  /// matches: `torch.cat((a, b), dim=-2)`. Backward: each part's rows of the gradient.
+  public func concatSequence(_ a: Variable, _ b: Variable) throws -> Variable {
+    guard a.shape.count == 3, b.shape.count == 3, a.shape[0] == b.shape[0], a.shape[2] == b.shape[2] else {
+      throw AutogradError.invalidArgument("concatSequence: \(a.shape) and \(b.shape) differ outside the sequence axis")
+    }
+    let (batch, la, lb, c) = (a.shape[0], a.shape[1], b.shape[1], a.shape[2])
+    let out = Tensor(uninitializedShape: [batch, la + lb, c])
+    let o = out.mutableFloatPointer
+    for n in 0..<batch {
+      (o + n * (la + lb) * c).update(from: a.value.floatPointer + n * la * c, count: la * c)
+      (o + (n * (la + lb) + la) * c).update(from: b.value.floatPointer + n * lb * c, count: lb * c)
+    }
+    return record(out, inputs: [a, b]) { g, needs in
+      let gp = g.floatPointer
+      var da: Tensor? = nil, db: Tensor? = nil
+      if needs[0] {
+        let t = Tensor(uninitializedShape: [batch, la, c])
+        for n in 0..<batch { (t.mutableFloatPointer + n * la * c).update(from: gp + n * (la + lb) * c, count: la * c) }
+        da = t
+      }
+      if needs[1] {
+        let t = Tensor(uninitializedShape: [batch, lb, c])
+        for n in 0..<batch {
+          (t.mutableFloatPointer + n * lb * c).update(from: gp + (n * (la + lb) + la) * c, count: lb * c)
+        }
+        db = t
+      }
+      return [da, db]
+    }
+  }
+
+  /// The `parts` equal slices of the last axis.
+  ///
+  /// matches: `t.chunk(parts, dim=-1)`. Backward: each slice's gradient in its columns (zeros
+  /// elsewhere; the slices' contributions add up).
+  public func chunkLast(_ x: Variable, parts: Int) throws -> [Variable] {
+    guard let width = x.shape.last, parts > 0, width % parts == 0 else {
+      throw AutogradError.invalidArgument("chunkLast: \(x.shape) does not split into \(parts) equal parts")
+    }
+    let part = width / parts
+    let rows = x.value.count / max(width, 1)
+    let shape = Array(x.shape.dropLast()) + [part]
+    return (0..<parts).map { index in
+      let out = Tensor(uninitializedShape: shape)
+      for r in 0..<rows {
+        (out.mutableFloatPointer + r * part).update(from: x.value.floatPointer + r * width + index * part, count: part)
+      }
+      let full = x.shape
+      return record(out, inputs: [x]) { g, _ in
+        let dx = Tensor.zeros(full)
+        for r in 0..<rows {
+          (dx.mutableFloatPointer + r * width + index * part).update(from: g.floatPointer + r * part, count: part)
+        }
+        return [dx]
+      }
+    }
+  }
+}

@@ -1,0 +1,140 @@
+"""Reference gradients for the training module (Sources/Training), from torch.autograd and torch.optim.
+
+  tools/reference/.venv/bin/python tools/reference/gen_training.py
+
+Writes Tests/Fixtures/training/autograd.safetensors (deterministic; float32), keys "<case>.<tensor>":
+  per operation: its inputs, the upstream gradient "dy", the output "y" and every input's gradient "d<input>"
+  (torch.autograd.grad of (y * dy).sum()):
+    linear       x [2,3,5], weight [7,5], bias [7]                          F.linear
+    layer_norm   x [4,6] (offset mean), weight [6], bias [6], eps 1e-5      F.layer_norm
+    group_norm   x [2,3,5,8] channels-last, 4 groups, weight/bias [8]       F.group_norm on the NCHW transpose
+    gelu, silu   x [3,9]                                                    F.gelu (exact), F.silu
+    attention    q [2,5,12], k/v [2,7,12], 3 heads                          F.scaled_dot_product_attention on [B,H,L,d]
+    mse          prediction, target [3,4]                                   F.mse_loss (mean), a scalar: no dy
+    chain        x [2,6,10]: layer_norm -> linear(10->12) -> gelu -> linear(12->12) as queries over
+                 keys/values linear(10->12) of x, 4 heads -> linear(12->8) -> mse against a target; gradients of every
+                 weight (a Resampler-like block end to end)
+  adamw: a [5,3] parameter, 6 steps of torch.optim.AdamW(lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 1e-2)
+         with given gradients "adamw.grad.<t>"; the parameter after each step "adamw.param.<t>"
+
+Writes Tests/Fixtures/training/resampler.safetensors: the official IP-Adapter Resampler (resampler.py of the PyPI
+`ip-adapter` 0.1.0 wheel, as gen_ip_adapter.py imports it) at dim 32, depth 2, 2 heads of 64, 6 queries, embedding 24,
+output 50, ff_mult 2, random weights ("param.<key>"), features "x" [2,5,24] and a target [2,6,50]: the output "y", the MSE "loss",
+every parameter's gradient "grad.<key>" and "dx"; then 20 AdamW steps (lr 1e-3, weight decay 1e-2) on that loss:
+"step20.<key>" and the losses "losses" [20] before each step.
+"""
+import os
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(os.path.dirname(os.path.dirname(HERE)), "Tests", "Fixtures", "training")
+
+
+def grads(y, inputs, dy):
+    return torch.autograd.grad((y * dy).sum(), inputs)
+
+
+def main():
+    torch.manual_seed(1700)
+    g = torch.Generator().manual_seed(1701)
+    r = lambda *shape: torch.randn(*shape, generator=g)
+    out = {}
+
+    def case(name, fn, **inputs):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+        y = fn(**leaves)
+        dy = r(*y.shape) if y.numel() > 1 else torch.ones_like(y)
+        gs = grads(y, list(leaves.values()), dy)
+        for k, v in inputs.items():
+            out[f"{name}.{k}"] = v
+        out[f"{name}.y"] = y.detach()
+        out[f"{name}.dy"] = dy
+        for k, gk in zip(leaves, gs):
+            out[f"{name}.d{k}"] = gk
+
+    case("linear", lambda x, weight, bias: F.linear(x, weight, bias), x=r(2, 3, 5), weight=r(7, 5), bias=r(7))
+    case("layer_norm", lambda x, weight, bias: F.layer_norm(x, [6], weight, bias, 1e-5),
+         x=r(4, 6) * 2 + 3, weight=1 + 0.3 * r(6), bias=0.3 * r(6))
+    case("group_norm", lambda x, weight, bias: F.group_norm(x.permute(0, 3, 1, 2), 4, weight, bias, 1e-5)
+         .permute(0, 2, 3, 1), x=r(2, 3, 5, 8) + 1, weight=1 + 0.3 * r(8), bias=0.3 * r(8))
+    case("gelu", lambda x: F.gelu(x), x=2 * r(3, 9))
+    case("silu", lambda x: F.silu(x), x=2 * r(3, 9))
+
+    def attention(q, k, v, heads=3):
+        def split(t):
+            b, n, w = t.shape
+            return t.reshape(b, n, heads, w // heads).transpose(1, 2)
+        o = F.scaled_dot_product_attention(split(q), split(k), split(v))
+        return o.transpose(1, 2).reshape(q.shape)
+
+    case("attention", attention, q=r(2, 5, 12), k=r(2, 7, 12), v=r(2, 7, 12))
+    case("mse", lambda prediction, target: F.mse_loss(prediction, target).reshape(1), prediction=r(3, 4), target=r(3, 4))
+
+    def chain(x, ln_w, ln_b, w1, b1, w2, wk, wv, wo, bo, target):
+        h = F.layer_norm(x, [10], ln_w, ln_b, 1e-5)
+        q = F.linear(F.gelu(F.linear(h, w1, b1)), w2)
+        a = attention(q, F.linear(h, wk), F.linear(h, wv), heads=4)
+        return F.mse_loss(F.linear(a, wo, bo), target).reshape(1)
+
+    case("chain", chain, x=r(2, 6, 10), ln_w=1 + 0.2 * r(10), ln_b=0.2 * r(10), w1=r(12, 10) / 10**0.5,
+         b1=0.1 * r(12), w2=r(12, 12) / 12**0.5, wk=r(12, 10) / 10**0.5, wv=r(12, 10) / 10**0.5,
+         wo=r(8, 12) / 12**0.5, bo=0.1 * r(8), target=r(2, 6, 8))
+
+    p = torch.nn.Parameter(r(5, 3))
+    out["adamw.param.0"] = p.detach().clone()
+    opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
+    for t in range(1, 7):
+        grad = r(5, 3) * (0.1 if t % 2 else 3.0)
+        out[f"adamw.grad.{t}"] = grad
+        p.grad = grad.clone()
+        opt.step()
+        out[f"adamw.param.{t}"] = p.detach().clone()
+
+    os.makedirs(OUT, exist_ok=True)
+    save_file({k: v.detach().float().contiguous() for k, v in sorted(out.items())}, os.path.join(OUT, "autograd.safetensors"))
+    print(f"{len(out)} tensors into {OUT}/autograd.safetensors")
+    write_resampler()
+
+
+def write_resampler():
+    import sys
+    sys.path.insert(0, HERE)
+    import gen_ip_adapter
+    import tiny_models
+    resampler = gen_ip_adapter.official_resampler_module()
+    torch.manual_seed(1710)
+    model = resampler.Resampler(dim=32, depth=2, dim_head=64, heads=2, num_queries=6, embedding_dim=24, output_dim=50,
+                                ff_mult=2)
+    g = torch.Generator().manual_seed(1711)
+    tiny_models.scale_parameters(model, g)
+    tiny_models.randomise_norms(model, g)
+    with torch.no_grad():
+        model.latents.copy_(torch.randn(model.latents.shape, generator=g) / 32 ** 0.5)
+    out = {f"param.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 5, 24, generator=g).requires_grad_(True)
+    target = torch.randn(2, 6, 50, generator=g)
+    y = model(x)
+    loss = F.mse_loss(y, target)
+    names = [k for k, _ in model.named_parameters()]
+    gs = torch.autograd.grad(loss, [x] + list(model.parameters()))
+    out.update(x=x.detach(), target=target, y=y.detach(), loss=loss.detach().reshape(1), dx=gs[0])
+    out.update({f"grad.{k}": gk for k, gk in zip(names, gs[1:])})
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
+    losses = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x.detach()), target)
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+    out["losses"] = torch.tensor(losses)
+    out.update({f"step20.{k}": v.detach().clone() for k, v in model.state_dict().items()})
+    save_file({k: v.detach().float().contiguous() for k, v in sorted(out.items())}, os.path.join(OUT, "resampler.safetensors"))
+    print(f"{len(out)} tensors into {OUT}/resampler.safetensors (loss {losses[0]:.5f} -> {losses[-1]:.5f})")
+
+
+if __name__ == "__main__":
+    main()
