@@ -75,3 +75,16 @@ extension Tape {
     }
   }
 }
+
+extension Tape {
+  /// The same values with another shape of the same element count.
+  ///
+  /// matches: `t.reshape(shape)`. Backward: the gradient reshaped back.
+  public func reshape(_ x: Variable, _ shape: [Int]) throws -> Variable {
+    guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == x.value.count else {
+      throw AutogradError.shapeMismatch(operation: "reshape of \(x.shape)", expected: shape, actual: x.shape)
+    }
+    let original = x.shape
+    return record(x.value.reshaped(shape), inputs: [x]) { g, _ in [g.reshaped(original)] }
+  }
+}

@@ -99,3 +99,46 @@ import Weights
     #expect(error <= 1e-5, "relative error \(error)")
   }
 }
+
+/// The MLP-shaped projections (global 4-token style, full-face, FaceID) against the official
+/// `ImageProjModel`, `MLPProjModel` and FaceID `MLPProjModel` under `torch.autograd`
+/// (tools/reference/gen_training.py): output ≤ 1e-5, the input's and every parameter's gradient
+/// of the MSE ≤ 1e-4; each built through `TrainableProjections.make` from its variant.
+@Suite struct TrainableProjectionTests {
+  static let golden = try! SafeTensorsFile(path: Fixtures.url("training/projections.safetensors").path)
+
+  @Test(arguments: [
+    ("global", IPAdapterVariant.global(embeddingDim: 20, crossDim: 50, tokens: 3)),
+    ("full_face", IPAdapterVariant.fullFace(clipDim: 20, crossDim: 50)),
+    ("faceid", IPAdapterVariant.faceID(FaceIDShape(idDim: 24, hiddenDim: 48, crossDim: 50, tokens: 4))),
+  ])
+  func matchesTheOfficialModuleUnderTorchAutograd(_ kind: String, _ variant: IPAdapterVariant) throws {
+    func tensor(_ key: String) throws -> Tensor { try Self.golden.tensor("\(kind).\(key)").asFloat32() }
+    var state: [String: Tensor] = [:]
+    let prefix = "\(kind).param."
+    for key in Self.golden.keys where key.hasPrefix(prefix) { state[String(key.dropFirst(prefix.count))] = try Self.golden.tensor(key) }
+    let projection = try TrainableProjections.make(variant, state: state)
+    #expect(projection.parameters.count == state.count)
+    let tape = Tape()
+    let x = tape.leaf(try tensor("x"))
+    let y = try projection(x, on: tape)
+    #expect(Compare.relativeError(y.value, try tensor("y")) <= 1e-5, "\(kind): output")
+    let loss = try tape.mseLoss(y, Variable(constant: try tensor("target")))
+    #expect(Compare.relativeError(loss.value, try tensor("loss")) <= 1e-5)
+    try tape.backward(loss)
+    #expect(Compare.relativeError(try #require(x.grad), try tensor("dx")) <= 1e-4, "\(kind): dx")
+    for (key, p) in projection.parameters {
+      let error = Compare.relativeError(try #require(p.grad, "\(key)"), try tensor("grad.\(key)"))
+      #expect(error <= 1e-4, "\(kind) \(key): gradient relative error \(error)")
+    }
+  }
+
+  @Test func faceIDPlusIsRefusedByName() throws {
+    let variant = IPAdapterVariant.faceIDPlus(
+      FaceIDShape(idDim: 24, hiddenDim: 48, crossDim: 50, tokens: 4),
+      perceiver: Resampler.Shape(dim: 32, depth: 1, heads: 1, queries: 4, embeddingDim: 20, outputDim: 50))
+    #expect(throws: AutogradError.invalidArgument("FaceID-Plus projections are not trainable yet")) {
+      try TrainableProjections.make(variant, state: [:])
+    }
+  }
+}

@@ -22,6 +22,12 @@ Writes Tests/Fixtures/training/resampler.safetensors: the official IP-Adapter Re
 output 50, ff_mult 2, random weights ("param.<key>"), features "x" [2,5,24] and a target [2,6,50]: the output "y", the MSE "loss",
 every parameter's gradient "grad.<key>" and "dx"; then 20 AdamW steps (lr 1e-3, weight decay 1e-2) on that loss:
 "step20.<key>" and the losses "losses" [20] before each step.
+
+Writes Tests/Fixtures/training/projections.safetensors: the official ImageProjModel (global, 20-d embeds -> 3 tokens of
+50), MLPProjModel (full-face, [2,5,20] tokens -> 50) and FaceID MLPProjModel (24-d id -> 4 tokens of 50, hidden 48) from
+the same wheel (ip_adapter.py, ip_adapter_faceid.py; diffusers' moved MultiControlNetModel shimmed for the import):
+"<kind>.param.<key>", the input "<kind>.x", output "<kind>.y", the MSE against "<kind>.target" and every gradient
+"<kind>.grad.<key>", "<kind>.dx".
 """
 import os
 
@@ -97,6 +103,59 @@ def main():
     save_file({k: v.detach().float().contiguous() for k, v in sorted(out.items())}, os.path.join(OUT, "autograd.safetensors"))
     print(f"{len(out)} tensors into {OUT}/autograd.safetensors")
     write_resampler()
+    write_projections()
+
+
+def official_modules():
+    """ip_adapter.py and ip_adapter_faceid.py of the PyPI `ip-adapter` 0.1.0 wheel, imported as a package."""
+    import glob
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+    tmp = tempfile.mkdtemp()
+    subprocess.run([sys.executable, "-m", "pip", "download", "ip-adapter==0.1.0", "--no-deps", "-q", "-d", tmp], check=True)
+    with zipfile.ZipFile(glob.glob(os.path.join(tmp, "*.whl"))[0]) as z:
+        z.extractall(tmp)
+    sys.path.insert(0, tmp)
+    # ip_adapter.py imports MultiControlNetModel from where diffusers kept it before 0.33.
+    import diffusers.pipelines.controlnet as controlnet_pipelines
+    from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+    controlnet_pipelines.MultiControlNetModel = MultiControlNetModel
+    import ip_adapter.ip_adapter as plain
+    import ip_adapter.ip_adapter_faceid as faceid
+    return plain, faceid
+
+
+def write_projections():
+    import sys
+    sys.path.insert(0, HERE)
+    import tiny_models
+    plain, faceid = official_modules()
+    torch.manual_seed(1720)
+    g = torch.Generator().manual_seed(1721)
+    models = {
+        "global": (plain.ImageProjModel(cross_attention_dim=50, clip_embeddings_dim=20, clip_extra_context_tokens=3), [2, 20]),
+        "full_face": (plain.MLPProjModel(cross_attention_dim=50, clip_embeddings_dim=20), [2, 5, 20]),
+        "faceid": (faceid.MLPProjModel(cross_attention_dim=50, id_embeddings_dim=24, num_tokens=4), [2, 24]),
+    }
+    out = {}
+    for kind, (model, shape) in models.items():
+        tiny_models.scale_parameters(model, g)
+        tiny_models.randomise_norms(model, g)
+        out.update({f"{kind}.param.{k}": v.detach().clone() for k, v in model.state_dict().items()})
+        x = torch.randn(*shape, generator=g).requires_grad_(True)
+        y = model(x)
+        target = torch.randn(*y.shape, generator=g)
+        loss = F.mse_loss(y, target)
+        names = [k for k, _ in model.named_parameters()]
+        gs = torch.autograd.grad(loss, [x] + list(model.parameters()))
+        out.update({f"{kind}.x": x.detach(), f"{kind}.y": y.detach(), f"{kind}.target": target,
+                    f"{kind}.loss": loss.detach().reshape(1), f"{kind}.dx": gs[0]})
+        out.update({f"{kind}.grad.{k}": gk for k, gk in zip(names, gs[1:])})
+    save_file({k: v.detach().float().contiguous() for k, v in sorted(out.items())},
+              os.path.join(OUT, "projections.safetensors"))
+    print(f"{len(out)} tensors into {OUT}/projections.safetensors")
 
 
 def write_resampler():

@@ -44,14 +44,8 @@ public final class TrainableResampler {
       throw AutogradError.invalidArgument("TrainableResampler: the pos_emb and mean-pooled Resampler variants are not trainable yet")
     }
     self.shape = shape
-    var params: [(key: String, variable: Variable)] = []
-    for (key, expected) in Self.parameterShapes(shape) {
-      guard let t = state[key] else { throw AutogradError.invalidArgument("TrainableResampler: \(key) is missing") }
-      guard t.shape == expected else { throw AutogradError.shapeMismatch(operation: "TrainableResampler \(key)", expected: expected, actual: t.shape) }
-      params.append((key, Variable(parameter: t.asFloat32())))
-    }
-    parameters = params
-    byKey = Dictionary(uniqueKeysWithValues: params.map { ($0.key, $0.variable) })
+    parameters = try TrainableProjections.leaves(Self.parameterShapes(shape), from: state, owner: "TrainableResampler")
+    byKey = Dictionary(uniqueKeysWithValues: parameters.map { ($0.key, $0.variable) })
   }
 
   func p(_ key: String) -> Variable { byKey[key]! }
@@ -77,10 +71,5 @@ public final class TrainableResampler {
     }
     let out = try tape.linear(latents, weight: p("proj_out.weight"), bias: p("proj_out.bias"))
     return try tape.layerNorm(out, weight: p("norm_out.weight"), bias: p("norm_out.bias"), eps: 1e-5)
-  }
-
-  /// The current values by key (what a checkpoint's `image_proj` holds).
-  public func state() -> [String: Tensor] {
-    Dictionary(uniqueKeysWithValues: parameters.map { ($0.key, $0.variable.value) })
   }
 }
