@@ -28,6 +28,12 @@ Writes Tests/Fixtures/training/projections.safetensors: the official ImageProjMo
 the same wheel (ip_adapter.py, ip_adapter_faceid.py; diffusers' moved MultiControlNetModel shimmed for the import):
 "<kind>.param.<key>", the input "<kind>.x", output "<kind>.y", the MSE against "<kind>.target" and every gradient
 "<kind>.grad.<key>", "<kind>.dx".
+
+Writes Tests/Fixtures/training/decoupled_attention.safetensors: a diffusers Attention (query 40, cross 50, 5 heads of 8,
+to_out with bias; frozen) with the official IPAttnProcessor2_0 (attention_processor.py of the wheel; scale 0.7, 4 image
+tokens; to_k_ip/to_v_ip trainable): weights "to_q", "to_k", "to_v", "to_out", "to_out_bias", "to_k_ip", "to_v_ip";
+inputs "hidden" [2,9,40], "text" [2,6,50], "image" [2,4,50]; output "y"; upstream "dy"; gradients "dhidden", "dtext",
+"dimage", "dto_k_ip", "dto_v_ip".
 """
 import os
 
@@ -104,6 +110,40 @@ def main():
     print(f"{len(out)} tensors into {OUT}/autograd.safetensors")
     write_resampler()
     write_projections()
+    write_decoupled_attention()
+
+
+def write_decoupled_attention():
+    import sys
+    from diffusers.models.attention_processor import Attention
+    official_modules()
+    import ip_adapter.attention_processor as processors
+    torch.manual_seed(1730)
+    g = torch.Generator().manual_seed(1731)
+    attn = Attention(query_dim=40, cross_attention_dim=50, heads=5, dim_head=8, bias=False, out_bias=True).eval()
+    proc = processors.IPAttnProcessor2_0(hidden_size=40, cross_attention_dim=50, scale=0.7, num_tokens=4)
+    with torch.no_grad():
+        for m in (attn, proc):
+            for _, p in m.named_parameters():
+                p.copy_(torch.randn(p.shape, generator=g) / (p.shape[-1] ** 0.5 if p.ndim == 2 else 10))
+    attn.set_processor(proc)
+    for p in attn.parameters():
+        p.requires_grad_(False)
+    for p in proc.parameters():
+        p.requires_grad_(True)
+    hidden = torch.randn(2, 9, 40, generator=g).requires_grad_(True)
+    text = torch.randn(2, 6, 50, generator=g).requires_grad_(True)
+    image = torch.randn(2, 4, 50, generator=g).requires_grad_(True)
+    y = attn(hidden, encoder_hidden_states=torch.cat([text, image], dim=1))
+    dy = torch.randn(*y.shape, generator=g)
+    gs = torch.autograd.grad((y * dy).sum(), [hidden, text, image, proc.to_k_ip.weight, proc.to_v_ip.weight])
+    out = {"to_q": attn.to_q.weight, "to_k": attn.to_k.weight, "to_v": attn.to_v.weight, "to_out": attn.to_out[0].weight,
+           "to_out_bias": attn.to_out[0].bias, "to_k_ip": proc.to_k_ip.weight, "to_v_ip": proc.to_v_ip.weight,
+           "hidden": hidden, "text": text, "image": image, "y": y, "dy": dy}
+    out.update({f"d{k}": v for k, v in zip(["hidden", "text", "image", "to_k_ip", "to_v_ip"], gs)})
+    save_file({k: v.detach().float().contiguous() for k, v in sorted(out.items())},
+              os.path.join(OUT, "decoupled_attention.safetensors"))
+    print(f"{len(out)} tensors into {OUT}/decoupled_attention.safetensors")
 
 
 def official_modules():
