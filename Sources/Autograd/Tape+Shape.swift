@@ -88,3 +88,36 @@ extension Tape {
     return record(x.value.reshaped(shape), inputs: [x]) { g, _ in [g.reshaped(original)] }
   }
 }
+
+extension Tape {
+  /// `x` `[B, …, C]` plus one vector per sample `v` `[B, C]`, broadcast over the positions.
+  ///
+  /// matches: `x + v[:, None, None, :]` (a ResNet block's time embedding on NHWC activations).
+  /// Backward: `dv` sums the gradient over each sample's positions.
+  public func addPerSample(_ x: Variable, _ v: Variable) throws -> Variable {
+    guard x.shape.count >= 2, v.shape == [x.shape[0], x.shape[x.shape.count - 1]] else {
+      throw AutogradError.shapeMismatch(operation: "addPerSample", expected: [x.shape.first ?? 0, x.shape.last ?? 0], actual: v.shape)
+    }
+    let (batch, c) = (x.shape[0], v.shape[1])
+    let positions = x.value.count / max(batch * c, 1)
+    let out = Tensor(uninitializedShape: x.shape)
+    let s = x.value.floatPointer, vp = v.value.floatPointer, d = out.mutableFloatPointer
+    for n in 0..<batch { for p in 0..<positions {
+      let base = (n * positions + p) * c
+      for ch in 0..<c { d[base + ch] = s[base + ch] + vp[n * c + ch] }
+    } }
+    return record(out, inputs: [x, v]) { g, needs in
+      var dv: Tensor? = nil
+      if needs[1] {
+        var acc = [Double](repeating: 0, count: batch * c)
+        let gp = g.floatPointer
+        for n in 0..<batch { for p in 0..<positions {
+          let base = (n * positions + p) * c
+          for ch in 0..<c { acc[n * c + ch] += Double(gp[base + ch]) }
+        } }
+        dv = try Tensor(shape: [batch, c], floats: acc.map { Float($0) })
+      }
+      return [needs[0] ? g : nil, dv]
+    }
+  }
+}

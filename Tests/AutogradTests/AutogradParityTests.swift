@@ -63,6 +63,19 @@ import Weights
     try check("mse", ["prediction", "target"]) { t, v in try t.mseLoss(v["prediction"]!, v["target"]!) }
   }
 
+  @Test func convolutionsMatchTorch() throws {
+    try check("conv3x3", ["x", "weight", "bias"]) { t, v in try t.conv2d(v["x"]!, weight: v["weight"]!, bias: v["bias"]!, padding: 1) }
+    try check("conv_down", ["x", "weight", "bias"]) { t, v in
+      try t.conv2d(v["x"]!, weight: v["weight"]!, bias: v["bias"]!, stride: 2, padding: 1)
+    }
+    try check("conv1x1", ["x", "weight"]) { t, v in try t.conv2d(v["x"]!, weight: v["weight"]!) }
+  }
+
+  @Test func nearestUpsamplingAndProductsMatchTorch() throws {
+    try check("upsample", ["x"]) { t, v in try t.upsampleNearest2x(v["x"]!) }
+    try check("mul", ["a", "b"]) { t, v in try t.mul(v["a"]!, v["b"]!) }
+  }
+
   /// LayerNorm → linear → GELU → linear queries over linear keys and values of the same input,
   /// four heads → linear → MSE: every weight's gradient through the whole chain.
   @Test func aResamplerLikeChainMatchesTorchEndToEnd() throws {

@@ -11,6 +11,11 @@ Writes Tests/Fixtures/training/autograd.safetensors (deterministic; float32), ke
     gelu, silu   x [3,9]                                                    F.gelu (exact), F.silu
     attention    q [2,5,12], k/v [2,7,12], 3 heads                          F.scaled_dot_product_attention on [B,H,L,d]
     mse          prediction, target [3,4]                                   F.mse_loss (mean), a scalar: no dy
+    conv3x3      x [2,6,5,4] channels-last, weight [7,4,3,3], bias; padding 1   F.conv2d on the NCHW transpose
+    conv_down    x [2,7,6,4], weight [5,4,3,3], bias; stride 2, padding 1       (diffusers Downsample2D)
+    conv1x1      x [2,3,4,6], weight [5,6,1,1], no bias
+    upsample     x [2,3,4,5]                                                F.interpolate(scale_factor=2, nearest)
+    mul          a, b [3,7]
     chain        x [2,6,10]: layer_norm -> linear(10->12) -> gelu -> linear(12->12) as queries over
                  keys/values linear(10->12) of x, 4 heads -> linear(12->8) -> mse against a target; gradients of every
                  weight (a Resampler-like block end to end)
@@ -34,6 +39,13 @@ to_out with bias; frozen) with the official IPAttnProcessor2_0 (attention_proces
 tokens; to_k_ip/to_v_ip trainable): weights "to_q", "to_k", "to_v", "to_out", "to_out_bias", "to_k_ip", "to_v_ip";
 inputs "hidden" [2,9,40], "text" [2,6,50], "image" [2,4,50]; output "y"; upstream "dy"; gradients "dhidden", "dtext",
 "dimage", "dto_k_ip", "dto_v_ip".
+
+Writes Tests/Fixtures/training/blocks.safetensors: frozen UNet blocks with random weights, differentiated with respect to
+their inputs — a diffusers ResnetBlock2D (6 -> 8 channels, 2 groups, time embedding 10; "resnet.param.<key>", input
+"resnet.x" [2,5,4,6] channels-last, "resnet.temb" [2,10]) and a BasicTransformerBlock (dim 16, 2 heads of 8, cross 12,
+GEGLU) with the official IPAttnProcessor2_0 on attn2 (scale 0.6, 3 image tokens; "transformer.param.<key>" including
+"attn2.processor.to_k_ip.weight"; inputs "x" [2,7,16], "text" [2,5,12], "image" [2,3,12]): outputs "y", upstream "dy",
+gradients "d<input>" (and "dto_k_ip", "dto_v_ip").
 """
 import os
 
@@ -85,6 +97,17 @@ def main():
     case("attention", attention, q=r(2, 5, 12), k=r(2, 7, 12), v=r(2, 7, 12))
     case("mse", lambda prediction, target: F.mse_loss(prediction, target).reshape(1), prediction=r(3, 4), target=r(3, 4))
 
+    def conv(stride, padding):
+        return lambda x, weight, bias=None: F.conv2d(x.permute(0, 3, 1, 2), weight, bias, stride=stride,
+                                                     padding=padding).permute(0, 2, 3, 1)
+
+    case("conv3x3", conv(1, 1), x=r(2, 6, 5, 4), weight=r(7, 4, 3, 3) / 6, bias=0.1 * r(7))
+    case("conv_down", conv(2, 1), x=r(2, 7, 6, 4), weight=r(5, 4, 3, 3) / 6, bias=0.1 * r(5))
+    case("conv1x1", conv(1, 0), x=r(2, 3, 4, 6), weight=r(5, 6, 1, 1) / 2.5)
+    case("upsample", lambda x: F.interpolate(x.permute(0, 3, 1, 2), scale_factor=2.0, mode="nearest").permute(0, 2, 3, 1),
+         x=r(2, 3, 4, 5))
+    case("mul", lambda a, b: a * b, a=r(3, 7), b=r(3, 7))
+
     def chain(x, ln_w, ln_b, w1, b1, w2, wk, wv, wo, bo, target):
         h = F.layer_norm(x, [10], ln_w, ln_b, 1e-5)
         q = F.linear(F.gelu(F.linear(h, w1, b1)), w2)
@@ -111,6 +134,52 @@ def main():
     write_resampler()
     write_projections()
     write_decoupled_attention()
+    write_blocks()
+
+
+def write_blocks():
+    import sys
+    sys.path.insert(0, HERE)
+    import tiny_models
+    from diffusers.models.attention import BasicTransformerBlock
+    from diffusers.models.resnet import ResnetBlock2D
+    official_modules()
+    import ip_adapter.attention_processor as processors
+    torch.manual_seed(1740)
+    g = torch.Generator().manual_seed(1741)
+    out = {}
+    resnet = ResnetBlock2D(in_channels=6, out_channels=8, temb_channels=10, groups=2, eps=1e-5).eval()
+    tiny_models.scale_parameters(resnet, g)
+    tiny_models.randomise_norms(resnet, g)
+    resnet.requires_grad_(False)
+    x = torch.randn(2, 5, 4, 6, generator=g).requires_grad_(True)
+    temb = torch.randn(2, 10, generator=g).requires_grad_(True)
+    y = resnet(x.permute(0, 3, 1, 2), temb).permute(0, 2, 3, 1)
+    dy = torch.randn(*y.shape, generator=g)
+    dx, dtemb = torch.autograd.grad((y * dy).sum(), [x, temb])
+    out.update({f"resnet.param.{k}": v for k, v in resnet.state_dict().items()})
+    out.update({"resnet.x": x, "resnet.temb": temb, "resnet.y": y, "resnet.dy": dy, "resnet.dx": dx, "resnet.dtemb": dtemb})
+
+    block = BasicTransformerBlock(dim=16, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=12,
+                                  activation_fn="geglu").eval()
+    proc = processors.IPAttnProcessor2_0(hidden_size=16, cross_attention_dim=12, scale=0.6, num_tokens=3)
+    block.attn2.set_processor(proc)
+    tiny_models.scale_parameters(block, g)
+    tiny_models.randomise_norms(block, g)
+    block.requires_grad_(False)
+    proc.requires_grad_(True)
+    x = torch.randn(2, 7, 16, generator=g).requires_grad_(True)
+    text = torch.randn(2, 5, 12, generator=g).requires_grad_(True)
+    image = torch.randn(2, 3, 12, generator=g).requires_grad_(True)
+    y = block(x, encoder_hidden_states=torch.cat([text, image], dim=1))
+    dy = torch.randn(*y.shape, generator=g)
+    gs = torch.autograd.grad((y * dy).sum(), [x, text, image, proc.to_k_ip.weight, proc.to_v_ip.weight])
+    out.update({f"transformer.param.{k}": v for k, v in block.state_dict().items()})
+    out.update({"transformer.x": x, "transformer.text": text, "transformer.image": image, "transformer.y": y,
+                "transformer.dy": dy})
+    out.update({f"transformer.d{k}": v for k, v in zip(["x", "text", "image", "to_k_ip", "to_v_ip"], gs)})
+    save_file({k: v.detach().float().contiguous() for k, v in sorted(out.items())}, os.path.join(OUT, "blocks.safetensors"))
+    print(f"{len(out)} tensors into {OUT}/blocks.safetensors")
 
 
 def write_decoupled_attention():

@@ -1,0 +1,136 @@
+import Autograd
+import Models
+import NN
+import TensorCore
+
+/// A frozen linear layer's weights on the tape.
+struct FrozenLinear {
+  let weight: Variable
+  let bias: Variable?
+
+  init(_ layer: Linear) {
+    weight = Variable(constant: layer.weight.value.asFloat32())
+    bias = layer.bias.map { Variable(constant: $0.value.asFloat32()) }
+  }
+
+  func callAsFunction(_ x: Variable, on tape: Tape) throws -> Variable { try tape.linear(x, weight: weight, bias: bias) }
+}
+
+/// A frozen convolution's weights on the tape (uniform padding only).
+struct FrozenConv {
+  let weight: Variable
+  let bias: Variable?
+  let stride: Int
+  let padding: Int
+
+  init(_ layer: Conv2d) throws {
+    let p = layer.padding
+    guard p.top == p.left, p.top == p.bottom, p.top == p.right else {
+      throw AutogradError.invalidArgument("a frozen convolution needs uniform padding, got \(p)")
+    }
+    weight = Variable(constant: layer.weight.value.asFloat32())
+    bias = layer.bias.map { Variable(constant: $0.value.asFloat32()) }
+    (stride, padding) = (layer.stride, p.top)
+  }
+
+  func callAsFunction(_ x: Variable, on tape: Tape) throws -> Variable {
+    try tape.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+  }
+}
+
+/// A frozen normalisation's affine weights on the tape.
+struct FrozenNorm {
+  let weight: Variable?
+  let bias: Variable?
+  let eps: Float
+  let groups: Int?
+
+  init(_ n: GroupNorm) {
+    (weight, bias, eps, groups) = (Variable(constant: n.weight.value.asFloat32()), Variable(constant: n.bias.value.asFloat32()), n.eps, n.groups)
+  }
+
+  init(_ n: LayerNorm) {
+    weight = n.weight.map { Variable(constant: $0.value.asFloat32()) }
+    bias = n.bias.map { Variable(constant: $0.value.asFloat32()) }
+    (eps, groups) = (n.eps, nil)
+  }
+
+  func callAsFunction(_ x: Variable, on tape: Tape) throws -> Variable {
+    if let groups { return try tape.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps) }
+    return try tape.layerNorm(x, weight: weight, bias: bias, eps: eps)
+  }
+}
+
+/// A UNet ResNet block with frozen weights, differentiable with respect to its input and the
+/// time embedding (the path from the loss back to an adapter's tokens crosses these).
+///
+/// matches: diffusers `ResnetBlock2D` (default `time_embedding_norm`, eval mode):
+/// `h = conv1(silu(norm1(x))) + time_emb_proj(silu(temb))`, `h = conv2(silu(norm2(h)))`,
+/// `(shortcut(x) + h) / output_scale_factor`.
+public final class DifferentiableResnetBlock {
+  let norm1: FrozenNorm, conv1: FrozenConv, timeProj: FrozenLinear?, norm2: FrozenNorm, conv2: FrozenConv
+  let shortcut: FrozenConv?
+  let outputScaleFactor: Float
+
+  public init(_ block: ResnetBlock2D) throws {
+    norm1 = FrozenNorm(block.norm1)
+    conv1 = try FrozenConv(block.conv1)
+    timeProj = block.timeEmbProj.map(FrozenLinear.init)
+    norm2 = FrozenNorm(block.norm2)
+    conv2 = try FrozenConv(block.conv2)
+    shortcut = try block.convShortcut.map(FrozenConv.init)
+    outputScaleFactor = block.outputScaleFactor
+  }
+
+  /// `x` `[B, H, W, C]`, `timeEmbedding` `[B, T]` (nil for blocks without one).
+  public func callAsFunction(_ x: Variable, timeEmbedding: Variable?, on tape: Tape) throws -> Variable {
+    var h = try conv1(tape.silu(try norm1(x, on: tape)), on: tape)
+    if let timeProj, let timeEmbedding {
+      h = try tape.addPerSample(h, try timeProj(tape.silu(timeEmbedding), on: tape))
+    }
+    h = try conv2(tape.silu(try norm2(h, on: tape)), on: tape)
+    let out = try tape.add(try shortcut?(x, on: tape) ?? x, h)
+    return outputScaleFactor == 1 ? out : tape.scale(out, 1 / outputScaleFactor)
+  }
+}
+
+/// A UNet transformer block with frozen weights and IP-Adapter's decoupled image branch in its
+/// cross-attention (`to_k_ip`/`to_v_ip` trainable), differentiable with respect to its input,
+/// the image tokens and those two weights.
+///
+/// matches: diffusers `BasicTransformerBlock` (`norm_type="layer_norm"`, GEGLU feed-forward) with
+/// tencent-ailab/IP-Adapter's `IPAttnProcessor2_0` on `attn2` (`AttnProcessor2_0` on `attn1`):
+/// `h = x + attn1(norm1(x))`, `h = h + attn2(norm2(h), text, image, λ)`, `h + ff(norm3(h))` with
+/// `ff = net.2(a · gelu(gate))`, `[a, gate] = net.0.proj(·).chunk(2)`.
+public final class DifferentiableTransformerBlock {
+  let norm1: FrozenNorm, norm2: FrozenNorm, norm3: FrozenNorm
+  let selfQ: Variable, selfK: Variable, selfV: Variable, selfOut: FrozenLinear, heads: Int
+  public let crossAttention: TrainableDecoupledAttention
+  let ffIn: FrozenLinear, ffOut: FrozenLinear
+
+  public init(_ block: BasicTransformerBlock, toKIP: Tensor, toVIP: Tensor) throws {
+    norm1 = FrozenNorm(block.norm1)
+    norm2 = FrozenNorm(block.norm2)
+    norm3 = FrozenNorm(block.norm3)
+    heads = block.attn1.heads
+    selfQ = Variable(constant: block.attn1.toQ.weight.value.asFloat32())
+    selfK = Variable(constant: block.attn1.toK.weight.value.asFloat32())
+    selfV = Variable(constant: block.attn1.toV.weight.value.asFloat32())
+    selfOut = FrozenLinear(block.attn1.toOut)
+    crossAttention = try TrainableDecoupledAttention(frozen: block.attn2, toKIP: toKIP, toVIP: toVIP)
+    ffIn = FrozenLinear(block.ff.proj)
+    ffOut = FrozenLinear(block.ff.out)
+  }
+
+  /// `x` `[B, L, C]`, `text` `[B, Lt, cross]`, `image` `[B, T, cross]`, λ = `scale`.
+  public func callAsFunction(_ x: Variable, text: Variable, image: Variable, scale: Float, on tape: Tape) throws -> Variable {
+    let n1 = try norm1(x, on: tape)
+    let selfAttended = try tape.attention(
+      try tape.linear(n1, weight: selfQ), try tape.linear(n1, weight: selfK), try tape.linear(n1, weight: selfV), heads: heads)
+    var h = try tape.add(try selfOut(selfAttended, on: tape), x)
+    h = try tape.add(try crossAttention(try norm2(h, on: tape), text: text, image: image, scale: scale, on: tape), h)
+    let parts = try tape.chunkLast(try ffIn(try norm3(h, on: tape), on: tape), parts: 2)
+    let ff = try ffOut(try tape.mul(parts[0], tape.gelu(parts[1])), on: tape)
+    return try tape.add(ff, h)
+  }
+}
