@@ -75,8 +75,9 @@ public enum AutogradError: Error, Equatable, CustomStringConvertible {
 /// recorded, and a backward kernel computes only the input gradients that are needed (a frozen
 /// weight's gradient is never computed or stored).
 ///
-/// matches: `torch.autograd` for the operations in `Tape+Operations.swift` (tested per operation
-/// against `torch.autograd.grad`, relative error ≤ 1e-5).
+/// matches: `torch.autograd` for the operations of the `Tape+*.swift` files (each tested against
+/// `torch.autograd.grad`, relative error ≤ 1e-5). Limitations: float32 only; one backward pass
+/// per tape (it is emptied); saved activations are kept until `backward` (no checkpointing yet).
 public final class Tape {
   struct Node {
     let inputs: [Variable]
