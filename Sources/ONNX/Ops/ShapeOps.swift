@@ -360,7 +360,10 @@ struct SliceKernel: ONNXKernel {
         outShape[a] = b > e ? Int((b - e - 1) / (-st) + 1) : 0
       }
       begin[a] = Int(b)
-      step[a] = Int(st)
+      // A step longer than the axis selects one element, as the axis' own length does; clamped so
+      // that step × stride cannot overflow (a file may give any Int64).
+      let longest = Swift.max(dim, 1)
+      step[a] = Int(st > 0 ? Swift.min(st, longest) : Swift.max(st, -longest))
     }
     let inStrides = ShapeMath.strides(s)
     let base = zip(begin, inStrides).reduce(0) { $0 + $1.0 * $1.1 }
