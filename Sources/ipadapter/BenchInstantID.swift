@@ -34,13 +34,7 @@ extension ModelBench {
 
   /// InstantX/InstantID `ip-adapter.bin`'s shape with random weights.
   func faceAdapter(unet: UNet2DConditionModel) throws -> IPAdapter {
-    let variant = IPAdapterVariant.plus(
-      Resampler.Shape(dim: 1280, depth: 4, heads: 20, queries: 16, embeddingDim: 512, outputDim: 2048))
-    let projection = variant.makeProjection()
-    try projection.fillWithRandomWeights(seed: 41, prepare: options)
-    let attention = IPAdapterAttentionWeights(slots: IPAdapterLayerTable.slots(for: unet), crossDim: 2048)
-    try attention.fillWithRandomWeights(seed: 42, prepare: options)
-    return IPAdapter(path: "random-instantid-adapter", variant: variant, projection: projection, attention: attention)
+    try sdxlAdapter(unet: unet, embeddingDim: 512, seed: 41)
   }
 
   /// One denoising step: the ControlNet's residuals, then the UNet with them.

@@ -21,15 +21,16 @@ extension ModelBench {
   }
 
   /// `ip-adapter-plus_sdxl_vit-h`'s shape: Resampler 1280 wide, 20 heads, 16 queries, ViT-H
-  /// features (1280) in, 2048 out; random weights.
-  func sdxlAdapter(unet: UNet2DConditionModel) throws -> IPAdapter {
+  /// features (1280) in, 2048 out; random weights. `embeddingDim` 512 and seed 41 give
+  /// InstantX/InstantID's face adapter (the Resampler over a face embedding).
+  func sdxlAdapter(unet: UNet2DConditionModel, embeddingDim: Int = 1280, seed: UInt64 = 25) throws -> IPAdapter {
     let variant = IPAdapterVariant.plus(
-      Resampler.Shape(dim: 1280, depth: 4, heads: 20, queries: 16, embeddingDim: 1280, outputDim: 2048))
+      Resampler.Shape(dim: 1280, depth: 4, heads: 20, queries: 16, embeddingDim: embeddingDim, outputDim: 2048))
     let projection = variant.makeProjection()
-    try projection.fillWithRandomWeights(seed: 25, prepare: options)
+    try projection.fillWithRandomWeights(seed: seed, prepare: options)
     let attention = IPAdapterAttentionWeights(slots: IPAdapterLayerTable.slots(for: unet), crossDim: 2048)
-    try attention.fillWithRandomWeights(seed: 26, prepare: options)
-    return IPAdapter(path: "random-sdxl-plus-adapter", variant: variant, projection: projection, attention: attention)
+    try attention.fillWithRandomWeights(seed: seed + 1, prepare: options)
+    return IPAdapter(path: "random-sdxl-plus-adapter-\(embeddingDim)", variant: variant, projection: projection, attention: attention)
   }
 
   /// SDXL's conditioning for a 1024² image with CFG: text `[2, 77, 2048]`, pooled `[2, 1280]`,

@@ -360,6 +360,15 @@ def instantid_reference():
     return pipeline_module, Resampler
 
 
+def processor_width(name, cfg):
+    """Channels of the UNet attention behind processor `name` (the reference's set_ip_adapter rule)."""
+    if name.startswith("mid_block"):
+        return cfg.block_out_channels[-1]
+    if name.startswith("up_blocks"):
+        return list(reversed(cfg.block_out_channels))[int(name[len("up_blocks.")])]
+    return cfg.block_out_channels[int(name[len("down_blocks.")])]
+
+
 def instantid_attention(unet_model, tokens=16, scale=0.8):
     """The reference's `set_ip_adapter`: its IPAttnProcessor (2_0) on every cross-attention layer
     (random to_k_ip/to_v_ip), its AttnProcessor on the self-attention ones."""
@@ -370,13 +379,7 @@ def instantid_attention(unet_model, tokens=16, scale=0.8):
         if name.endswith("attn1.processor"):
             procs[name] = pipeline_module.AttnProcessor()
             continue
-        if name.startswith("mid_block"):
-            hidden = cfg.block_out_channels[-1]
-        elif name.startswith("up_blocks"):
-            hidden = list(reversed(cfg.block_out_channels))[int(name[len("up_blocks.")])]
-        else:
-            hidden = cfg.block_out_channels[int(name[len("down_blocks.")])]
-        procs[name] = pipeline_module.IPAttnProcessor(hidden_size=hidden, cross_attention_dim=cfg.cross_attention_dim,
+        procs[name] = pipeline_module.IPAttnProcessor(hidden_size=processor_width(name, cfg), cross_attention_dim=cfg.cross_attention_dim,
                                                       scale=scale, num_tokens=tokens)
     unet_model.set_attn_processor(procs)
 
@@ -433,14 +436,8 @@ def generate_instantid(dtype, steps, storage=torch.float16):
     for i, name in enumerate(u.attn_processors.keys()):
         if name.endswith("attn1.processor"):
             continue
-        if name.startswith("mid_block"):
-            hidden = 1280
-        elif name.startswith("up_blocks"):
-            hidden = list(reversed(u.config.block_out_channels))[int(name[len("up_blocks.")])]
-        else:
-            hidden = u.config.block_out_channels[int(name[len("down_blocks.")])]
         for kv in ("k", "v"):
-            ip[f"{i}.to_{kv}_ip.weight"] = (torch.randn(hidden, 2048) / 2048**0.5).to(storage)
+            ip[f"{i}.to_{kv}_ip.weight"] = (torch.randn(processor_width(name, u.config), 2048) / 2048**0.5).to(storage)
     torch.save({"image_proj": {k: v.to(storage) for k, v in proj.state_dict().items()}, "ip_adapter": ip},
                os.path.join(tmp, "ip-adapter.bin"))
     u.to(storage).save_pretrained(os.path.join(tmp, "unet"))

@@ -152,6 +152,26 @@ def instantid_modules():
     return pipeline_module, Resampler, full_module
 
 
+def random_ip_layers(unet, g):
+    """Random to_k_ip/to_v_ip for every cross-attention processor of `unet`, numbered as its attn_processors."""
+    import torch
+    cross = unet.config.cross_attention_dim
+    channels = unet.config.block_out_channels
+    ip = {}
+    for i, name in enumerate(unet.attn_processors.keys()):
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = channels[int(name[len("down_blocks.")])]
+        for kv in ("k", "v"):
+            ip[f"{i}.to_{kv}_ip.weight"] = 1.5 * torch.randn(hidden, cross, generator=g) / cross ** 0.5
+    return ip
+
+
 def write_adapter():
     """tiny-instantid/: ip-adapter.bin in the released layout and ControlNetModel/ linked to the tiny SDXL ControlNet."""
     import torch
@@ -171,19 +191,7 @@ def write_adapter():
             else:
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
     unet = UNet2DConditionModel.from_pretrained(os.path.join(PIPE, "unet"))
-    cross = unet.config.cross_attention_dim
-    ip = {}
-    for i, name in enumerate(unet.attn_processors.keys()):
-        if name.endswith("attn1.processor"):
-            continue
-        if name.startswith("mid_block"):
-            hidden = unet.config.block_out_channels[-1]
-        elif name.startswith("up_blocks"):
-            hidden = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
-        else:
-            hidden = unet.config.block_out_channels[int(name[len("down_blocks.")])]
-        for kv in ("k", "v"):
-            ip[f"{i}.to_{kv}_ip.weight"] = 1.5 * torch.randn(hidden, cross, generator=g) / cross ** 0.5
+    ip = random_ip_layers(unet, g)
     torch.save({"image_proj": proj.state_dict(), "ip_adapter": ip}, os.path.join(ADAPTER, "ip-adapter.bin"))
     net = os.path.join(ADAPTER, "ControlNetModel")
     os.makedirs(net, exist_ok=True)
@@ -217,19 +225,7 @@ def write_single_file_adapter():
     torch.set_num_threads(threads)  # gen_controlnet sets 1 on import; the goldens below were made with the default
     unet = single_file_base().unet
     g = torch.Generator().manual_seed(1603)
-    ip = {}
-    for i, name in enumerate(unet.attn_processors.keys()):
-        if name.endswith("attn1.processor"):
-            continue
-        if name.startswith("mid_block"):
-            hidden = unet.config.block_out_channels[-1]
-        elif name.startswith("up_blocks"):
-            hidden = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
-        else:
-            hidden = unet.config.block_out_channels[int(name[len("down_blocks.")])]
-        for kv in ("k", "v"):
-            ip[f"{i}.to_{kv}_ip.weight"] = (1.5 * torch.randn(hidden, unet.config.cross_attention_dim, generator=g)
-                                            / unet.config.cross_attention_dim ** 0.5).half()
+    ip = {k: v.half() for k, v in random_ip_layers(unet, g).items()}
     proj = torch.load(os.path.join(ADAPTER, "ip-adapter.bin"), map_location="cpu")["image_proj"]
     os.makedirs(SINGLE_ADAPTER, exist_ok=True)
     torch.save({"image_proj": {k: v.half() for k, v in proj.items()}, "ip_adapter": ip},
