@@ -79,7 +79,9 @@ let package = Package(
     // Reverse-mode gradients and optimisers (no model knowledge).
     .target(name: "Autograd", dependencies: ["TensorCore"]),
     // Adapter training: the adapters' trainable forms on the autograd tape.
-    .target(name: "Training", dependencies: ["Autograd", "IPAdapter", "Models", "Weights", "TensorCore"]),
+    .target(
+      name: "Training",
+      dependencies: ["Autograd", "Pipelines", "IPAdapter", "Models", "Schedulers", "Tokenizers", "Weights", "TensorCore"]),
     // The machine's FMA throughput, for the benchmark's "% of peak".
     .target(name: "CPeakProbe", path: "Sources/CPeakProbe"),
     // Hugging Face hub client with huggingface_hub's cache layout (Foundation only).
@@ -105,7 +107,8 @@ let package = Package(
     .testTarget(name: "NNTests", dependencies: ["NN", "Weights", "TestSupport"]),
     .testTarget(name: "AutogradTests", dependencies: ["Autograd", "TensorCore", "Weights", "TestSupport"]),
     .testTarget(
-      name: "TrainingTests", dependencies: ["Training", "Autograd", "IPAdapter", "Models", "TensorCore", "Weights", "TestSupport"]),
+      name: "TrainingTests",
+      dependencies: ["Training", "Autograd", "Pipelines", "Schedulers", "IPAdapter", "Models", "TensorCore", "Weights", "TestSupport"]),
     .testTarget(
       name: "ModelTests", dependencies: ["Models", "Weights", "Tokenizers", "TestSupport"]),
     .testTarget(

@@ -48,6 +48,30 @@ extension Tape {
     }
   }
 
+  /// `a` and `b` joined along the last axis (channels of NHWC activations): shapes equal but for
+  /// the last axis.
+  ///
+  /// matches: `torch.cat((a, b), dim=1)` on NCHW (a UNet up block joining a skip tensor).
+  /// Backward: each part's columns of the gradient.
+  public func concatLast(_ a: Variable, _ b: Variable) throws -> Variable {
+    guard a.shape.count == b.shape.count, a.shape.count >= 1, a.shape.dropLast() == b.shape.dropLast() else {
+      throw AutogradError.invalidArgument("concatLast: \(a.shape) and \(b.shape) differ outside the last axis")
+    }
+    let (ca, cb) = (a.shape.last!, b.shape.last!)
+    let rows = a.value.count / max(ca, 1)
+    let out = try Ops.concatLast(a.value, b.value)
+    return record(out, inputs: [a, b]) { g, needs in
+      let gp = g.floatPointer
+      func columns(_ start: Int, _ width: Int, _ shape: [Int]) -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        let d = t.mutableFloatPointer
+        for r in 0..<rows { (d + r * width).update(from: gp + r * (ca + cb) + start, count: width) }
+        return t
+      }
+      return [needs[0] ? columns(0, ca, a.shape) : nil, needs[1] ? columns(ca, cb, b.shape) : nil]
+    }
+  }
+
   /// The `parts` equal slices of the last axis.
   ///
   /// matches: `t.chunk(parts, dim=-1)`. Backward: each slice's gradient in its columns (zeros

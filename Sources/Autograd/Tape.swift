@@ -77,7 +77,8 @@ public enum AutogradError: Error, Equatable, CustomStringConvertible {
 ///
 /// matches: `torch.autograd` for the operations of the `Tape+*.swift` files (each tested against
 /// `torch.autograd.grad`, relative error ≤ 1e-5). Limitations: float32 only; one backward pass
-/// per tape (it is emptied); saved activations are kept until `backward` (no checkpointing yet).
+/// per tape (it is emptied); saved activations are kept until `backward`, except inside
+/// ``checkpoint(_:_:)``, which recomputes a block's activations during the backward pass instead.
 public final class Tape {
   struct Node {
     let inputs: [Variable]
@@ -98,6 +99,9 @@ public final class Tape {
   public func leaf(_ value: Tensor, requiresGrad: Bool = true) -> Variable {
     Variable(value, requiresGrad: requiresGrad, isLeaf: true)
   }
+
+  /// Appends a node whose output needs a gradient.
+  func append(_ node: Node) { nodes.append(node) }
 
   /// Records `value` as the result of an operation on `inputs`.
   func record(

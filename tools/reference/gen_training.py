@@ -48,6 +48,7 @@ GEGLU) with the official IPAttnProcessor2_0 on attn2 (scale 0.6, 3 image tokens;
 gradients "d<input>" (and "dto_k_ip", "dto_v_ip").
 """
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -135,6 +136,7 @@ def main():
     write_projections()
     write_decoupled_attention()
     write_blocks()
+    write_step()
 
 
 def write_blocks():
@@ -304,5 +306,124 @@ def write_resampler():
     print(f"{len(out)} tensors into {OUT}/resampler.safetensors (loss {losses[0]:.5f} -> {losses[-1]:.5f})")
 
 
+def nhwc(t):
+    return t.permute(0, 2, 3, 1).contiguous()
+
+
+def write_step():
+    """20 training steps of tutorial_train.py / tutorial_train_plus.py on the tiny SD1.5 and image encoder fixtures."""
+    import copy
+    import sys
+    sys.path.insert(0, HERE)
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+    import gen_ip_adapter
+    plain, _ = official_modules()
+    import ip_adapter.attention_processor as processors
+    resampler = gen_ip_adapter.official_resampler_module()
+    fixtures = os.path.dirname(OUT)
+    base = os.path.join(fixtures, "tiny-sd15")
+    unet0 = UNet2DConditionModel.from_pretrained(base, subfolder="unet").eval()
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae").eval()
+    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder").eval()
+    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
+    image_encoder = CLIPVisionModelWithProjection.from_pretrained(
+        os.path.join(fixtures, "tiny-ip-adapter", "models", "image_encoder")).eval()
+    scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
+    for m in (unet0, vae, text_encoder, image_encoder):
+        m.requires_grad_(False)
+    g = torch.Generator().manual_seed(1740)
+    texts = ["a red square on grey", "two blue circles"]
+    images = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    clip_pixels = torch.randn(2, 3, 224, 224, generator=g).half().float()  # stored as float16, exactly
+    steps = 20
+    per_step = []
+    for s in range(steps):
+        codes = [(2 * s + b) % 4 for b in range(2)]  # 0 keep, 1 drop image, 2 drop text, 3 drop both
+        per_step.append(dict(vae_noise=torch.randn(2, 4, 8, 8, generator=g), noise=torch.randn(2, 4, 8, 8, generator=g),
+                             timesteps=torch.randint(0, scheduler.config.num_train_timesteps, (2,), generator=g),
+                             codes=codes))
+    out = {"images": nhwc(images), "clip_pixels": nhwc(clip_pixels)}
+    for s, d in enumerate(per_step):
+        out.update({f"step{s}.vae_noise": nhwc(d["vae_noise"]), f"step{s}.noise": nhwc(d["noise"]),
+                    f"step{s}.timesteps": d["timesteps"].float(), f"step{s}.drop": torch.tensor(d["codes"]).float()})
+
+    cross, hidden, projection_dim = 20, 40, 28
+    kinds = {
+        "linear": lambda: plain.ImageProjModel(cross_attention_dim=cross, clip_embeddings_dim=projection_dim,
+                                              clip_extra_context_tokens=4),
+        # tutorial_train_plus.py's Resampler with depth 2 and 2 heads (4 and 12 there) to keep the fixture small.
+        "plus": lambda: resampler.Resampler(dim=cross, depth=2, dim_head=64, heads=2, num_queries=16,
+                                            embedding_dim=hidden, output_dim=cross, ff_mult=4),
+        "full_face": lambda: plain.MLPProjModel(cross_attention_dim=cross, clip_embeddings_dim=hidden),
+    }
+    for kind, make in kinds.items():
+        torch.manual_seed({"linear": 1741, "plus": 1742, "full_face": 1743}[kind])
+        unet = copy.deepcopy(unet0)
+        proj = make()
+        # tutorial_train.py: attn1 keeps the plain processor, attn2 gets IPAttnProcessor with to_k_ip/to_v_ip
+        # copied from the layer's to_k/to_v.
+        unet_sd = unet.state_dict()
+        procs = {}
+        for name in unet.attn_processors.keys():
+            if name.endswith("attn1.processor"):
+                procs[name] = processors.AttnProcessor2_0()
+                continue
+            if name.startswith("mid_block"):
+                size = unet.config.block_out_channels[-1]
+            elif name.startswith("up_blocks"):
+                size = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
+            else:
+                size = unet.config.block_out_channels[int(name[len("down_blocks.")])]
+            layer = name[:-len(".processor")]
+            procs[name] = processors.IPAttnProcessor2_0(hidden_size=size, cross_attention_dim=cross,
+                                                        num_tokens={"linear": 4, "plus": 16, "full_face": 257}[kind])
+            procs[name].load_state_dict({"to_k_ip.weight": unet_sd[layer + ".to_k.weight"],
+                                         "to_v_ip.weight": unet_sd[layer + ".to_v.weight"]})
+        unet.set_attn_processor(procs)
+        adapter = torch.nn.ModuleList(unet.attn_processors.values())
+        out.update({f"{kind}.init.image_proj.{k}": v.detach().clone() for k, v in proj.state_dict().items()})
+        params = list(proj.parameters()) + list(adapter.parameters())
+        names = [f"image_proj.{k}" for k, _ in proj.named_parameters()] + [f"ip_adapter.{k}" for k, _ in adapter.named_parameters()]
+        opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+        losses = []
+        for s, d in enumerate(per_step):
+            with torch.no_grad():
+                dist = vae.encode(images).latent_dist
+                latents = (dist.mean + dist.std * d["vae_noise"]) * vae.config.scaling_factor
+                noisy = scheduler.add_noise(latents, d["noise"], d["timesteps"])
+                drop_text = [c >= 2 for c in d["codes"]]
+                drop_image = [c in (1, 3) for c in d["codes"]]
+                ids = tokenizer(["" if dt else t for t, dt in zip(texts, drop_text)], max_length=tokenizer.model_max_length,
+                                padding="max_length", truncation=True, return_tensors="pt").input_ids
+                text = text_encoder(ids)[0]
+                if kind == "linear":  # tutorial_train.py: the image embeds of a dropped image are zeros
+                    embeds = image_encoder(clip_pixels).image_embeds
+                    embeds = torch.stack([torch.zeros_like(e) if di else e for e, di in zip(embeds, drop_image)])
+                else:  # tutorial_train_plus.py: a dropped image is a zero image, through the encoder
+                    pixels = torch.stack([torch.zeros_like(p) if di else p for p, di in zip(clip_pixels, drop_image)])
+                    embeds = image_encoder(pixels, output_hidden_states=True).hidden_states[-2]
+            tokens = proj(embeds)
+            pred = unet(noisy, d["timesteps"], torch.cat([text, tokens], dim=1)).sample
+            loss = F.mse_loss(pred.float(), d["noise"].float(), reduction="mean")
+            opt.zero_grad()
+            loss.backward()
+            if s == 0:
+                out[f"{kind}.pred0"] = nhwc(pred.detach())
+                out["step0.latents"] = nhwc(latents)
+                out.update({f"{kind}.grad0.{n}": p.grad.detach().clone() for n, p in zip(names, params)})
+            losses.append(loss.item())
+            opt.step()
+        out[f"{kind}.losses"] = torch.tensor(losses)
+        out.update({f"{kind}.final.{n}": p.detach().clone() for n, p in zip(names, params)})
+        print(f"{kind}: loss {losses[0]:.5f} -> {losses[-1]:.5f}")
+    save_file({k: (v.detach().half() if k == "clip_pixels" else v.detach().float()).contiguous() for k, v in sorted(out.items())},
+              os.path.join(OUT, "step.safetensors"))
+    print(f"{len(out)} tensors into {OUT}/step.safetensors")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["step"]:
+        write_step()
+    else:
+        main()

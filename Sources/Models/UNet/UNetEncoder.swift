@@ -115,8 +115,25 @@ public final class UNetEncoder {
     let sinusoid = TimestepEmbedding.sinusoidal(
       timesteps: [timestep], dimension: timeDimension, flipSinToCos: flipSinToCos,
       downscaleFreqShift: Float(freqShift))
-    var emb = try Ops.concatRows(
+    let emb = try Ops.concatRows(
       Array(repeating: try timeLinear2(try timeLinear1(sinusoid).applyingSiLU()), count: batch))
+    return try addingTextTime(emb, batch: batch, textTime: textTime)
+  }
+
+  /// The activated time embedding `[B, time channels]` for one timestep per sample (training,
+  /// where every sample of a batch has its own), as `timeEmbedding(_:batch:textTime:)`.
+  public func timeEmbedding(timesteps: [Float], textTime: TextTimeConditions?) throws -> Tensor {
+    guard !timesteps.isEmpty else { throw ModuleError.invalidInput("the time embedding needs at least one timestep") }
+    let sinusoid = TimestepEmbedding.sinusoidal(
+      timesteps: timesteps, dimension: timeDimension, flipSinToCos: flipSinToCos,
+      downscaleFreqShift: Float(freqShift))
+    let emb = try timeLinear2(try timeLinear1(sinusoid).applyingSiLU())
+    return try addingTextTime(emb, batch: timesteps.count, textTime: textTime)
+  }
+
+  /// `silu(emb [+ add_embedding(text_time)])`.
+  private func addingTextTime(_ timeEmbedding: Tensor, batch: Int, textTime: TextTimeConditions?) throws -> Tensor {
+    var emb = timeEmbedding
     if let shape = textTimeShape, let addLinear1, let addLinear2 {
       guard let textTime else {
         throw ModuleError.invalidInput("this UNet (SDXL) needs pooled text embeddings and time ids (text_time)")

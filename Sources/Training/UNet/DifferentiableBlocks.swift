@@ -9,8 +9,26 @@ struct FrozenLinear {
   let bias: Variable?
 
   init(_ layer: Linear) {
-    weight = Variable(constant: layer.weight.value.asFloat32())
-    bias = layer.bias.map { Variable(constant: $0.value.asFloat32()) }
+    self.init(weight: Variable(constant: layer.weight.value.asFloat32()), bias: layer.bias.map { Variable(constant: $0.value.asFloat32()) })
+  }
+
+  /// A per-pixel projection: a `Linear`, or a 1×1 `Conv2d` (its `[Cout, Cin, 1, 1]` weight as
+  /// `[Cout, Cin]`), as a transformer's `proj_in` / `proj_out`.
+  init(projection module: any Module) throws {
+    if let linear = module as? Linear {
+      self.init(linear)
+      return
+    }
+    guard let conv = module as? Conv2d, conv.weight.value.rank == 4, conv.weight.value.shape[2] == 1,
+      conv.weight.value.shape[3] == 1, conv.stride == 1
+    else { throw AutogradError.invalidArgument("a per-pixel projection must be a Linear or a 1×1 convolution") }
+    let w = conv.weight.value.asFloat32()
+    self.init(weight: Variable(constant: w.reshaped([w.shape[0], w.shape[1]])), bias: conv.bias.map { Variable(constant: $0.value.asFloat32()) })
+  }
+
+  init(weight: Variable, bias: Variable?) {
+    self.weight = weight
+    self.bias = bias
   }
 
   func callAsFunction(_ x: Variable, on tape: Tape) throws -> Variable { try tape.linear(x, weight: weight, bias: bias) }
@@ -68,11 +86,13 @@ struct FrozenNorm {
 /// `h = conv1(silu(norm1(x))) + time_emb_proj(silu(temb))`, `h = conv2(silu(norm2(h)))`,
 /// `(shortcut(x) + h) / output_scale_factor`.
 public final class DifferentiableResnetBlock {
+  let block: ResnetBlock2D
   let norm1: FrozenNorm, conv1: FrozenConv, timeProj: FrozenLinear?, norm2: FrozenNorm, conv2: FrozenConv
   let shortcut: FrozenConv?
   let outputScaleFactor: Float
 
   public init(_ block: ResnetBlock2D) throws {
+    self.block = block
     norm1 = FrozenNorm(block.norm1)
     conv1 = try FrozenConv(block.conv1)
     timeProj = block.timeEmbProj.map(FrozenLinear.init)
@@ -82,11 +102,17 @@ public final class DifferentiableResnetBlock {
     outputScaleFactor = block.outputScaleFactor
   }
 
-  /// `x` `[B, H, W, C]`, `timeEmbedding` `[B, T]` (nil for blocks without one).
-  public func callAsFunction(_ x: Variable, timeEmbedding: Variable?, on tape: Tape) throws -> Variable {
+  /// `x` `[B, H, W, C]`, `timeEmbedding` `[B, T]` (nil for blocks without one; `activated` when
+  /// it has already been through the SiLU, as the UNet computes it once for all blocks). When
+  /// neither input needs a gradient the engine's inference block computes the (constant) result.
+  public func callAsFunction(_ x: Variable, timeEmbedding: Variable?, activated: Bool = false, on tape: Tape) throws -> Variable {
+    if !x.requiresGrad, timeEmbedding?.requiresGrad != true {
+      let t = timeEmbedding.map { activated ? $0.value : Ops.silu($0.value) }
+      return Variable(constant: try block(x.value, timeEmbedding: t))
+    }
     var h = try conv1(tape.silu(try norm1(x, on: tape)), on: tape)
     if let timeProj, let timeEmbedding {
-      h = try tape.addPerSample(h, try timeProj(tape.silu(timeEmbedding), on: tape))
+      h = try tape.addPerSample(h, try timeProj(activated ? timeEmbedding : tape.silu(timeEmbedding), on: tape))
     }
     h = try conv2(tape.silu(try norm2(h, on: tape)), on: tape)
     let out = try tape.add(try shortcut?(x, on: tape) ?? x, h)

@@ -1,0 +1,218 @@
+import Autograd
+import Foundation
+import IPAdapter
+import Models
+import Pipelines
+import Schedulers
+import TensorCore
+import Tokenizers
+
+/// The frozen parts of adapter training: the base model's UNet, VAE, text encoder and tokenizer,
+/// its noise schedule, and the CLIP image encoder. None of them learns.
+public struct FrozenTrainingModels {
+  public let unet: UNet2DConditionModel
+  public let vae: AutoencoderKL
+  public let textEncoder: CLIPTextModel
+  public let tokenizer: CLIPTokenizer
+  public let imageEncoder: CLIPVisionModel
+  public let schedule: TrainingNoiseSchedule
+
+  public init(
+    unet: UNet2DConditionModel, vae: AutoencoderKL, textEncoder: CLIPTextModel, tokenizer: CLIPTokenizer,
+    imageEncoder: CLIPVisionModel, schedule: TrainingNoiseSchedule
+  ) throws {
+    guard unet.config.textTimeEmbedding == nil else {
+      throw AutogradError.invalidArgument("adapter training supports SD 1.x/2.x base models; this UNet is SDXL-shaped (text_time)")
+    }
+    guard textEncoder.config.hiddenSize == unet.crossAttentionDim else {
+      throw AutogradError.invalidArgument(
+        "the text encoder's width \(textEncoder.config.hiddenSize) is not the UNet's cross_attention_dim \(unet.crossAttentionDim)")
+    }
+    (self.unet, self.vae, self.textEncoder, self.tokenizer, self.imageEncoder, self.schedule) =
+      (unet, vae, textEncoder, tokenizer, imageEncoder, schedule)
+  }
+
+  /// The frozen parts of a loaded base model (its own noise schedule, `scheduler_config.json`)
+  /// and an image encoder.
+  public init(pipeline: StableDiffusionPipeline, imageEncoder: CLIPVisionModel) throws {
+    guard let textEncoder = pipeline.textEncoder, let tokenizer = pipeline.tokenizer, !pipeline.isSDXL else {
+      throw AutogradError.invalidArgument(
+        "adapter training needs an SD 1.x/2.x base model with its tokenizer and text encoder (\(pipeline.modelName))")
+    }
+    try self.init(
+      unet: pipeline.unet, vae: pipeline.vae, textEncoder: textEncoder, tokenizer: tokenizer, imageEncoder: imageEncoder,
+      schedule: try TrainingNoiseSchedule(config: pipeline.schedulerConfig))
+  }
+}
+
+/// Trains an IP-Adapter: the image projection and every cross-attention layer's `to_k_ip` /
+/// `to_v_ip` learn; everything else is frozen.
+///
+/// matches: tencent-ailab/IP-Adapter `tutorial_train.py` (global `ImageProjModel` on
+/// `image_embeds`; a dropped image is a zero embedding) and `tutorial_train_plus.py` (Resampler or
+/// full-face `MLPProjModel` on `hidden_states[-2]`; a dropped image is a zero image through the
+/// encoder), one step: `latents = vae.encode(x).latent_dist.sample() · scaling_factor`, noise
+/// (+ `noise_offset · n[:, :, None, None]`), `add_noise` at per-sample timesteps, text
+/// `text_encoder(ids)[0]` ("" where dropped), `unet(noisy, t, cat(text, image_proj(embeds)))`,
+/// `F.mse_loss(pred, ε or v)` (mean), AdamW. Limitations: SD 1.x/2.x base models; FaceID and
+/// FaceID-Plus projections are not trainable yet; float32 compute.
+public final class AdapterTrainer {
+  public let models: FrozenTrainingModels
+  public let variant: IPAdapterVariant
+  public let projection: any TrainableProjection
+  public let unet: DifferentiableUNet
+  public let optimizer: AdamW
+  /// Base learning rate; the optimiser's rate is this times `schedule.factor(step:)`.
+  public let learningRate: Double
+  public var learningRateSchedule: LearningRateSchedule = .constant
+  /// `max_grad_norm` (nil: no clipping, as `tutorial_train.py`).
+  public var maxGradNorm: Double?
+  /// `--noise-offset` (0: none).
+  public var noiseOffset: Float = 0
+  /// Optimiser steps taken.
+  public private(set) var step = 0
+
+  /// - Parameters:
+  ///   - imageProj, ipAdapter: the adapter's starting tensors in the released layout (without the
+  ///     `image_proj.` / `ip_adapter.` prefixes); `AdapterInitialization` makes a new adapter's.
+  public init(
+    models: FrozenTrainingModels, variant: IPAdapterVariant, imageProj: [String: Tensor], ipAdapter: [String: Tensor],
+    learningRate: Double = 1e-4, weightDecay: Double = 1e-2
+  ) throws {
+    switch variant {
+    case .global(let e, let c, _):
+      guard e == models.imageEncoder.config.projectionDim, c == models.unet.crossAttentionDim else {
+        throw AutogradError.invalidArgument(
+          "a \(variant) needs image embeds of \(e) (the encoder gives \(models.imageEncoder.config.projectionDim)) and "
+            + "tokens of \(c) (the UNet takes \(models.unet.crossAttentionDim))")
+      }
+    case .plus, .fullFace: break
+    case .faceID, .faceIDPlus: throw AutogradError.invalidArgument("training \(variant) adapters is not supported yet")
+    }
+    self.models = models
+    self.variant = variant
+    projection = try TrainableProjections.make(variant, state: imageProj)
+    unet = try DifferentiableUNet(models.unet, ipAdapter: ipAdapter)
+    self.learningRate = learningRate
+    optimizer = try AdamW(
+      parameters: projection.parameters.map(\.variable) + unet.parameters.map(\.variable), learningRate: learningRate,
+      weightDecay: weightDecay)
+  }
+
+  /// Every trainable leaf under its key in the saved file (`image_proj.*`, then `ip_adapter.*`).
+  public var parameters: [(key: String, variable: Variable)] {
+    projection.parameters.map { ("image_proj." + $0.key, $0.variable) } + unet.parameters.map { ("ip_adapter." + $0.key, $0.variable) }
+  }
+
+  /// Whether the projection reads CLIP's `image_embeds` (global) or `hidden_states[-2]`.
+  var imageFeatureKind: CLIPVisionOutputKind {
+    if case .global = variant { return .imageEmbeds }
+    return .penultimateHiddenState
+  }
+
+  /// The frozen half of a step: noisy latents, the training target and the conditions.
+  public struct Conditioned {
+    public var noisyLatents: Tensor
+    public var target: Tensor
+    public var text: Tensor
+    public var imageFeatures: Tensor
+  }
+
+  /// Everything of a step that does not depend on a trainable value.
+  public func condition(_ batch: TrainingBatch, _ r: StepRandomness) throws -> Conditioned {
+    let b = batch.count
+    guard b > 0, r.timesteps.count == b, r.dropText.count == b, r.dropImage.count == b, batch.images.rank == 4,
+      batch.images.shape[0] == b, batch.clipPixels.rank == 4, batch.clipPixels.shape[0] == b
+    else {
+      throw AutogradError.invalidArgument(
+        "a training batch of \(b) texts needs \(b) images, CLIP images, timesteps and dropout decisions; got images "
+          + "\(batch.images.shape), CLIP images \(batch.clipPixels.shape), \(r.timesteps.count) timesteps")
+    }
+    let latents = Ops.scale(
+      try models.vae.encode(batch.images).sample(noise: r.vaeNoise), models.vae.config.scalingFactor)
+    var noise = r.noise
+    if noiseOffset != 0, let offset = r.offsetNoise {
+      noise = try Self.addingOffset(noise, offset, noiseOffset)
+    }
+    let noisy = try models.schedule.addNoise(latents, noise: noise, timesteps: r.timesteps)
+    let target = try models.schedule.target(latents, noise: noise, timesteps: r.timesteps)
+    let ids = zip(batch.texts, r.dropText).map { models.tokenizer($1 ? "" : $0).ids }
+    let text = try models.textEncoder(ids).lastHiddenState
+    let features: Tensor
+    if imageFeatureKind == .imageEmbeds {
+      features = Self.zeroingRows(try models.imageEncoder(batch.clipPixels, output: .imageEmbeds), r.dropImage)
+    } else {
+      features = try models.imageEncoder(Self.zeroingRows(batch.clipPixels, r.dropImage), output: .penultimateHiddenState)
+    }
+    return Conditioned(noisyLatents: noisy, target: target, text: text, imageFeatures: features)
+  }
+
+  /// The loss of a conditioned batch on `tape` (the trainable half of a step).
+  public func loss(_ c: Conditioned, timesteps: [Int], on tape: Tape) throws -> Variable {
+    let tokens = try projection(Variable(constant: c.imageFeatures), on: tape)
+    let prediction = try unet(
+      Variable(constant: c.noisyLatents), timesteps: timesteps.map(Float.init), text: Variable(constant: c.text),
+      image: tokens, on: tape)
+    return try tape.mseLoss(prediction, Variable(constant: c.target))
+  }
+
+  /// Adds this batch's gradients (of `loss / accumulationSteps`) to every parameter's and returns the loss.
+  @discardableResult
+  public func accumulate(_ batch: TrainingBatch, _ r: StepRandomness, accumulationSteps: Int = 1) throws -> Float {
+    let conditioned = try condition(batch, r)
+    let tape = Tape()
+    let loss = try loss(conditioned, timesteps: r.timesteps, on: tape)
+    let seed = try Tensor(shape: loss.shape, floats: [1 / Float(max(1, accumulationSteps))])
+    try tape.backward(loss, seed: seed)
+    return loss.value.floatPointer[0]
+  }
+
+  /// Clips (if `maxGradNorm`), updates every parameter with the scheduled learning rate, and
+  /// clears the gradients.
+  public func applyUpdate() throws {
+    if let maxGradNorm { try GradientClipping.clipNorm(optimizer.parameters, maxNorm: maxGradNorm) }
+    optimizer.learningRate = learningRate * learningRateSchedule.factor(step: step)
+    try optimizer.step()
+    optimizer.zeroGrad()
+    step += 1
+  }
+
+  /// One optimiser step on one batch (no accumulation): the loss before the update.
+  @discardableResult
+  public func step(_ batch: TrainingBatch, _ r: StepRandomness) throws -> Float {
+    optimizer.zeroGrad()
+    let loss = try accumulate(batch, r)
+    try applyUpdate()
+    return loss
+  }
+
+  /// The current adapter in the released layout (`image_proj.*`, `ip_adapter.*` keys).
+  public func state() -> (imageProj: [String: Tensor], ipAdapter: [String: Tensor]) {
+    (projection.state(), unet.state())
+  }
+
+  static func zeroingRows(_ t: Tensor, _ rows: [Bool]) -> Tensor {
+    guard rows.contains(true) else { return t }
+    var out = t.asFloat32()
+    let per = out.count / max(rows.count, 1)
+    out.withUnsafeMutableFloats { p in
+      for (i, zero) in rows.enumerated() where zero { p.baseAddress!.advanced(by: i * per).update(repeating: 0, count: per) }
+    }
+    return out
+  }
+
+  static func addingOffset(_ noise: Tensor, _ offset: Tensor, _ scale: Float) throws -> Tensor {
+    let c = noise.shape.last ?? 0
+    let b = noise.shape.first ?? 0
+    guard offset.shape == [b, c] else {
+      throw AutogradError.shapeMismatch(operation: "noise offset", expected: [b, c], actual: offset.shape)
+    }
+    var out = noise.asFloat32()
+    let o = offset.asFloat32()
+    let per = out.count / max(b, 1)
+    out.withUnsafeMutableFloats { p in
+      for i in 0..<b { for j in 0..<per { p[i * per + j] += scale * o.floatPointer[i * c + j % c] } }
+    }
+    return out
+  }
+}

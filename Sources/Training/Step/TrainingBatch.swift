@@ -1,0 +1,47 @@
+import TensorCore
+
+/// One batch of training examples after the data set's transforms, as `tutorial_train.py`'s
+/// `collate_fn` hands it to the loop.
+public struct TrainingBatch {
+  /// The diffusion targets, NHWC `[B, R, R, 3]` in [−1, 1] (resize, centre crop, `Normalize(0.5, 0.5)`).
+  public var images: Tensor
+  /// The same images through the CLIP image processor, NHWC `[B, S, S, 3]` (the image prompts).
+  public var clipPixels: Tensor
+  /// The captions (replaced by "" where the text is dropped — see `StepRandomness`).
+  public var texts: [String]
+
+  public init(images: Tensor, clipPixels: Tensor, texts: [String]) {
+    self.images = images
+    self.clipPixels = clipPixels
+    self.texts = texts
+  }
+
+  public var count: Int { texts.count }
+}
+
+/// Every random draw of one training step, explicit so that a step is reproducible (and a
+/// resumed run bit-identical): drawn by `TrainingRandomness` in the CLI, fixed in tests.
+public struct StepRandomness {
+  /// The VAE posterior sample's noise, `[B, h, w, latent channels]` (`latent_dist.sample()`).
+  public var vaeNoise: Tensor
+  /// The diffusion noise ε, same shape.
+  public var noise: Tensor
+  /// `--noise-offset` noise `[B, latent channels]` (added as `offset · n[:, :, None, None]`), or nil.
+  public var offsetNoise: Tensor?
+  /// One timestep per sample in `0..<num_train_timesteps`.
+  public var timesteps: [Int]
+  /// Condition dropout per sample (classifier-free guidance training).
+  public var dropText: [Bool]
+  public var dropImage: [Bool]
+
+  public init(
+    vaeNoise: Tensor, noise: Tensor, offsetNoise: Tensor? = nil, timesteps: [Int], dropText: [Bool], dropImage: [Bool]
+  ) {
+    self.vaeNoise = vaeNoise
+    self.noise = noise
+    self.offsetNoise = offsetNoise
+    self.timesteps = timesteps
+    self.dropText = dropText
+    self.dropImage = dropImage
+  }
+}
