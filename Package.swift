@@ -81,7 +81,10 @@ let package = Package(
     // Adapter training: the adapters' trainable forms on the autograd tape.
     .target(
       name: "Training",
-      dependencies: ["Autograd", "Pipelines", "IPAdapter", "Models", "Schedulers", "Tokenizers", "Weights", "TensorCore"]),
+      dependencies: [
+        "Autograd", "Pipelines", "IPAdapter", "Models", "Schedulers", "Tokenizers", "TorchRandom", "Imaging", "Weights",
+        "TensorCore",
+      ]),
     // The machine's FMA throughput, for the benchmark's "% of peak".
     .target(name: "CPeakProbe", path: "Sources/CPeakProbe"),
     // Hugging Face hub client with huggingface_hub's cache layout (Foundation only).
@@ -90,7 +93,8 @@ let package = Package(
     .executableTarget(
       name: "ipadapter",
       dependencies: [
-        "Pipelines", "FaceAnalysis", "CPeakProbe", "Hub", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Pipelines", "Training", "FaceAnalysis", "CPeakProbe", "Hub",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
     // Fixture paths and comparison helpers shared by the test targets.

@@ -7,7 +7,7 @@ struct IPAdapterCLI: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "ipadapter",
     abstract: "Stable Diffusion with image prompts (IP-Adapter) on the CPU.",
-    subcommands: [GenerateCommand.self, EmbedCommand.self, FaceCommand.self, DownloadCommand.self, ModelsCommand.self, BenchCommand.self])
+    subcommands: [GenerateCommand.self, EmbedCommand.self, TrainCommand.self, FaceCommand.self, DownloadCommand.self, ModelsCommand.self, BenchCommand.self])
 
   /// Parses and runs the subcommand. Help is printed as ArgumentParser formats it; every error,
   /// an argument ArgumentParser refuses included, is one line `error: …` on standard error (the

@@ -73,6 +73,25 @@ public final class AdamW {
     }
   }
 
+  /// Restores the per-parameter state a checkpoint saved (`steps`, `firstMoments`,
+  /// `secondMoments`, one entry per parameter, moments nil only where the step count is 0).
+  public func restore(steps: [Int], firstMoments: [Tensor?], secondMoments: [Tensor?]) throws {
+    guard steps.count == parameters.count, firstMoments.count == parameters.count, secondMoments.count == parameters.count else {
+      throw AutogradError.invalidArgument("AdamW.restore: state for \(steps.count) parameters, the optimiser has \(parameters.count)")
+    }
+    for (i, p) in parameters.enumerated() {
+      guard steps[i] >= 0, (steps[i] == 0) == (firstMoments[i] == nil), (steps[i] == 0) == (secondMoments[i] == nil) else {
+        throw AutogradError.invalidArgument("AdamW.restore: parameter \(i) has step \(steps[i]) and inconsistent moments")
+      }
+      for m in [firstMoments[i], secondMoments[i]] where m != nil && m!.shape != p.shape {
+        throw AutogradError.shapeMismatch(operation: "AdamW.restore moment \(i)", expected: p.shape, actual: m!.shape)
+      }
+    }
+    self.steps = steps
+    self.firstMoments = firstMoments.map { $0?.asFloat32() }
+    self.secondMoments = secondMoments.map { $0?.asFloat32() }
+  }
+
   /// Forgets every parameter's gradient.
   public func zeroGrad() {
     for p in parameters { p.zeroGrad() }

@@ -1,6 +1,8 @@
 import IPAdapter
 import Models
 import TensorCore
+import TorchRandom
+import Autograd
 
 /// How a new adapter starts, as IP-Adapter's training scripts start it.
 public enum AdapterInitialization {
@@ -14,6 +16,42 @@ public enum AdapterInitialization {
     for (slot, layer) in zip(IPAdapterLayerTable.slots(for: unet), unet.crossAttentionLayers) {
       state["\(slot.key).to_k_ip.weight"] = layer.block.attn2.toK.weight.value.asFloat32()
       state["\(slot.key).to_v_ip.weight"] = layer.block.attn2.toV.weight.value.asFloat32()
+    }
+    return state
+  }
+}
+
+extension AdapterInitialization {
+  /// The projection of a new adapter of `variant`, initialised as PyTorch initialises the
+  /// official modules: linear weights and biases uniform in ±1/√fan_in (`nn.Linear`'s
+  /// `kaiming_uniform_(a=√5)`), LayerNorm weights 1 and biases 0, the Resampler's `latents`
+  /// `randn / √dim` — the same distributions, drawn from torch's CPU generator seeded with `seed`
+  /// (not the same numbers as a Python run: the draw order differs).
+  public static func projectionState(_ variant: IPAdapterVariant, seed: UInt64) throws -> [String: Tensor] {
+    let shapes: [(String, [Int])]
+    switch variant {
+    case .global(let e, let c, let t): shapes = TrainableMLPProjection.parameterShapes(.global(embeddingDim: e, crossDim: c, tokens: t))
+    case .fullFace(let e, let c): shapes = TrainableMLPProjection.parameterShapes(.fullFace(clipDim: e, crossDim: c))
+    case .faceID(let f): shapes = TrainableMLPProjection.parameterShapes(.faceID(f))
+    case .plus(let s): shapes = TrainableResampler.parameterShapes(s)
+    case .faceIDPlus: throw AutogradError.invalidArgument("FaceID-Plus projections are not trainable yet")
+    }
+    let byKey = Dictionary(uniqueKeysWithValues: shapes)
+    var generator = TorchGenerator(seed: seed)
+    var state: [String: Tensor] = [:]
+    for (key, shape) in shapes {
+      let count = shape.reduce(1, *)
+      if key == "latents" {
+        state[key] = Ops.scale(generator.randn(shape), 1 / Float(shape[2]).squareRoot())
+        continue
+      }
+      let stem = key.hasSuffix(".bias") ? String(key.dropLast(5)) : String(key.dropLast(7))
+      if let weight = byKey[stem + ".weight"], weight.count == 2 {
+        let bound = 1 / Float(weight[1]).squareRoot()
+        state[key] = try Tensor(shape: shape, floats: generator.rand(shape).scalars().map { ($0 * 2 - 1) * bound })
+      } else {
+        state[key] = try Tensor(shape: shape, floats: Array(repeating: key.hasSuffix(".weight") ? 1 : 0, count: count))
+      }
     }
     return state
   }

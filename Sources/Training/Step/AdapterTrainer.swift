@@ -186,6 +186,9 @@ public final class AdapterTrainer {
     return loss
   }
 
+  /// Sets the optimiser-step count (a restored checkpoint's).
+  func restoreStep(_ step: Int) { self.step = step }
+
   /// The current adapter in the released layout (`image_proj.*`, `ip_adapter.*` keys).
   public func state() -> (imageProj: [String: Tensor], ipAdapter: [String: Tensor]) {
     (projection.state(), unet.state())

@@ -1,0 +1,107 @@
+import Foundation
+import IPAdapter
+import Models
+import Pipelines
+import TensorCore
+import Weights
+
+/// Everything `ipadapter train` is given, turned into a ready `TrainingRun` by one call.
+///
+/// matches: the arguments of IP-Adapter's `tutorial_train.py` / `tutorial_train_plus.py`
+/// (`--pretrained_model_name_or_path`, `--image_encoder_path`, `--data_json_file`,
+/// `--data_root_path`, `--resolution`, `--learning_rate`, `--weight_decay`, `--train_batch_size`,
+/// `--save_steps`, `--num_tokens`), plus what the scripts leave to `accelerate` (accumulation,
+/// clipping, warm-up) and resumption.
+public struct TrainingSetup: Sendable {
+  /// The projection a new adapter gets (`--projection`).
+  public enum Projection: String, Sendable, CaseIterable {
+    /// `ImageProjModel` on CLIP `image_embeds` (`tutorial_train.py`; 4 tokens).
+    case linear
+    /// The Perceiver `Resampler` on `hidden_states[-2]` (`tutorial_train_plus.py`: depth 4, 12
+    /// heads of 64, 16 queries, ff ×4).
+    case plus
+    /// The full-face `MLPProjModel` on `hidden_states[-2]` (one token per CLIP token).
+    case fullFace = "full-face"
+  }
+
+  public var model: ModelSource
+  public var imageEncoder: URL
+  public var data: URL
+  public var imageRoot: URL
+  public var output: URL
+  public var projection: Projection = .linear
+  /// Tokens of a new adapter (`--num-tokens`; 4 for linear, 16 for plus; full-face has one per CLIP token).
+  public var numTokens: Int?
+  /// Start from this adapter file (fine-tuning) instead of a new adapter.
+  public var initialAdapter: String?
+  public var learningRate = 1e-4
+  public var weightDecay = 1e-2
+  public var options = TrainingOptions()
+  public var load = PipelineLoadOptions()
+
+  public init(model: ModelSource, imageEncoder: URL, data: URL, imageRoot: URL, output: URL) {
+    (self.model, self.imageEncoder, self.data, self.imageRoot, self.output) = (model, imageEncoder, data, imageRoot, output)
+  }
+
+  /// The variant of a new adapter for `unet` and `encoder`.
+  public func variant(crossDim: Int, encoder: CLIPVisionConfig) throws -> IPAdapterVariant {
+    if let n = numTokens, !(1...4096).contains(n) {
+      throw TrainingError.invalidArgument(name: "--num-tokens", reason: "\(n) must be in 1...4096")
+    }
+    switch projection {
+    case .linear: return .global(embeddingDim: encoder.projectionDim, crossDim: crossDim, tokens: numTokens ?? 4)
+    case .plus:
+      return .plus(
+        Resampler.Shape(
+          dim: crossDim, depth: 4, heads: 12, queries: numTokens ?? 16, embeddingDim: encoder.hiddenSize, outputDim: crossDim))
+    case .fullFace:
+      if numTokens != nil {
+        throw TrainingError.invalidArgument(name: "--num-tokens", reason: "a full-face adapter has one token per CLIP token")
+      }
+      return .fullFace(clipDim: encoder.hiddenSize, crossDim: crossDim)
+    }
+  }
+
+  /// Loads the models and the data set and builds the run (nothing is trained yet).
+  public func makeRun() async throws -> TrainingRun {
+    try options.validate()
+    let dataset = try TrainingDataset(jsonFile: data, imageRoot: imageRoot)
+    let pipeline = try await StableDiffusionPipeline.load(model, options: load)
+    guard pipeline.unet.config.inChannels == pipeline.vae.config.latentChannels else {
+      throw TrainingError.invalidArgument(
+        name: "--model", reason: "an inpainting UNet (\(pipeline.unet.config.inChannels) input channels) cannot be trained on")
+    }
+    guard options.resolution % (pipeline.vaeScaleFactor << (pipeline.unet.config.blockOutChannels.count - 1)) == 0 else {
+      throw TrainingError.invalidArgument(
+        name: "--resolution",
+        reason: "\(options.resolution) must be a multiple of \(pipeline.vaeScaleFactor << (pipeline.unet.config.blockOutChannels.count - 1)) for this model")
+    }
+    guard !pipeline.unet.crossAttentionLayers.isEmpty else {
+      throw TrainingError.invalidArgument(name: "--model", reason: "the UNet has no cross-attention layers for an adapter")
+    }
+    let encoder = try ImagePromptEncoder(folder: imageEncoder)
+    let models = try FrozenTrainingModels(pipeline: pipeline, imageEncoder: encoder.model)
+    let variant: IPAdapterVariant
+    let imageProj: [String: Tensor], ipAdapter: [String: Tensor]
+    if let initialAdapter {
+      let (proj, layers) = try IPAdapterFile.split(try IPAdapterFile.open(initialAdapter), path: initialAdapter)
+      variant = try IPAdapterVariant.detect(proj, path: initialAdapter)
+      imageProj = try Self.tensors(proj)
+      ipAdapter = try Self.tensors(layers)
+    } else {
+      variant = try self.variant(crossDim: pipeline.unet.crossAttentionDim, encoder: encoder.model.config)
+      imageProj = try AdapterInitialization.projectionState(variant, seed: options.seed)
+      ipAdapter = AdapterInitialization.decoupledAttentionState(copying: pipeline.unet)
+    }
+    let trainer = try AdapterTrainer(
+      models: models, variant: variant, imageProj: imageProj, ipAdapter: ipAdapter, learningRate: learningRate,
+      weightDecay: weightDecay)
+    return try TrainingRun(trainer: trainer, dataset: dataset, clipProcessor: encoder.processor, options: options, output: output)
+  }
+
+  static func tensors(_ archive: any TensorArchive) throws -> [String: Tensor] {
+    var out: [String: Tensor] = [:]
+    for key in archive.keys { out[key] = try archive.tensor(key).asFloat32() }
+    return out
+  }
+}
