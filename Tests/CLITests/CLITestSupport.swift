@@ -14,9 +14,10 @@ enum CLI {
     var stderr: String
   }
 
-  static func run(_ arguments: [String]) throws -> Result {
+  /// Runs the executable (or `program`, e.g. a shell wrapping it) with `arguments`.
+  static func run(_ arguments: [String], program: String? = nil) throws -> Result {
     let p = Process()
-    p.executableURL = executable
+    p.executableURL = program.map { URL(fileURLWithPath: $0) } ?? executable
     p.arguments = arguments
     let out = Pipe()
     let err = Pipe()

@@ -16,31 +16,7 @@ import Weights
   static let model = Fixtures.url("tiny-sd15")
   static let encoder = Fixtures.url("tiny-ip-adapter/models/image_encoder")
 
-  /// Four 80×64 PNGs (a red/green square, a blue/yellow circle) and their captions.
-  static func makeDataSet(_ entries: [[String: String]]? = nil) throws -> URL {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("train-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    let shapes: [(String, String, [UInt8])] = [
-      ("red", "square", [220, 30, 30]), ("blue", "circle", [30, 60, 220]), ("green", "square", [30, 200, 60]),
-      ("yellow", "circle", [230, 210, 40]),
-    ]
-    var items: [[String: String]] = []
-    for (i, (colour, shape, rgb)) in shapes.enumerated() {
-      var pixels = [UInt8](repeating: 128, count: 80 * 64 * 3)
-      for y in 12..<52 {
-        for x in 20..<60 {
-          let (dx, dy) = (Double(x) - 39.5, Double(y) - 31.5)
-          guard shape == "square" || dx * dx + dy * dy <= 400 else { continue }
-          for c in 0..<3 { pixels[(y * 80 + x) * 3 + c] = rgb[c] }
-        }
-      }
-      try Image(width: 80, height: 64, channels: 3, pixels: pixels).writePNG(to: folder.appendingPathComponent("\(i).png").path)
-      items.append(["image_file": "\(i).png", "text": "a \(colour) \(shape)"])
-    }
-    let json = try JSONSerialization.data(withJSONObject: entries ?? items)
-    try json.write(to: folder.appendingPathComponent("train.json"))
-    return folder
-  }
+  static func makeDataSet(_ entries: [[String: String]]? = nil) throws -> URL { try TrainingData.make(entries) }
 
   static func setup(_ data: URL, output: URL, steps: Int, saveSteps: Int? = nil) -> TrainingSetup {
     var setup = TrainingSetup(
@@ -89,6 +65,9 @@ import Weights
     let adapter = try IPAdapter(path: final.path, unet: pipeline.unet)
     guard case .global(_, _, let tokens) = adapter.variant else { Issue.record("not a global adapter: \(adapter.variant)"); return }
     #expect(tokens == 8)
+    // The .bin written beside it is the same adapter.
+    let bin = try IPAdapter(path: final.deletingLastPathComponent().appendingPathComponent("ip_adapter.bin").path, unet: pipeline.unet)
+    #expect(bin.variant == adapter.variant)
     var parameters = GenerationParameters(prompt: "a red square")
     (parameters.width, parameters.height, parameters.steps, parameters.seed) = (64, 64, 2, 1)
     var request = GenerationRequest(parameters: parameters)

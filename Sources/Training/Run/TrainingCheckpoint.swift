@@ -3,8 +3,8 @@ import Foundation
 import TensorCore
 import Weights
 
-/// A training run's resumable state in a folder: the adapter (`ip_adapter.safetensors`, the
-/// released layout), the optimiser's moments (`optimizer.safetensors`: `exp_avg.<key>`,
+/// A training run's resumable state in a folder: the adapter (`ip_adapter.safetensors` and
+/// `ip_adapter.bin`, the released layouts), the optimiser's moments (`optimizer.safetensors`: `exp_avg.<key>`,
 /// `exp_avg_sq.<key>`) and `training_state.json` (the step, per-parameter optimiser steps and the
 /// settings a bit-identical resumption depends on). Written into `<name>.partial` and renamed into
 /// place, so an interrupted save (a full disk) leaves the previous checkpoint intact.
@@ -45,6 +45,7 @@ public enum TrainingCheckpoint {
       try fm.createDirectory(at: partial, withIntermediateDirectories: true)
       let (imageProj, ipAdapter) = trainer.state()
       try AdapterCheckpoint.write(imageProj: imageProj, ipAdapter: ipAdapter, to: partial.appendingPathComponent("ip_adapter.safetensors").path)
+      try AdapterCheckpoint.writeBin(imageProj: imageProj, ipAdapter: ipAdapter, to: partial.appendingPathComponent("ip_adapter.bin").path)
       var moments: [String: Tensor] = [:]
       var steps: [String: Int] = [:]
       let optimizer = trainer.optimizer

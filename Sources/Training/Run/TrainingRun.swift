@@ -64,8 +64,9 @@ public struct TrainingProgress: Sendable {
 /// for bit.
 ///
 /// Files in `output`: `checkpoint-<step>/` (see `TrainingCheckpoint`), `loss.jsonl` (one
-/// `{"step", "loss", "lr"}` line per step) and, at the end, `ip_adapter.safetensors` (the released
-/// layout, for `ipadapter generate --ip-adapter` and diffusers' `load_ip_adapter`).
+/// `{"step", "loss", "lr"}` line per step) and, at the end, `ip_adapter.safetensors` and
+/// `ip_adapter.bin` (the released layouts, for `ipadapter generate --ip-adapter` and diffusers'
+/// `load_ip_adapter`).
 public final class TrainingRun {
   public let trainer: AdapterTrainer
   public let dataset: TrainingDataset
@@ -167,6 +168,8 @@ public final class TrainingRun {
     let final = output.appendingPathComponent("ip_adapter.safetensors")
     let (imageProj, ipAdapter) = trainer.state()
     try AdapterCheckpoint.write(imageProj: imageProj, ipAdapter: ipAdapter, to: final.path)
+    try AdapterCheckpoint.writeBin(
+      imageProj: imageProj, ipAdapter: ipAdapter, to: output.appendingPathComponent("ip_adapter.bin").path)
     return final
   }
 

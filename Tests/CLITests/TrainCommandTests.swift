@@ -1,0 +1,74 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// `ipadapter train` end to end on the tiny SD1.5 fixture: a run with checkpoints, the loss plot,
+/// `--resume latest`, and a full disk while saving (simulated with a file-size limit), which must
+/// fail with one line and leave the previous checkpoint intact.
+@Suite(.serialized) struct TrainCommandTests {
+  func arguments(_ data: URL, output: String, steps: Int) -> [String] {
+    [
+      "train", "--model", CLI.model, "--image-encoder", CLI.adapters + "/image_encoder", "--data",
+      data.appendingPathComponent("train.json").path, "--image-root", data.path, "--resolution", "64", "--batch-size", "2",
+      "--steps", "\(steps)", "--save-steps", "2", "--output", output, "--quiet",
+    ]
+  }
+
+  func logLines(_ output: String) -> [String] {
+    ((try? String(contentsOfFile: output + "/loss.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+  }
+
+  @Test func trainsPlotsAndResumesTheLatestCheckpoint() throws {
+    let data = try TrainingData.make()
+    let output = CLI.temporaryPath("train")
+    let first = try CLI.run(arguments(data, output: output, steps: 4))
+    #expect(first.status == 0, "\(first.stderr)")
+    #expect(first.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == output + "/ip_adapter.safetensors")
+    for name in ["checkpoint-2", "checkpoint-4", "ip_adapter.safetensors"] {
+      #expect(FileManager.default.fileExists(atPath: output + "/" + name), "\(name) missing")
+    }
+    #expect(logLines(output).count == 4)
+    let plot = try CLI.run(["train", "--plot", "--output", output])
+    #expect(plot.status == 0 && plot.stdout.contains("loss (moving average) over steps 1–4"), "\(plot.stdout)\(plot.stderr)")
+    let resumed = try CLI.run(arguments(data, output: output, steps: 6) + ["--resume", "latest"])
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    #expect(logLines(output).count == 6)
+    #expect(FileManager.default.fileExists(atPath: output + "/checkpoint-6/training_state.json"))
+  }
+
+  @Test func aFullDiskWhileSavingKeepsThePreviousCheckpoint() throws {
+    let data = try TrainingData.make()
+    let output = CLI.temporaryPath("train-full")
+    let first = try CLI.run(arguments(data, output: output, steps: 2))
+    #expect(first.status == 0, "\(first.stderr)")
+    let before = try Data(contentsOf: URL(fileURLWithPath: output + "/checkpoint-2/ip_adapter.safetensors"))
+    // A 1-block file-size limit (SIGXFSZ ignored, so writes fail with EFBIG): the loss log still
+    // fits, the next checkpoint's tensors do not.
+    let limited = try CLI.run(
+      ["-c", "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\"", CLI.executable.path]
+        + arguments(data, output: output, steps: 4) + ["--resume", "latest"], program: "/bin/sh")
+    #expect(limited.status == 1, "\(limited.stderr)")
+    #expect(limited.stderr.hasPrefix("error: ") && limited.stderr.contains("checkpoint-4"), "\(limited.stderr)")
+    #expect(limited.stderr.split(separator: "\n").count == 1, "\(limited.stderr)")
+    let names = try FileManager.default.contentsOfDirectory(atPath: output).sorted()
+    #expect(names == ["checkpoint-2", "ip_adapter.safetensors", "loss.jsonl"], "\(names)")
+    #expect(try Data(contentsOf: URL(fileURLWithPath: output + "/checkpoint-2/ip_adapter.safetensors")) == before)
+    // The intact checkpoint still resumes.
+    let again = try CLI.run(arguments(data, output: output, steps: 4) + ["--resume", output + "/checkpoint-2"])
+    #expect(again.status == 0, "\(again.stderr)")
+  }
+
+  @Test(arguments: [
+    (["--projection", "huge"], "--projection: 'huge' is not one of linear, plus, full-face"),
+    (["--data", "/nonexistent.json"], "--data: not found"),
+    (["--learning-rate", "nan"], "--learning-rate"),
+    (["--resolution", "60"], "--resolution: 60 must be a multiple of"),
+  ])
+  func badArgumentsFailWithOneLine(_ extra: [String], _ message: String) throws {
+    let data = try TrainingData.make()
+    let result = try CLI.run(arguments(data, output: CLI.temporaryPath("train-bad"), steps: 2) + extra)
+    #expect(result.status != 0)
+    #expect(result.stderr.contains(message), "\(result.stderr)")
+    #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+  }
+}
