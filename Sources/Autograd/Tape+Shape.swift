@@ -72,6 +72,41 @@ extension Tape {
     }
   }
 
+  /// The `parts` equal slices of the first axis (the stacked `[W_q; W_k; W_v]` of an
+  /// `nn.MultiheadAttention`'s `in_proj_weight`, or its bias).
+  ///
+  /// matches: `t.chunk(parts, dim=0)`. Backward: each slice's gradient in its rows.
+  public func splitRows(_ x: Variable, parts: Int) throws -> [Variable] {
+    guard let rows = x.shape.first, parts > 0, rows % parts == 0 else {
+      throw AutogradError.invalidArgument("splitRows: \(x.shape) does not split into \(parts) equal parts")
+    }
+    let per = x.value.count / parts
+    let shape = [rows / parts] + x.shape.dropFirst()
+    return (0..<parts).map { i in
+      var part = Tensor(uninitializedShape: shape)
+      part.withUnsafeMutableFloats { $0.baseAddress!.update(from: x.value.floatPointer + i * per, count: per) }
+      return record(part, inputs: [x]) { g, _ in
+        var full = Tensor.zeros(x.shape)
+        full.withUnsafeMutableFloats { ($0.baseAddress! + i * per).update(from: g.floatPointer, count: per) }
+        return [full]
+      }
+    }
+  }
+
+  /// The transpose of a matrix `[R, C]` → `[C, R]` (a weight stored `[in, out]`, used as `x · W`).
+  ///
+  /// matches: `w.t()`. Backward: the transpose of the gradient.
+  public func transpose(_ x: Variable) throws -> Variable {
+    guard x.shape.count == 2 else { throw AutogradError.invalidArgument("transpose: needs a matrix, got \(x.shape)") }
+    func t(_ m: Tensor) -> Tensor {
+      let (r, c) = (m.shape[0], m.shape[1])
+      var out = Tensor(uninitializedShape: [c, r])
+      out.withUnsafeMutableFloats { d in for i in 0..<r { for j in 0..<c { d[j * r + i] = m.floatPointer[i * c + j] } } }
+      return out
+    }
+    return record(t(x.value), inputs: [x]) { g, _ in [t(g)] }
+  }
+
   /// The `parts` equal slices of the last axis.
   ///
   /// matches: `t.chunk(parts, dim=-1)`. Backward: each slice's gradient in its columns (zeros

@@ -20,12 +20,16 @@ public enum IPAdapterVariant: Equatable, Sendable, CustomStringConvertible {
   /// FaceID-Plus `ProjPlusModel`: ID tokens refined by a perceiver over the CLIP hidden states of
   /// the face crop (ip-adapter-faceid-plus_sd15, -plusv2_sd15, -plusv2_sdxl).
   case faceIDPlus(FaceIDShape, perceiver: Resampler.Shape)
+  /// Qwen-VL's position-aware resampler (`QwenResampler`; adapters trained by `ipadapter train
+  /// --projection qwen`).
+  case qwen(QwenResampler.Shape)
 
   public var description: String {
     switch self {
     case .global(let e, let c, let t): "global embedding (ImageProjModel, \(e)→\(t)×\(c))"
     case .fullFace(let e, let c): "full-face (MLPProjModel, \(e)→\(c) per token)"
     case .plus(let s): "plus (Resampler, \(s.queries) queries, depth \(s.depth), \(s.heads) heads)"
+    case .qwen(let s): "qwen (Qwen-VL resampler, \(s.grid)×\(s.grid) queries, \(s.heads) heads)"
     case .faceID(let f):
       f.tokens == 4
         ? "FaceID (MLPProjModel, \(f.idDim)-d face embedding → 4×\(f.crossDim))"
@@ -63,6 +67,7 @@ public enum IPAdapterVariant: Equatable, Sendable, CustomStringConvertible {
     case .global(let e, _, _): e
     case .fullFace(let e, _): e
     case .plus(let s): s.embeddingDim
+    case .qwen(let s): s.kvDim
     case .faceID(let f): f.idDim
     case .faceIDPlus(_, let p): p.embeddingDim
     }
@@ -74,6 +79,7 @@ public enum IPAdapterVariant: Equatable, Sendable, CustomStringConvertible {
     case .global(_, let c, _): c
     case .fullFace(_, let c): c
     case .plus(let s): s.outputDim
+    case .qwen(let s): s.outputDim
     case .faceID(let f): f.crossDim
     case .faceIDPlus(let f, _): f.crossDim
     }
@@ -152,6 +158,18 @@ public enum IPAdapterVariant: Equatable, Sendable, CustomStringConvertible {
     if shape("norm.weight") != nil, shape("proj.0.weight") != nil {
       return .faceID(try faceID())
     }
+    if shape("query") != nil, shape("attn.in_proj_weight") != nil {
+      let query = try require("query", rank: 2)
+      let proj = try require("proj", rank: 2)
+      let (queries, dim) = (query[0], query[1])
+      let grid = Int(Double(queries).squareRoot().rounded())
+      guard grid * grid == queries, dim % 64 == 0, proj[0] == dim else {
+        throw IPAdapterError.notAnIPAdapter(
+          path: path, reason: "Qwen resampler: query \(query) must be [G², E] with E a multiple of 64 (64-wide heads), proj \(proj) must be [E, C]")
+      }
+      let kvDim = shape("kv_proj.weight") != nil ? try require("kv_proj.weight", rank: 2)[1] : dim
+      return .qwen(QwenResampler.Shape(grid: grid, dim: dim, kvDim: kvDim, outputDim: proj[1]))
+    }
     guard shape("latents") != nil else {
       throw IPAdapterError.notAnIPAdapter(
         path: path, reason: "image_proj has none of proj.weight, proj.3.weight, latents (keys: \(p.keys.prefix(5).joined(separator: ", "))…)")
@@ -189,6 +207,7 @@ public enum IPAdapterVariant: Equatable, Sendable, CustomStringConvertible {
     case .global(let e, let c, let t): ImageProjModel(embeddingDim: e, crossDim: c, tokens: t)
     case .fullFace(let e, let c): MLPProjModel(clipDim: e, crossDim: c)
     case .plus(let s): Resampler(s)
+    case .qwen(let s): QwenResampler(s)
     case .faceID(let f): FaceIDProjModel(f)
     case .faceIDPlus(let f, let p): FaceIDPlusProjModel(f, perceiver: p)
     }

@@ -28,8 +28,11 @@ struct TrainCommand: AsyncParsableCommand {
   @Option(help: "The folder the image_file paths are relative to.")
   var imageRoot: String?
 
-  @Option(help: "Projection of a new adapter: linear (ip-adapter), plus (Resampler), full-face.")
+  @Option(help: "Projection of a new adapter: linear (ip-adapter), plus (Resampler), full-face, qwen (Qwen-VL resampler).")
   var projection: String = "linear"
+
+  @Option(help: "Query grid side of a new qwen projection (grid² tokens).")
+  var gridSize = 4
 
   @Option(help: "Tokens of a new adapter (default 4 for linear, 16 for plus).")
   var numTokens: Int?
@@ -124,7 +127,7 @@ struct TrainCommand: AsyncParsableCommand {
     let (modelPath, encoderPath) = (try required(model, "--model"), try required(imageEncoder, "--image-encoder"))
     let (dataPath, rootPath) = (try required(data, "--data"), try required(imageRoot, "--image-root"))
     guard let kind = TrainingSetup.Projection(rawValue: projection) else {
-      throw CLIError.invalid("--projection", "'\(projection)' is not one of linear, plus, full-face")
+      throw CLIError.invalid("--projection", "'\(projection)' is not one of linear, plus, full-face, qwen")
     }
     for (flag, path) in [("--data", dataPath), ("--image-root", rootPath), ("--image-encoder", encoderPath)]
     where !FileManager.default.fileExists(atPath: path) {
@@ -142,6 +145,7 @@ struct TrainCommand: AsyncParsableCommand {
       imageRoot: URL(fileURLWithPath: rootPath), output: URL(fileURLWithPath: output))
     setup.projection = kind
     setup.numTokens = numTokens
+    setup.gridSize = gridSize
     setup.initialAdapter = initAdapter
     setup.learningRate = learningRate
     setup.weightDecay = weightDecay

@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import TestSupport
 import Testing
 
@@ -24,7 +25,7 @@ import Testing
     let first = try CLI.run(arguments(data, output: output, steps: 4))
     #expect(first.status == 0, "\(first.stderr)")
     #expect(first.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == output + "/ip_adapter.safetensors")
-    for name in ["checkpoint-2", "checkpoint-4", "ip_adapter.safetensors"] {
+    for name in ["checkpoint-2", "checkpoint-4", "checkpoint-4/ip_adapter.bin", "ip_adapter.safetensors", "ip_adapter.bin"] {
       #expect(FileManager.default.fileExists(atPath: output + "/" + name), "\(name) missing")
     }
     #expect(logLines(output).count == 4)
@@ -51,15 +52,37 @@ import Testing
     #expect(limited.stderr.hasPrefix("error: ") && limited.stderr.contains("checkpoint-4"), "\(limited.stderr)")
     #expect(limited.stderr.split(separator: "\n").count == 1, "\(limited.stderr)")
     let names = try FileManager.default.contentsOfDirectory(atPath: output).sorted()
-    #expect(names == ["checkpoint-2", "ip_adapter.safetensors", "loss.jsonl"], "\(names)")
+    #expect(names == ["checkpoint-2", "ip_adapter.bin", "ip_adapter.safetensors", "loss.jsonl"], "\(names)")
     #expect(try Data(contentsOf: URL(fileURLWithPath: output + "/checkpoint-2/ip_adapter.safetensors")) == before)
     // The intact checkpoint still resumes.
     let again = try CLI.run(arguments(data, output: output, steps: 4) + ["--resume", output + "/checkpoint-2"])
     #expect(again.status == 0, "\(again.stderr)")
   }
 
+  /// A Qwen-VL resampler adapter trains, is detected by `generate` from its keys, and its `.bin`
+  /// and `.safetensors` give the same image.
+  @Test func aQwenResamplerAdapterTrainsAndGenerates() throws {
+    let data = try TrainingData.make()
+    let output = CLI.temporaryPath("train-qwen")
+    let trained = try CLI.run(arguments(data, output: output, steps: 2) + ["--projection", "qwen", "--grid-size", "3"])
+    #expect(trained.status == 0, "\(trained.stderr)")
+    var images: [[UInt8]] = []
+    for file in ["ip_adapter.safetensors", "ip_adapter.bin"] {
+      let png = output + "/\(file).png"
+      let generated = try CLI.run([
+        "generate", "--model", CLI.model, "--ip-adapter", output + "/" + file, "--image-encoder", CLI.adapters + "/image_encoder",
+        "--ip-image", data.appendingPathComponent("1.png").path, "--prompt", "a circle", "--steps", "2", "--width", "64",
+        "--height", "64", "--seed", "5", "--output", png,
+      ])
+      #expect(generated.status == 0, "\(generated.stderr)")
+      // The pixels (the PNG's text chunk names the adapter file).
+      images.append((try? Image(contentsOfFile: png))?.pixels ?? [])
+    }
+    #expect(!images[0].isEmpty && images[0] == images[1])
+  }
+
   @Test(arguments: [
-    (["--projection", "huge"], "--projection: 'huge' is not one of linear, plus, full-face"),
+    (["--projection", "huge"], "--projection: 'huge' is not one of linear, plus, full-face, qwen"),
     (["--data", "/nonexistent.json"], "--data: not found"),
     (["--learning-rate", "nan"], "--learning-rate"),
     (["--resolution", "60"], "--resolution: 60 must be a multiple of"),

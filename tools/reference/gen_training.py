@@ -137,6 +137,7 @@ def main():
     write_decoupled_attention()
     write_blocks()
     write_step()
+    write_qwen()
 
 
 def write_blocks():
@@ -306,6 +307,78 @@ def write_resampler():
     print(f"{len(out)} tensors into {OUT}/resampler.safetensors (loss {losses[0]:.5f} -> {losses[-1]:.5f})")
 
 
+QWEN_COMMIT = "498e1d92baffad55ced3f661ecaa9c4c53b400c6"
+
+
+def qwen_reference():
+    """Qwen-VL's `Resampler` and its helpers from the `visual.py` that Yuliang-Liu/Monkey carries verbatim
+    (monkey_model/visual.py, "Copyright (c) Alibaba Cloud."; Qwen-VL's own lives on the Hugging Face hub), cloned
+    into tools/reference/third_party/Monkey (git-ignored) from $QWEN_VISUAL_GIT (default
+    https://github.com/Yuliang-Liu/Monkey) and compiled from its source: the module imports torchvision and
+    requests, which the Resampler does not use."""
+    import ast
+    import math
+    import subprocess
+    from functools import partial  # noqa: F401
+    import numpy as np
+    from torch import nn
+    from torch.nn.init import trunc_normal_
+    third = os.path.join(HERE, "third_party", "Monkey")
+    if not os.path.isdir(third):
+        url = os.environ.get("QWEN_VISUAL_GIT", "https://github.com/Yuliang-Liu/Monkey")
+        os.makedirs(os.path.dirname(third), exist_ok=True)
+        subprocess.check_call(["git", "clone", "--quiet", "--no-checkout", url, third])
+    subprocess.check_call(["git", "-C", third, "checkout", "--quiet", QWEN_COMMIT, "--", "monkey_model/visual.py"])
+    path = os.path.join(third, "monkey_model", "visual.py")
+    tree = ast.parse(open(path).read(), path)
+    wanted = {"get_abs_pos", "get_2d_sincos_pos_embed", "get_2d_sincos_pos_embed_from_grid",
+              "get_1d_sincos_pos_embed_from_grid", "Resampler"}
+    body = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in wanted]
+    assert {n.name for n in body} == wanted, "visual.py changed"
+    namespace = {"np": np, "math": math, "torch": torch, "nn": nn, "F": F, "trunc_normal_": trunc_normal_}
+    exec(compile(ast.Module(body=body, type_ignores=[]), path, "exec"), namespace)
+    return namespace
+
+
+def write_qwen():
+    """Qwen-VL's Resampler (+ VisionTransformer's ln_post and `@ proj`) as an image projection, forward and backward."""
+    from functools import partial
+    ref = qwen_reference()
+    out = {}
+    # (case, grid, key grid, embed_dim, heads, kv_dim): a resized key table up and down, none, identity kv_proj.
+    cases = [("g2k3", 2, 3, 64, 1, 40), ("g3k3", 3, 3, 64, 1, 40), ("g4k3", 4, 3, 64, 1, 40), ("g2k5", 2, 5, 128, 2, 128)]
+    for i, (name, grid, kgrid, dim, heads, kv) in enumerate(cases):
+        torch.manual_seed(1750 + i)
+        g = torch.Generator().manual_seed(1760 + i)
+        pool = ref["Resampler"](grid_size=grid, embed_dim=dim, num_heads=heads, kv_dim=kv,
+                                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
+        ln_post = torch.nn.LayerNorm(dim, eps=1e-6)
+        proj = torch.nn.Parameter(dim ** -0.5 * torch.randn(dim, 20, generator=g))
+        with torch.no_grad():  # non-trivial LayerNorms and biases
+            for m in (pool.ln_q, pool.ln_kv, ln_post):
+                m.weight.copy_(1 + 0.2 * torch.randn(dim, generator=g))
+                m.bias.copy_(0.2 * torch.randn(dim, generator=g))
+            pool.attn.in_proj_bias.copy_(0.1 * torch.randn(3 * dim, generator=g))
+            pool.attn.out_proj.bias.copy_(0.1 * torch.randn(dim, generator=g))
+            pool.query.copy_(torch.randn(pool.query.shape, generator=g))
+        x = torch.randn(2, kgrid * kgrid, kv, generator=g).requires_grad_(True)
+        y = ln_post(pool(x)) @ proj
+        target = torch.randn(*y.shape, generator=g)
+        loss = F.mse_loss(y, target)
+        params = [(k, p) for k, p in pool.named_parameters() if p.requires_grad]
+        params += [("ln_post.weight", ln_post.weight), ("ln_post.bias", ln_post.bias), ("proj", proj)]
+        gs = torch.autograd.grad(loss, [x] + [p for _, p in params])
+        state = dict(pool.state_dict())
+        state.update({"ln_post.weight": ln_post.weight, "ln_post.bias": ln_post.bias, "proj": proj})
+        out.update({f"{name}.param.{k}": v.detach().clone() for k, v in state.items()})
+        out.update({f"{name}.x": x.detach(), f"{name}.y": y.detach(), f"{name}.target": target,
+                    f"{name}.loss": loss.detach().reshape(1), f"{name}.dx": gs[0],
+                    f"{name}.kpos": ref["get_abs_pos"](pool.pos_embed, kgrid * kgrid).detach()})
+        out.update({f"{name}.grad.{k}": gk for (k, _), gk in zip(params, gs[1:])})
+    save_file({k: v.detach().float().contiguous() for k, v in sorted(out.items())}, os.path.join(OUT, "qwen_resampler.safetensors"))
+    print(f"{len(out)} tensors into {OUT}/qwen_resampler.safetensors")
+
+
 def nhwc(t):
     return t.permute(0, 2, 3, 1).contiguous()
 
@@ -425,5 +498,7 @@ def write_step():
 if __name__ == "__main__":
     if sys.argv[1:] == ["step"]:
         write_step()
+    elif sys.argv[1:] == ["qwen"]:
+        write_qwen()
     else:
         main()

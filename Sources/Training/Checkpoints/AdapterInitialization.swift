@@ -35,6 +35,7 @@ extension AdapterInitialization {
     case .faceID(let f): shapes = TrainableMLPProjection.parameterShapes(.faceID(f))
     case .plus(let s): shapes = TrainableResampler.parameterShapes(s)
     case .faceIDPlus: throw AutogradError.invalidArgument("FaceID-Plus projections are not trainable yet")
+    case .qwen(let s): return qwenState(s, seed: seed)
     }
     let byKey = Dictionary(uniqueKeysWithValues: shapes)
     var generator = TorchGenerator(seed: seed)
@@ -52,6 +53,32 @@ extension AdapterInitialization {
       } else {
         state[key] = try Tensor(shape: shape, floats: Array(repeating: key.hasSuffix(".weight") ? 1 : 0, count: count))
       }
+    }
+    return state
+  }
+}
+
+extension AdapterInitialization {
+  /// A new Qwen resampler, initialised as Qwen-VL's `Resampler._init_weights` and
+  /// `VisionTransformer` do: `query` and the linear weights (`kv_proj`, `attn.out_proj`) normal
+  /// with std 0.02 (trunc_normal_ at ±2 absolute: no effective truncation), biases 0,
+  /// `attn.in_proj_weight` Xavier-uniform (`nn.MultiheadAttention`'s reset), LayerNorms 1 / 0,
+  /// `proj` `randn · E^−½`, `pos_embed` the fixed sin-cos table.
+  static func qwenState(_ s: QwenResampler.Shape, seed: UInt64) -> [String: Tensor] {
+    var g = TorchGenerator(seed: seed)
+    func normal(_ shape: [Int], _ std: Float) -> Tensor { Ops.scale(g.randn(shape), std) }
+    let e = s.dim
+    let bound = (6 / Float(4 * e)).squareRoot()
+    var state: [String: Tensor] = [
+      "query": normal([s.queries, e], 0.02), "pos_embed": QwenResampler.sinCosTable(dim: e, grid: s.grid),
+      "attn.in_proj_weight": try! Tensor(shape: [3 * e, e], floats: g.rand([3 * e, e]).scalars().map { ($0 * 2 - 1) * bound }),
+      "attn.in_proj_bias": Tensor.zeros([3 * e]), "attn.out_proj.weight": normal([e, e], 0.02),
+      "attn.out_proj.bias": Tensor.zeros([e]), "proj": normal([e, s.outputDim], 1 / Float(e).squareRoot()),
+    ]
+    if s.kvDim != e { state["kv_proj.weight"] = normal([e, s.kvDim], 0.02) }
+    for n in ["ln_q", "ln_kv", "ln_post"] {
+      state[n + ".weight"] = try! Tensor(shape: [e], floats: Array(repeating: 1, count: e))
+      state[n + ".bias"] = Tensor.zeros([e])
     }
     return state
   }

@@ -9,6 +9,8 @@ public protocol TrainableProjection: AnyObject {
   var parameters: [(key: String, variable: Variable)] { get }
   /// The tokens `[B, T, cross]` for the projection's input (see each type).
   func callAsFunction(_ input: Variable, on tape: Tape) throws -> Variable
+  /// The values by checkpoint key (the adapter file's `image_proj` part).
+  func state() -> [String: Tensor]
 }
 
 extension TrainableProjection {
@@ -29,6 +31,7 @@ public enum TrainableProjections {
     case .faceID(let f): return try TrainableMLPProjection(kind: .faceID(f), state: state)
     case .plus(let s): return try TrainableResampler(shape: s, state: state)
     case .faceIDPlus: throw AutogradError.invalidArgument("FaceID-Plus projections are not trainable yet")
+    case .qwen(let s): return try TrainableQwenResampler(shape: s, state: state)
     }
   }
 

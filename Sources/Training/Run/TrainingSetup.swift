@@ -22,6 +22,9 @@ public struct TrainingSetup: Sendable {
     case plus
     /// The full-face `MLPProjModel` on `hidden_states[-2]` (one token per CLIP token).
     case fullFace = "full-face"
+    /// Qwen-VL's position-aware resampler on `hidden_states[-2]` (`QwenResampler`): `gridSize²`
+    /// tokens, width the cross-attention width rounded up to a multiple of 64.
+    case qwen
   }
 
   public var model: ModelSource
@@ -32,6 +35,8 @@ public struct TrainingSetup: Sendable {
   public var projection: Projection = .linear
   /// Tokens of a new adapter (`--num-tokens`; 4 for linear, 16 for plus; full-face has one per CLIP token).
   public var numTokens: Int?
+  /// Query grid side of a new Qwen resampler (`--grid-size`; 4 → 16 tokens).
+  public var gridSize = 4
   /// Start from this adapter file (fine-tuning) instead of a new adapter.
   public var initialAdapter: String?
   public var learningRate = 1e-4
@@ -54,6 +59,12 @@ public struct TrainingSetup: Sendable {
       return .plus(
         Resampler.Shape(
           dim: crossDim, depth: 4, heads: 12, queries: numTokens ?? 16, embeddingDim: encoder.hiddenSize, outputDim: crossDim))
+    case .qwen:
+      guard numTokens == nil else {
+        throw TrainingError.invalidArgument(name: "--num-tokens", reason: "a Qwen resampler has --grid-size² tokens")
+      }
+      guard (1...64).contains(gridSize) else { throw TrainingError.invalidArgument(name: "--grid-size", reason: "\(gridSize) must be in 1...64") }
+      return .qwen(QwenResampler.Shape(grid: gridSize, dim: (crossDim + 63) / 64 * 64, kvDim: encoder.hiddenSize, outputDim: crossDim))
     case .fullFace:
       if numTokens != nil {
         throw TrainingError.invalidArgument(name: "--num-tokens", reason: "a full-face adapter has one token per CLIP token")

@@ -54,7 +54,8 @@ public struct FrozenTrainingModels {
 /// encoder), one step: `latents = vae.encode(x).latent_dist.sample() · scaling_factor`, noise
 /// (+ `noise_offset · n[:, :, None, None]`), `add_noise` at per-sample timesteps, text
 /// `text_encoder(ids)[0]` ("" where dropped), `unet(noisy, t, cat(text, image_proj(embeds)))`,
-/// `F.mse_loss(pred, ε or v)` (mean), AdamW. Limitations: SD 1.x/2.x base models; FaceID and
+/// `F.mse_loss(pred, ε or v)` (mean), AdamW. The Qwen-VL resampler trains as the Plus projection
+/// does (hidden states, a zero image when dropped). Limitations: SD 1.x/2.x base models; FaceID and
 /// FaceID-Plus projections are not trainable yet; float32 compute.
 public final class AdapterTrainer {
   public let models: FrozenTrainingModels
@@ -86,7 +87,7 @@ public final class AdapterTrainer {
           "a \(variant) needs image embeds of \(e) (the encoder gives \(models.imageEncoder.config.projectionDim)) and "
             + "tokens of \(c) (the UNet takes \(models.unet.crossAttentionDim))")
       }
-    case .plus, .fullFace: break
+    case .plus, .fullFace, .qwen: break
     case .faceID, .faceIDPlus: throw AutogradError.invalidArgument("training \(variant) adapters is not supported yet")
     }
     self.models = models
