@@ -47,6 +47,42 @@ extension Tape {
     }
   }
 
+  /// A convolution whose weight does not learn (a frozen UNet's): the forward value comes from
+  /// `forward` (the engine's inference convolution — oneDNN, in the model's precision), nothing
+  /// but shapes is kept for the backward pass, and the backward pass computes only the input's
+  /// gradient `dx = col2im(dy · W)` in float32 (`matrix`: the weight as ``convolutionMatrix(_:)``
+  /// lays it out), so neither the im2col matrix nor a weight gradient is ever built.
+  ///
+  /// matches: `F.conv2d` with `weight.requires_grad = False` (square kernels, uniform padding).
+  public func frozenConv2d(
+    _ x: Variable, matrix: Tensor, kernel: Int, stride: Int, padding: Int, forward: (Tensor) throws -> Tensor
+  ) throws -> Variable {
+    guard x.shape.count == 4, matrix.shape.count == 2, matrix.shape[1] == kernel * kernel * x.shape[3], stride > 0, padding >= 0 else {
+      throw AutogradError.invalidArgument("frozenConv2d: input \(x.shape) (NHWC), weight matrix \(matrix.shape), \(kernel)×\(kernel) kernel")
+    }
+    let (batch, h, w, cin) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let cout = matrix.shape[0]
+    let ho = (h + 2 * padding - kernel) / stride + 1
+    let wo = (w + 2 * padding - kernel) / stride + 1
+    let y = try forward(x.value).asFloat32()
+    guard y.shape == [batch, ho, wo, cout] else {
+      throw AutogradError.shapeMismatch(operation: "frozenConv2d forward", expected: [batch, ho, wo, cout], actual: y.shape)
+    }
+    let geometry = ConvGeometry(batch: batch, h: h, w: w, cin: cin, kh: kernel, kw: kernel, ho: ho, wo: wo, stride: stride, padding: padding)
+    return record(y, inputs: [x]) { g, _ in
+      let rows = batch * ho * wo, k = kernel * kernel * cin
+      let dcols = Tensor(uninitializedShape: [rows, k])
+      MatrixMultiply.gemm(m: rows, n: k, k: cout, a: g.floatPointer, b: matrix.floatPointer, c: dcols.mutableFloatPointer)
+      return [geometry.col2im(dcols)]
+    }
+  }
+
+  /// A `[Cout, Cin, kh, kw]` weight in the column order of ``frozenConv2d(_:matrix:kernel:stride:padding:forward:)``.
+  public static func convolutionMatrix(_ weight: Tensor) -> Tensor {
+    let w = weight.asFloat32()
+    return reorder(w, cout: w.shape[0], cin: w.shape[1], kh: w.shape[2], kw: w.shape[3])
+  }
+
   /// `[Cout, Cin, kh, kw]` → `[Cout, kh·kw·Cin]` (the im2col column order).
   static func reorder(_ w: Tensor, cout: Int, cin: Int, kh: Int, kw: Int) -> Tensor {
     let out = Tensor(uninitializedShape: [cout, kh * kw * cin])

@@ -45,6 +45,29 @@ extension Tape {
     }
   }
 
+  /// A linear layer whose weight does not learn: the forward value comes from `forward` (the
+  /// engine's inference kernel, in the model's precision); the backward pass computes only
+  /// `dx = dy · W` in float32 (`weight` `[out, in]`).
+  ///
+  /// matches: `F.linear` with a frozen weight and bias.
+  public func frozenLinear(_ x: Variable, weight: Tensor, forward: (Tensor) throws -> Tensor) throws -> Variable {
+    let (inFeatures, outFeatures) = (weight.shape[1], weight.shape[0])
+    guard weight.shape.count == 2, x.shape.last == inFeatures else {
+      throw AutogradError.shapeMismatch(operation: "frozenLinear weight", expected: [outFeatures, x.shape.last ?? 0], actual: weight.shape)
+    }
+    let y = try forward(x.value).asFloat32()
+    guard y.shape == Array(x.shape.dropLast()) + [outFeatures] else {
+      throw AutogradError.shapeMismatch(operation: "frozenLinear forward", expected: Array(x.shape.dropLast()) + [outFeatures], actual: y.shape)
+    }
+    let rows = x.value.count / inFeatures
+    let shape = x.shape
+    return record(y, inputs: [x]) { g, _ in
+      let dx = Tensor(uninitializedShape: shape)
+      MatrixMultiply.gemm(m: rows, n: inFeatures, k: outFeatures, a: g.floatPointer, b: weight.floatPointer, c: dx.mutableFloatPointer)
+      return [dx]
+    }
+  }
+
   /// `a + b` (same shapes).
   public func add(_ a: Variable, _ b: Variable) throws -> Variable {
     guard a.shape == b.shape else { throw AutogradError.shapeMismatch(operation: "add", expected: a.shape, actual: b.shape) }

@@ -3,13 +3,17 @@ import Models
 import NN
 import TensorCore
 
-/// A frozen linear layer's weights on the tape.
+/// A frozen linear layer on the tape: its forward pass is the engine's inference kernel (a
+/// `Linear`), or a float32 product for a 1×1 convolution used per pixel.
 struct FrozenLinear {
   let weight: Variable
   let bias: Variable?
+  let layer: Linear?
 
   init(_ layer: Linear) {
-    self.init(weight: Variable(constant: layer.weight.value.asFloat32()), bias: layer.bias.map { Variable(constant: $0.value.asFloat32()) })
+    self.init(
+      weight: Variable(constant: layer.weight.value.asFloat32()), bias: layer.bias.map { Variable(constant: $0.value.asFloat32()) },
+      layer: layer)
   }
 
   /// A per-pixel projection: a `Linear`, or a 1×1 `Conv2d` (its `[Cout, Cin, 1, 1]` weight as
@@ -23,36 +27,44 @@ struct FrozenLinear {
       conv.weight.value.shape[3] == 1, conv.stride == 1
     else { throw AutogradError.invalidArgument("a per-pixel projection must be a Linear or a 1×1 convolution") }
     let w = conv.weight.value.asFloat32()
-    self.init(weight: Variable(constant: w.reshaped([w.shape[0], w.shape[1]])), bias: conv.bias.map { Variable(constant: $0.value.asFloat32()) })
+    self.init(
+      weight: Variable(constant: w.reshaped([w.shape[0], w.shape[1]])), bias: conv.bias.map { Variable(constant: $0.value.asFloat32()) },
+      layer: nil)
   }
 
-  init(weight: Variable, bias: Variable?) {
-    self.weight = weight
-    self.bias = bias
+  init(weight: Variable, bias: Variable?, layer: Linear?) {
+    (self.weight, self.bias, self.layer) = (weight, bias, layer)
   }
 
-  func callAsFunction(_ x: Variable, on tape: Tape) throws -> Variable { try tape.linear(x, weight: weight, bias: bias) }
+  func callAsFunction(_ x: Variable, on tape: Tape) throws -> Variable {
+    if let layer { return try tape.frozenLinear(x, weight: weight.value) { try layer($0) } }
+    return try tape.linear(x, weight: weight, bias: bias)
+  }
 }
 
-/// A frozen convolution's weights on the tape (uniform padding only).
+/// A frozen convolution on the tape (square kernel, uniform padding): the forward pass is the
+/// engine's inference convolution, the backward pass the input gradient only
+/// (`Tape.frozenConv2d`).
 struct FrozenConv {
-  let weight: Variable
-  let bias: Variable?
+  let layer: Conv2d
+  let matrix: Tensor
+  let kernel: Int
   let stride: Int
   let padding: Int
 
   init(_ layer: Conv2d) throws {
     let p = layer.padding
-    guard p.top == p.left, p.top == p.bottom, p.top == p.right else {
-      throw AutogradError.invalidArgument("a frozen convolution needs uniform padding, got \(p)")
+    let w = layer.weight.value
+    guard p.top == p.left, p.top == p.bottom, p.top == p.right, w.rank == 4, w.shape[2] == w.shape[3] else {
+      throw AutogradError.invalidArgument("a frozen convolution needs a square kernel and uniform padding, got \(w.shape), \(p)")
     }
-    weight = Variable(constant: layer.weight.value.asFloat32())
-    bias = layer.bias.map { Variable(constant: $0.value.asFloat32()) }
-    (stride, padding) = (layer.stride, p.top)
+    self.layer = layer
+    matrix = Tape.convolutionMatrix(w)
+    (kernel, stride, padding) = (w.shape[2], layer.stride, p.top)
   }
 
   func callAsFunction(_ x: Variable, on tape: Tape) throws -> Variable {
-    try tape.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+    try tape.frozenConv2d(x, matrix: matrix, kernel: kernel, stride: stride, padding: padding) { try layer($0) }
   }
 }
 
