@@ -51,17 +51,19 @@ extension Tape {
   /// `forward` (the engine's inference convolution — oneDNN, in the model's precision), nothing
   /// but shapes is kept for the backward pass, and the backward pass computes only the input's
   /// gradient `dx = col2im(dy · W)` in float32 (`matrix`: the weight as ``convolutionMatrix(_:)``
-  /// lays it out), so neither the im2col matrix nor a weight gradient is ever built.
+  /// lays it out, asked for during the backward pass only, so that no second copy of a frozen
+  /// model's weights lives through the run), so neither the im2col matrix nor a weight gradient is
+  /// ever built.
   ///
   /// matches: `F.conv2d` with `weight.requires_grad = False` (square kernels, uniform padding).
   public func frozenConv2d(
-    _ x: Variable, matrix: Tensor, kernel: Int, stride: Int, padding: Int, forward: (Tensor) throws -> Tensor
+    _ x: Variable, outChannels cout: Int, kernel: Int, stride: Int, padding: Int, matrix: @escaping () -> Tensor,
+    forward: (Tensor) throws -> Tensor
   ) throws -> Variable {
-    guard x.shape.count == 4, matrix.shape.count == 2, matrix.shape[1] == kernel * kernel * x.shape[3], stride > 0, padding >= 0 else {
-      throw AutogradError.invalidArgument("frozenConv2d: input \(x.shape) (NHWC), weight matrix \(matrix.shape), \(kernel)×\(kernel) kernel")
+    guard x.shape.count == 4, cout > 0, kernel > 0, stride > 0, padding >= 0 else {
+      throw AutogradError.invalidArgument("frozenConv2d: input \(x.shape) (NHWC), \(cout) outputs, \(kernel)×\(kernel) kernel")
     }
     let (batch, h, w, cin) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let cout = matrix.shape[0]
     let ho = (h + 2 * padding - kernel) / stride + 1
     let wo = (w + 2 * padding - kernel) / stride + 1
     let y = try forward(x.value).asFloat32()
@@ -71,13 +73,15 @@ extension Tape {
     let geometry = ConvGeometry(batch: batch, h: h, w: w, cin: cin, kh: kernel, kw: kernel, ho: ho, wo: wo, stride: stride, padding: padding)
     return record(y, inputs: [x]) { g, _ in
       let rows = batch * ho * wo, k = kernel * kernel * cin
+      let m = matrix()
+      guard m.shape == [cout, k] else { throw AutogradError.shapeMismatch(operation: "frozenConv2d weight", expected: [cout, k], actual: m.shape) }
       let dcols = Tensor(uninitializedShape: [rows, k])
-      MatrixMultiply.gemm(m: rows, n: k, k: cout, a: g.floatPointer, b: matrix.floatPointer, c: dcols.mutableFloatPointer)
+      MatrixMultiply.gemm(m: rows, n: k, k: cout, a: g.floatPointer, b: m.floatPointer, c: dcols.mutableFloatPointer)
       return [geometry.col2im(dcols)]
     }
   }
 
-  /// A `[Cout, Cin, kh, kw]` weight in the column order of ``frozenConv2d(_:matrix:kernel:stride:padding:forward:)``.
+  /// A `[Cout, Cin, kh, kw]` weight in the column order of ``frozenConv2d(_:outChannels:kernel:stride:padding:matrix:forward:)``.
   public static func convolutionMatrix(_ weight: Tensor) -> Tensor {
     let w = weight.asFloat32()
     return reorder(w, cout: w.shape[0], cin: w.shape[1], kh: w.shape[2], kw: w.shape[3])

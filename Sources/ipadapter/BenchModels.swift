@@ -25,7 +25,7 @@ struct BenchModelsCommand: AsyncParsableCommand {
     "unet-64", "unet-64-ip4", "unet-64-ip16", "unet-32", "unet-32-ip4", "unet-32-ip16",
     "vae-decode", "vit-h", "generate-512", "ip-overhead",
   ]
-  static let allCases = sd15Cases + sdxlCases + loraCases + ModelBench.instantIDCases
+  static let allCases = sd15Cases + sdxlCases + loraCases + ModelBench.instantIDCases + trainingCases
   /// The SDXL cases (`BenchModelsSDXL.swift`).
   static let sdxlCases = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vit-bigg", "sdxl-generate-1024"]
 
@@ -245,6 +245,8 @@ struct ModelBench {
       return try generate()
     case "ip-overhead":
       return try ipOverhead()
+    case "train-step-512":
+      return try trainStep()
     case let sdxl where BenchModelsCommand.sdxlCases.contains(sdxl):
       return try runSDXL(sdxl)
     case let lora where BenchModelsCommand.loraCases.contains(lora):

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Pipelines
+import TensorCore
 import Training
 
 /// `ipadapter train`: trains an IP-Adapter on a data set (see docs/training.md).
@@ -73,7 +74,10 @@ struct TrainCommand: AsyncParsableCommand {
   @Option(help: "Seed of every random draw (data order, dropout, noise, timesteps).")
   var seed: UInt64 = 42
 
-  @Flag(help: "Recompute each UNet block's activations in the backward pass (less memory, ~30% slower).")
+  @Option(help: "Arithmetic of the frozen model's forward passes (bf16: master weights, gradients and AdamW stay float32).")
+  var precision: ComputePrecision = .float32
+
+  @Flag(help: "Recompute each UNet block's activations in the backward pass (less memory, more time).")
   var gradientCheckpointing = false
 
   @Flag(help: "Skip examples whose image cannot be read (reported) instead of stopping.")
@@ -162,6 +166,7 @@ struct TrainCommand: AsyncParsableCommand {
     options.skipBadImages = skipBadImages
     options.gradientCheckpointing = gradientCheckpointing
     setup.options = options
+    setup.load.precision = precision
     return try await setup.makeRun()
   }
 }

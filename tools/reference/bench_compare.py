@@ -3,7 +3,7 @@ alternating the two (a fresh process per case and engine, so peak RSS is per cas
 our time / torch time per case.
 
 Run (release build first): swift build -c release --product ipadapter
-  tools/reference/.venv/bin/python tools/reference/bench_compare.py [--cases unet-64 …] [--sdxl] [--lora] [--instantid] [--precision bf16] [--repeats 3]
+  tools/reference/.venv/bin/python tools/reference/bench_compare.py [--cases unet-64 …] [--sdxl] [--lora] [--instantid] [--training] [--precision bf16] [--repeats 3]
       [--checkpoint-dtype fp32]   (the files the models load: fp16 by default, as both engines' random checkpoints)
 """
 import argparse
@@ -24,6 +24,8 @@ LORA = ["lora-fuse-sd15", "lora-fuse-sdxl"]
 # instantX-research/InstantID (fetched by gen_instantid.py into a git-ignored folder; $INSTANTID_GIT may
 # name a local clone).
 INSTANTID = ["sdxl-controlnet-128", "instantid-128", "instantid-generate-1024"]
+# Adapter training: one optimiser step of a new SD1.5 Plus adapter at 512² (docs/training.md).
+TRAINING = ["train-step-512"]
 
 
 def run(cmd):
@@ -40,6 +42,7 @@ def main():
     ap.add_argument("--sdxl", action="store_true", help=f"run the SDXL cases: {' '.join(SDXL)}")
     ap.add_argument("--lora", action="store_true", help=f"run the LoRA fusion cases: {' '.join(LORA)}")
     ap.add_argument("--instantid", action="store_true", help=f"run the InstantID cases: {' '.join(INSTANTID)}")
+    ap.add_argument("--training", action="store_true", help=f"run the training cases: {' '.join(TRAINING)}")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
@@ -47,7 +50,7 @@ def main():
                     help="storage dtype of the random checkpoint files both engines load from")
     ap.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "ipadapter"))
     a = ap.parse_args()
-    a.cases = a.cases or (SDXL if a.sdxl else LORA if a.lora else INSTANTID if a.instantid else ALL)
+    a.cases = a.cases or (SDXL if a.sdxl else LORA if a.lora else INSTANTID if a.instantid else TRAINING if a.training else ALL)
     rows = []
     for i, case in enumerate(a.cases):
         swift = [a.binary, "bench", "models", "--json", "--cases", case, "--repeats", str(a.repeats),

@@ -26,6 +26,8 @@ SDXL_CASES = ["sdxl-unet-128", "sdxl-unet-128-ip16", "sdxl-vae-decode-1024", "vi
 LORA_CASES = ["lora-fuse-sd15", "lora-fuse-sdxl"]
 # InstantID (instantX-research/InstantID, fetched by gen_instantid.py into a git-ignored folder).
 INSTANTID_CASES = ["sdxl-controlnet-128", "instantid-128", "instantid-generate-1024"]
+# Adapter training (Sources/ipadapter/BenchTraining.swift).
+TRAINING_CASES = ["train-step-512"]
 
 
 def reset_peak():
@@ -227,6 +229,8 @@ def lora_fuse(name, repeats):
 def run_case(name, dtype, repeats, steps, storage=torch.float16):
     if name in LORA_CASES:
         return lora_fuse(name, repeats)  # outside inference mode, as a user loads a LoRA
+    if name == "train-step-512":
+        return train_step(dtype, repeats), {}
     with torch.inference_mode():
         if name.startswith("unet-"):
             size = 64 if name.startswith("unet-64") else 32
@@ -546,11 +550,57 @@ def generate(dtype, steps, storage=torch.float16):
     return total, {"load_s": loaded, "first_step_s": first.get("t", start) - start}
 
 
+def train_step(dtype, repeats):
+    """One optimiser step of a new SD1.5 Plus adapter at 512², batch 1, as tutorial_train_plus.py takes it:
+    frozen VAE / text encoder / ViT-H, diffusers' IP-Adapter Plus projection and IPAdapterAttnProcessor2_0
+    (the official processor's math) trainable, AdamW(lr 1e-4, weight decay 1e-2). bf16: the forward pass under
+    torch.autocast("cpu", torch.bfloat16), fp32 master weights (accelerate's mixed precision)."""
+    import torch.nn.functional as F
+    from diffusers import AutoencoderKL, DDPMScheduler
+    from transformers import CLIPTextModel, CLIPVisionModelWithProjection
+
+    m = unet(torch.float32)
+    m._load_ip_adapter_weights([ip_state_dict(m, 16)])
+    vae = AutoencoderKL.from_config(load_json(os.path.join(SD15, "vae", "config.json"))).eval()
+    text_encoder = CLIPTextModel(text_config(os.path.join(SD15, "text_encoder", "config.json"))).eval()
+    image_encoder = CLIPVisionModelWithProjection(vision_config("clip-vit-h-14")).eval()
+    for module in (m, vae, text_encoder, image_encoder):
+        module.requires_grad_(False)
+    m.encoder_hid_proj.requires_grad_(True)
+    for proc in m.attn_processors.values():
+        if isinstance(proc, torch.nn.Module):
+            proc.requires_grad_(True)
+    params = [p for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
+    scheduler = DDPMScheduler.from_config(load_json(os.path.join(SD15, "scheduler", "scheduler_config.json")))
+    images = torch.randn(1, 3, 512, 512)
+    clip = torch.randn(1, 3, 224, 224)
+    ids = torch.randint(0, 49408, (1, 77))
+    autocast = dtype == torch.bfloat16
+
+    def step():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            latents = vae.encode(images).latent_dist.sample() * 0.18215
+            noise = torch.randn_like(latents)
+            t = torch.randint(0, 1000, (1,))
+            noisy = scheduler.add_noise(latents, noise, t)
+            text = text_encoder(ids)[0]
+            embeds = image_encoder(clip, output_hidden_states=True).hidden_states[-2]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            pred = m(noisy, t, text, added_cond_kwargs={"image_embeds": [embeds.unsqueeze(1)]}).sample
+        loss = F.mse_loss(pred.float(), noise.float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return timed(step, repeats)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", nargs="*", default=ALL,
                     help=f"default: the SD1.5 cases; SDXL: {' '.join(SDXL_CASES)}; LoRA: {' '.join(LORA_CASES)}; "
-                         f"InstantID: {' '.join(INSTANTID_CASES)}")
+                         f"InstantID: {' '.join(INSTANTID_CASES)}; training: {' '.join(TRAINING_CASES)}")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)

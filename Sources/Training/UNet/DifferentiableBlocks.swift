@@ -47,7 +47,7 @@ struct FrozenLinear {
 /// (`Tape.frozenConv2d`).
 struct FrozenConv {
   let layer: Conv2d
-  let matrix: Tensor
+  let outChannels: Int
   let kernel: Int
   let stride: Int
   let padding: Int
@@ -59,12 +59,14 @@ struct FrozenConv {
       throw AutogradError.invalidArgument("a frozen convolution needs a square kernel and uniform padding, got \(w.shape), \(p)")
     }
     self.layer = layer
-    matrix = Tape.convolutionMatrix(w)
-    (kernel, stride, padding) = (w.shape[2], layer.stride, p.top)
+    (outChannels, kernel, stride, padding) = (w.shape[0], w.shape[2], layer.stride, p.top)
   }
 
   func callAsFunction(_ x: Variable, on tape: Tape) throws -> Variable {
-    try tape.frozenConv2d(x, matrix: matrix, kernel: kernel, stride: stride, padding: padding) { try layer($0) }
+    let layer = layer
+    return try tape.frozenConv2d(
+      x, outChannels: outChannels, kernel: kernel, stride: stride, padding: padding,
+      matrix: { Tape.convolutionMatrix(layer.weight.value) }, forward: { try layer($0) })
   }
 }
 

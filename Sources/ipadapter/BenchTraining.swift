@@ -1,0 +1,48 @@
+import Foundation
+import IPAdapter
+import Imaging
+import Models
+import Pipelines
+import Schedulers
+import TensorCore
+import Tokenizers
+import Training
+
+extension BenchModelsCommand {
+  /// One optimiser step of adapter training (`tools/reference/bench_torch.py` runs the same step
+  /// in PyTorch + diffusers).
+  static let trainingCases = ["train-step-512"]
+}
+
+extension ModelBench {
+  /// One training step of a new SD1.5 Plus adapter (Resampler, 16 queries) at 512², batch 1, as
+  /// `tutorial_train_plus.py` takes it: VAE encode and posterior sample, text encoder, ViT-H
+  /// `hidden_states[-2]`, the UNet forward and backward with the decoupled image branch, AdamW.
+  /// Real-size models with random weights; the frozen layers' forward passes run in `precision`.
+  func trainStep() throws -> Result {
+    let unetModel = try unet()
+    let pipeline = try StableDiffusionPipeline(
+      folder: BundledConfigs.stableDiffusion15, tokenizer: try CLIPTokenizer.bundledSD15(), textEncoder: try textEncoder(),
+      unet: unetModel, vae: try vae(),
+      schedulerConfig: try SchedulerConfig(
+        contentsOf: BundledConfigs.stableDiffusion15.appendingPathComponent("scheduler/scheduler_config.json")),
+      precision: precision)
+    let models = try FrozenTrainingModels(pipeline: pipeline, imageEncoder: try imageEncoder())
+    let variant = IPAdapterVariant.plus(
+      Resampler.Shape(dim: 768, depth: 4, heads: 12, queries: 16, embeddingDim: 1280, outputDim: 768))
+    let trainer = try AdapterTrainer(
+      models: models, variant: variant, imageProj: try AdapterInitialization.projectionState(variant, seed: 5),
+      ipAdapter: AdapterInitialization.decoupledAttentionState(copying: unetModel))
+    let batch = TrainingBatch(
+      images: Tensor.random([1, 512, 512, 3], seed: 13), clipPixels: Tensor.random([1, 224, 224, 3], seed: 14),
+      texts: ["a photo of a cat"])
+    let randomness = TrainingRandomness(seed: 1)
+    var step = 0
+    let (t, f) = try time {
+      let r = randomness.draws(micro: step, batchSize: 1, latentShape: [64, 64, 4], timesteps: 1000)
+      step += 1
+      _ = try trainer.step(batch, r)
+    }
+    return Result(seconds: t, flops: f)
+  }
+}
