@@ -183,6 +183,12 @@ public enum Attention {
   /// In-place softmax of `row[0..<count]` times `scale`; `row[count..<total]` is set to 0
   /// (the C kernel: Sleef's exp, ATen's order).
   @inline(__always)
+  /// In-place softmax of each of `rows` rows of `columns` floats (the attention's vectorised
+  /// kernel; for the autograd tape's attention).
+  public static func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, columns: Int) {
+    for r in 0..<rows { ipa_softmax_row(p + r * columns, columns, columns, 1) }
+  }
+
   static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, total: Int, scale: Float) {
     ipa_softmax_row(row, count, total, scale)
   }

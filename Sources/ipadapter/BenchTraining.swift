@@ -1,3 +1,4 @@
+import Autograd
 import Foundation
 import IPAdapter
 import Imaging
@@ -37,6 +38,21 @@ extension ModelBench {
       images: Tensor.random([1, 512, 512, 3], seed: 13), clipPixels: Tensor.random([1, 224, 224, 3], seed: 14),
       texts: ["a photo of a cat"])
     let randomness = TrainingRandomness(seed: 1)
+    if ProcessInfo.processInfo.environment["IPADAPTER_BENCH_PHASES"] != nil {
+      // Where a step's time goes (printed to standard error).
+      for i in 0..<2 {
+        let r = randomness.draws(micro: 100 + i, batchSize: 1, latentShape: [64, 64, 4], timesteps: 1000)
+        var c: AdapterTrainer.Conditioned?
+        let tc = try Bench.seconds { c = try trainer.condition(batch, r) }
+        let tape = Tape()
+        var loss: Variable?
+        let tf = try Bench.seconds { loss = try trainer.loss(c!, timesteps: r.timesteps, on: tape) }
+        let tb = try Bench.seconds { try tape.backward(loss!) }
+        let to = try Bench.seconds { try trainer.applyUpdate() }
+        FileHandle.standardError.write(Data(
+          "phases: condition \(tc) s, forward \(tf) s (\(tape.count) ops), backward \(tb) s, update \(to) s; rss \(Memory.currentRSS())\n".utf8))
+      }
+    }
     var step = 0
     let (t, f) = try time {
       let r = randomness.draws(micro: step, batchSize: 1, latentShape: [64, 64, 4], timesteps: 1000)
