@@ -71,15 +71,42 @@ extension Tape {
       throw AutogradError.shapeMismatch(operation: "frozenConv2d forward", expected: [batch, ho, wo, cout], actual: y.shape)
     }
     let geometry = ConvGeometry(batch: batch, h: h, w: w, cin: cin, kh: kernel, kw: kernel, ho: ho, wo: wo, stride: stride, padding: padding)
+    // Stride 1 with the output the input's size: dx is the forward convolution of dy with the
+    // weight flipped in space and its channels swapped (on oneDNN, float32). Otherwise
+    // (a strided downsampler): dx = col2im(dy · W).
+    let sameSize = stride == 1 && ho == h && wo == w && 2 * padding == kernel - 1
     return record(y, inputs: [x]) { g, _ in
-      let rows = batch * ho * wo, k = kernel * kernel * cin
       let m = matrix()
+      let rows = batch * ho * wo, k = kernel * kernel * cin
       guard m.shape == [cout, k] else { throw AutogradError.shapeMismatch(operation: "frozenConv2d weight", expected: [cout, k], actual: m.shape) }
+      if sameSize {
+        let flipped = Self.flippedTransposed(m, cout: cout, cin: cin, kernel: kernel)
+        let adjoint = try Conv2DKernel(weight: flipped, bias: nil, padding: .uniform(kernel - 1 - padding))
+        return [try adjoint(g).asFloat32()]
+      }
       let dcols = Tensor(uninitializedShape: [rows, k])
       MatrixMultiply.gemm(m: rows, n: k, k: cout, a: g.floatPointer, b: m.floatPointer, c: dcols.mutableFloatPointer)
       return [geometry.col2im(dcols)]
     }
   }
+
+  /// `W'[ci, co, y, x] = W[co, ci, k−1−y, k−1−x]` from the column-order matrix `[Cout, k·k·Cin]`.
+  static func flippedTransposed(_ m: Tensor, cout: Int, cin: Int, kernel: Int) -> Tensor {
+    let out = Tensor(uninitializedShape: [cin, cout, kernel, kernel])
+    let s = m.floatPointer, d = out.mutableFloatPointer
+    let kk = kernel * kernel
+    for o in 0..<cout {
+      for y in 0..<kernel {
+        for x in 0..<kernel {
+          let src = s + o * kk * cin + (y * kernel + x) * cin
+          let tap = (kernel - 1 - y) * kernel + (kernel - 1 - x)
+          for c in 0..<cin { d[(c * cout + o) * kk + tap] = src[c] }
+        }
+      }
+    }
+    return out
+  }
+
 
   /// A `[Cout, Cin, kh, kw]` weight in the column order of ``frozenConv2d(_:outChannels:kernel:stride:padding:matrix:forward:)``.
   public static func convolutionMatrix(_ weight: Tensor) -> Tensor {

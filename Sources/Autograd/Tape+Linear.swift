@@ -47,13 +47,15 @@ extension Tape {
 
   /// A linear layer whose weight does not learn: the forward value comes from `forward` (the
   /// engine's inference kernel, in the model's precision); the backward pass computes only
-  /// `dx = dy · W` in float32 (`weight` `[out, in]`).
+  /// `dx = dy · W` in float32, asking for the `[out, in]` weight then (`weight`), so that no
+  /// float32 copy of a frozen model's weights lives through the run.
   ///
   /// matches: `F.linear` with a frozen weight and bias.
-  public func frozenLinear(_ x: Variable, weight: Tensor, forward: (Tensor) throws -> Tensor) throws -> Variable {
-    let (inFeatures, outFeatures) = (weight.shape[1], weight.shape[0])
-    guard weight.shape.count == 2, x.shape.last == inFeatures else {
-      throw AutogradError.shapeMismatch(operation: "frozenLinear weight", expected: [outFeatures, x.shape.last ?? 0], actual: weight.shape)
+  public func frozenLinear(
+    _ x: Variable, inFeatures: Int, outFeatures: Int, weight: @escaping () -> Tensor, forward: (Tensor) throws -> Tensor
+  ) throws -> Variable {
+    guard x.shape.last == inFeatures, inFeatures > 0, outFeatures > 0 else {
+      throw AutogradError.shapeMismatch(operation: "frozenLinear input", expected: [inFeatures], actual: x.shape)
     }
     let y = try forward(x.value).asFloat32()
     guard y.shape == Array(x.shape.dropLast()) + [outFeatures] else {
@@ -62,8 +64,12 @@ extension Tape {
     let rows = x.value.count / inFeatures
     let shape = x.shape
     return record(y, inputs: [x]) { g, _ in
+      let w = weight()
+      guard w.shape == [outFeatures, inFeatures] else {
+        throw AutogradError.shapeMismatch(operation: "frozenLinear weight", expected: [outFeatures, inFeatures], actual: w.shape)
+      }
       let dx = Tensor(uninitializedShape: shape)
-      MatrixMultiply.gemm(m: rows, n: inFeatures, k: outFeatures, a: g.floatPointer, b: weight.floatPointer, c: dx.mutableFloatPointer)
+      MatrixMultiply.gemm(m: rows, n: inFeatures, k: outFeatures, a: g.floatPointer, b: w.floatPointer, c: dx.mutableFloatPointer)
       return [dx]
     }
   }

@@ -43,6 +43,10 @@ extension ModelBench {
       for i in 0..<2 {
         let r = randomness.draws(micro: 100 + i, batchSize: 1, latentShape: [64, 64, 4], timesteps: 1000)
         var c: AdapterTrainer.Conditioned?
+        let tv = try Bench.seconds { _ = try models.vae.encode(batch.images) }
+        let tt = try Bench.seconds { _ = try models.textEncoder([models.tokenizer("a photo of a cat").ids]) }
+        let ti = try Bench.seconds { _ = try models.imageEncoder(batch.clipPixels, output: .penultimateHiddenState) }
+        FileHandle.standardError.write(Data("condition parts: vae encode \(tv) s, text \(tt) s, image \(ti) s\n".utf8))
         let tc = try Bench.seconds { c = try trainer.condition(batch, r) }
         let tape = Tape()
         var loss: Variable?

@@ -13,16 +13,30 @@ import TensorCore
 /// with `Q = to_q(h)`, `K, V` from the text and `K', V'` from the image tokens, per head.
 public final class TrainableDecoupledAttention {
   public let heads: Int
-  public let toQ: Variable, toK: Variable, toV: Variable, toOut: Variable, toOutBias: Variable?
+  let q: FrozenLinear, k: FrozenLinear, v: FrozenLinear, out: FrozenLinear
   public let toKIP: Variable, toVIP: Variable
+  /// The frozen weights (float32 values; never given a gradient).
+  public var toQ: Variable { Variable(constant: q.weightTensor) }
+  public var toK: Variable { Variable(constant: k.weightTensor) }
+  public var toV: Variable { Variable(constant: v.weightTensor) }
+  public var toOut: Variable { Variable(constant: out.weightTensor) }
+  public var toOutBias: Variable? { out.biasTensor.map { Variable(constant: $0) } }
 
   /// From a loaded UNet attention module (frozen) and the adapter's `to_k_ip` / `to_v_ip`
   /// weights `[hidden, cross]` (trainable).
-  public convenience init(frozen attention: AttentionModule, toKIP kip: Tensor, toVIP vip: Tensor) throws {
-    try self.init(
-      heads: attention.heads, toQ: attention.toQ.weight.value, toK: attention.toK.weight.value,
-      toV: attention.toV.weight.value, toOut: attention.toOut.weight.value, toOutBias: attention.toOut.bias?.value,
-      toKIP: kip, toVIP: vip)
+  /// The projections run on the module's inference kernels (its precision).
+  public init(frozen attention: AttentionModule, toKIP kip: Tensor, toVIP vip: Tensor) throws {
+    let (kw, hidden) = (attention.toK.weight.shape, attention.toQ.weight.shape[0])
+    for (name, t) in [("to_k_ip", kip), ("to_v_ip", vip)] where t.shape != kw {
+      throw AutogradError.shapeMismatch(operation: "TrainableDecoupledAttention \(name)", expected: kw, actual: t.shape)
+    }
+    guard attention.heads > 0, hidden % attention.heads == 0 else {
+      throw AutogradError.invalidArgument("TrainableDecoupledAttention: \(hidden) channels, \(attention.heads) heads")
+    }
+    heads = attention.heads
+    (q, k, v, out) = (FrozenLinear(attention.toQ), FrozenLinear(attention.toK), FrozenLinear(attention.toV), FrozenLinear(attention.toOut))
+    toKIP = Variable(parameter: kip)
+    toVIP = Variable(parameter: vip)
   }
 
   /// From the layer's weights (`to_q`, `to_k`, `to_v`, `to_out.0` without biases on q/k/v, as the
@@ -41,11 +55,10 @@ public final class TrainableDecoupledAttention {
       throw AutogradError.shapeMismatch(operation: "TrainableDecoupledAttention \(name)", expected: k.shape, actual: t.shape)
     }
     self.heads = heads
-    toQ = Variable(constant: q)
-    toK = Variable(constant: k)
-    toV = Variable(constant: v)
-    toOut = Variable(constant: out)
-    toOutBias = outBias.map { Variable(constant: $0) }
+    self.q = FrozenLinear(weight: Variable(constant: q), bias: nil)
+    self.k = FrozenLinear(weight: Variable(constant: k), bias: nil)
+    self.v = FrozenLinear(weight: Variable(constant: v), bias: nil)
+    self.out = FrozenLinear(weight: Variable(constant: out), bias: outBias.map { Variable(constant: $0) })
     toKIP = Variable(parameter: kip)
     toVIP = Variable(parameter: vip)
   }
@@ -53,10 +66,10 @@ public final class TrainableDecoupledAttention {
   /// `hidden` `[B, L, C]` attending to `text` `[B, Lt, cross]` and, scaled by `scale` (λ), to
   /// `image` `[B, T, cross]`.
   public func callAsFunction(_ hidden: Variable, text: Variable, image: Variable, scale: Float, on tape: Tape) throws -> Variable {
-    let q = try tape.linear(hidden, weight: toQ)
-    let textOut = try tape.attention(q, try tape.linear(text, weight: toK), try tape.linear(text, weight: toV), heads: heads)
-    let imageOut = try tape.attention(q, try tape.linear(image, weight: toKIP), try tape.linear(image, weight: toVIP), heads: heads)
+    let query = try q(hidden, on: tape)
+    let textOut = try tape.attention(query, try k(text, on: tape), try v(text, on: tape), heads: heads)
+    let imageOut = try tape.attention(query, try tape.linear(image, weight: toKIP), try tape.linear(image, weight: toVIP), heads: heads)
     let mixed = try tape.add(textOut, tape.scale(imageOut, scale))
-    return try tape.linear(mixed, weight: toOut, bias: toOutBias)
+    return try out(mixed, on: tape)
   }
 }

@@ -4,41 +4,62 @@ import NN
 import TensorCore
 
 /// A frozen linear layer on the tape: its forward pass is the engine's inference kernel (a
-/// `Linear`), or a float32 product for a 1×1 convolution used per pixel.
+/// `Linear`, or a 1×1 `Conv2d` used per pixel), its backward pass the input gradient only, with the
+/// float32 weight made when needed (`Tape.frozenLinear`); or, built from tensors, a float32 product.
 struct FrozenLinear {
-  let weight: Variable
-  let bias: Variable?
   let layer: Linear?
+  let conv: Conv2d?
+  let stored: (weight: Variable, bias: Variable?)?
+  let inFeatures: Int, outFeatures: Int
 
-  init(_ layer: Linear) {
-    self.init(
-      weight: Variable(constant: layer.weight.value.asFloat32()), bias: layer.bias.map { Variable(constant: $0.value.asFloat32()) },
-      layer: layer)
+  private init(layer: Linear?, conv: Conv2d?, stored: (weight: Variable, bias: Variable?)?, inFeatures: Int, outFeatures: Int) {
+    (self.layer, self.conv, self.stored, self.inFeatures, self.outFeatures) = (layer, conv, stored, inFeatures, outFeatures)
   }
 
-  /// A per-pixel projection: a `Linear`, or a 1×1 `Conv2d` (its `[Cout, Cin, 1, 1]` weight as
-  /// `[Cout, Cin]`), as a transformer's `proj_in` / `proj_out`.
+  init(_ layer: Linear) {
+    self.init(layer: layer, conv: nil, stored: nil, inFeatures: layer.weight.shape[1], outFeatures: layer.weight.shape[0])
+  }
+
+  /// A per-pixel projection: a `Linear`, or a 1×1 `Conv2d`, as a transformer's `proj_in` / `proj_out`.
   init(projection module: any Module) throws {
     if let linear = module as? Linear {
       self.init(linear)
       return
     }
-    guard let conv = module as? Conv2d, conv.weight.value.rank == 4, conv.weight.value.shape[2] == 1,
-      conv.weight.value.shape[3] == 1, conv.stride == 1
+    guard let conv = module as? Conv2d, conv.weight.shape.count == 4, conv.weight.shape[2] == 1, conv.weight.shape[3] == 1,
+      conv.stride == 1
     else { throw AutogradError.invalidArgument("a per-pixel projection must be a Linear or a 1×1 convolution") }
-    let w = conv.weight.value.asFloat32()
-    self.init(
-      weight: Variable(constant: w.reshaped([w.shape[0], w.shape[1]])), bias: conv.bias.map { Variable(constant: $0.value.asFloat32()) },
-      layer: nil)
+    self.init(layer: nil, conv: conv, stored: nil, inFeatures: conv.inChannels, outFeatures: conv.outChannels)
   }
 
-  init(weight: Variable, bias: Variable?, layer: Linear?) {
-    (self.weight, self.bias, self.layer) = (weight, bias, layer)
+  init(weight: Variable, bias: Variable?) {
+    self.init(layer: nil, conv: nil, stored: (weight, bias), inFeatures: weight.shape[1], outFeatures: weight.shape[0])
+  }
+
+  /// The float32 weight `[out, in]`.
+  var weightTensor: Tensor {
+    if let stored { return stored.weight.value }
+    if let layer { return layer.weight.value.asFloat32() }
+    return conv!.weight.value.asFloat32().reshaped([outFeatures, inFeatures])
+  }
+
+  var biasTensor: Tensor? {
+    if let stored { return stored.bias?.value }
+    return (layer?.bias ?? conv?.bias).map { $0.value.asFloat32() }
   }
 
   func callAsFunction(_ x: Variable, on tape: Tape) throws -> Variable {
-    if let layer { return try tape.frozenLinear(x, weight: weight.value) { try layer($0) } }
-    return try tape.linear(x, weight: weight, bias: bias)
+    if let stored { return try tape.linear(x, weight: stored.weight, bias: stored.bias) }
+    let this = self
+    if let layer {
+      return try tape.frozenLinear(x, inFeatures: inFeatures, outFeatures: outFeatures, weight: { this.weightTensor }) { try layer($0) }
+    }
+    let conv = conv!
+    let outFeatures = outFeatures
+    return try tape.frozenLinear(x, inFeatures: inFeatures, outFeatures: outFeatures, weight: { this.weightTensor }) { value in
+      let rows = value.count / value.shape.last!
+      return try conv(value.reshaped([1, rows, 1, value.shape.last!])).reshaped(Array(value.shape.dropLast()) + [outFeatures])
+    }
   }
 }
 
@@ -144,7 +165,7 @@ public final class DifferentiableResnetBlock {
 /// `ff = net.2(a · gelu(gate))`, `[a, gate] = net.0.proj(·).chunk(2)`.
 public final class DifferentiableTransformerBlock {
   let norm1: FrozenNorm, norm2: FrozenNorm, norm3: FrozenNorm
-  let selfQ: Variable, selfK: Variable, selfV: Variable, selfOut: FrozenLinear, heads: Int
+  let selfQ: FrozenLinear, selfK: FrozenLinear, selfV: FrozenLinear, selfOut: FrozenLinear, heads: Int
   public let crossAttention: TrainableDecoupledAttention
   let ffIn: FrozenLinear, ffOut: FrozenLinear
 
@@ -153,9 +174,9 @@ public final class DifferentiableTransformerBlock {
     norm2 = FrozenNorm(block.norm2)
     norm3 = FrozenNorm(block.norm3)
     heads = block.attn1.heads
-    selfQ = Variable(constant: block.attn1.toQ.weight.value.asFloat32())
-    selfK = Variable(constant: block.attn1.toK.weight.value.asFloat32())
-    selfV = Variable(constant: block.attn1.toV.weight.value.asFloat32())
+    selfQ = FrozenLinear(block.attn1.toQ)
+    selfK = FrozenLinear(block.attn1.toK)
+    selfV = FrozenLinear(block.attn1.toV)
     selfOut = FrozenLinear(block.attn1.toOut)
     crossAttention = try TrainableDecoupledAttention(frozen: block.attn2, toKIP: toKIP, toVIP: toVIP)
     ffIn = FrozenLinear(block.ff.proj)
@@ -165,8 +186,7 @@ public final class DifferentiableTransformerBlock {
   /// `x` `[B, L, C]`, `text` `[B, Lt, cross]`, `image` `[B, T, cross]`, λ = `scale`.
   public func callAsFunction(_ x: Variable, text: Variable, image: Variable, scale: Float, on tape: Tape) throws -> Variable {
     let n1 = try norm1(x, on: tape)
-    let selfAttended = try tape.attention(
-      try tape.linear(n1, weight: selfQ), try tape.linear(n1, weight: selfK), try tape.linear(n1, weight: selfV), heads: heads)
+    let selfAttended = try tape.attention(try selfQ(n1, on: tape), try selfK(n1, on: tape), try selfV(n1, on: tape), heads: heads)
     var h = try tape.add(try selfOut(selfAttended, on: tape), x)
     h = try tape.add(try crossAttention(try norm2(h, on: tape), text: text, image: image, scale: scale, on: tape), h)
     let parts = try tape.chunkLast(try ffIn(try norm3(h, on: tape), on: tape), parts: 2)
