@@ -58,7 +58,7 @@ extension Tape {
   /// matches: `F.conv2d` with `weight.requires_grad = False` (square kernels, uniform padding).
   public func frozenConv2d(
     _ x: Variable, outChannels cout: Int, kernel: Int, stride: Int, padding: Int, matrix: @escaping () -> Tensor,
-    forward: (Tensor) throws -> Tensor
+    adjoint: ((Tensor) throws -> Tensor)? = nil, forward: (Tensor) throws -> Tensor
   ) throws -> Variable {
     guard x.shape.count == 4, cout > 0, kernel > 0, stride > 0, padding >= 0 else {
       throw AutogradError.invalidArgument("frozenConv2d: input \(x.shape) (NHWC), \(cout) outputs, \(kernel)×\(kernel) kernel")
@@ -76,6 +76,7 @@ extension Tape {
     // (a strided downsampler): dx = col2im(dy · W).
     let sameSize = stride == 1 && ho == h && wo == w && 2 * padding == kernel - 1
     return record(y, inputs: [x]) { g, _ in
+      if sameSize, let adjoint { return [try adjoint(g).asFloat32()] }
       let m = matrix()
       let rows = batch * ho * wo, k = kernel * kernel * cin
       guard m.shape == [cout, k] else { throw AutogradError.shapeMismatch(operation: "frozenConv2d weight", expected: [cout, k], actual: m.shape) }
@@ -88,6 +89,19 @@ extension Tape {
       MatrixMultiply.gemm(m: rows, n: k, k: cout, a: g.floatPointer, b: m.floatPointer, c: dcols.mutableFloatPointer)
       return [geometry.col2im(dcols)]
     }
+  }
+
+  /// The convolution computing a stride-1 same-size convolution's input gradient: its weight
+  /// flipped in space with the channels swapped, padding `k − 1 − p` (oneDNN, in `precision`:
+  /// bf16 when the frozen model computes in bf16, as autocast's backward does). Callers may keep it
+  /// across steps (`adjoint:` of ``frozenConv2d``) to avoid re-packing the weights.
+  public static func adjointConvolution(_ weight: Tensor, padding: Int, precision: ComputePrecision = .float32) throws -> Conv2DKernel {
+    let w = weight.asFloat32()
+    let (cout, cin, kernel) = (w.shape[0], w.shape[1], w.shape[2])
+    let m = reorder(w, cout: cout, cin: cin, kh: kernel, kw: kernel)
+    return try Conv2DKernel(
+      weight: flippedTransposed(m, cout: cout, cin: cin, kernel: kernel), bias: nil, padding: .uniform(kernel - 1 - padding),
+      precision: precision)
   }
 
   /// `W'[ci, co, y, x] = W[co, ci, k−1−y, k−1−x]` from the column-order matrix `[Cout, k·k·Cin]`.

@@ -245,8 +245,8 @@ struct ModelBench {
       return try generate()
     case "ip-overhead":
       return try ipOverhead()
-    case "train-step-512":
-      return try trainStep()
+    case "train-step-512", "train-step-512-checkpointing":
+      return try trainStep(checkpointing: name.hasSuffix("checkpointing"))
     case let sdxl where BenchModelsCommand.sdxlCases.contains(sdxl):
       return try runSDXL(sdxl)
     case let lora where BenchModelsCommand.loraCases.contains(lora):

@@ -12,7 +12,7 @@ import Training
 extension BenchModelsCommand {
   /// One optimiser step of adapter training (`tools/reference/bench_torch.py` runs the same step
   /// in PyTorch + diffusers).
-  static let trainingCases = ["train-step-512"]
+  static let trainingCases = ["train-step-512", "train-step-512-checkpointing"]
 }
 
 extension ModelBench {
@@ -20,7 +20,9 @@ extension ModelBench {
   /// `tutorial_train_plus.py` takes it: VAE encode and posterior sample, text encoder, ViT-H
   /// `hidden_states[-2]`, the UNet forward and backward with the decoupled image branch, AdamW.
   /// Real-size models with random weights; the frozen layers' forward passes run in `precision`.
-  func trainStep() throws -> Result {
+  /// `checkpointing`: every ResNet and transformer recomputed in the backward pass (torch:
+  /// `unet.enable_gradient_checkpointing()`).
+  func trainStep(checkpointing: Bool = false) throws -> Result {
     let unetModel = try unet()
     let pipeline = try StableDiffusionPipeline(
       folder: BundledConfigs.stableDiffusion15, tokenizer: try CLIPTokenizer.bundledSD15(), textEncoder: try textEncoder(),
@@ -34,6 +36,7 @@ extension ModelBench {
     let trainer = try AdapterTrainer(
       models: models, variant: variant, imageProj: try AdapterInitialization.projectionState(variant, seed: 5),
       ipAdapter: AdapterInitialization.decoupledAttentionState(copying: unetModel))
+    trainer.unet.gradientCheckpointing = checkpointing
     let batch = TrainingBatch(
       images: Tensor.random([1, 512, 512, 3], seed: 13), clipPixels: Tensor.random([1, 224, 224, 3], seed: 14),
       texts: ["a photo of a cat"])

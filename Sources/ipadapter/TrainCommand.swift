@@ -112,7 +112,7 @@ struct TrainCommand: AsyncParsableCommand {
         }
       }
       let bar = quiet ? nil : TrainingProgressLine()
-      let final = try run.run(resume: resumeFolder) { bar?.update($0) }
+      let final = try await run.runDetached(resume: resumeFolder) { bar?.update($0) }
       bar?.finish()
       print(final.path)
     } catch let error as ExitCode {
@@ -173,7 +173,8 @@ struct TrainCommand: AsyncParsableCommand {
 
 /// A one-line training progress display on standard error: step, loss (moving average),
 /// steps per second and time left; warnings and saved checkpoints on their own lines.
-final class TrainingProgressLine {
+/// `@unchecked Sendable`: it holds no mutable state (it writes to standard error).
+final class TrainingProgressLine: @unchecked Sendable {
   private let isTerminal = isatty(2) != 0
 
   func update(_ p: TrainingProgress) {

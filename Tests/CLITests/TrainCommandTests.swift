@@ -19,7 +19,11 @@ import Testing
     ((try? String(contentsOfFile: output + "/loss.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
   }
 
-  @Test func trainsPlotsAndResumesTheLatestCheckpoint() throws {
+  @Test func trainsPlotsAndResumesTheLatestCheckpoint() async throws {
+    try await OffPool.run { try self.trainPlotResume() }
+  }
+
+  func trainPlotResume() throws {
     let data = try TrainingData.make()
     let output = CLI.temporaryPath("train")
     let first = try CLI.run(arguments(data, output: output, steps: 4))
@@ -37,7 +41,11 @@ import Testing
     #expect(FileManager.default.fileExists(atPath: output + "/checkpoint-6/training_state.json"))
   }
 
-  @Test func aFullDiskWhileSavingKeepsThePreviousCheckpoint() throws {
+  @Test func aFullDiskWhileSavingKeepsThePreviousCheckpoint() async throws {
+    try await OffPool.run { try self.fullDisk() }
+  }
+
+  func fullDisk() throws {
     let data = try TrainingData.make()
     let output = CLI.temporaryPath("train-full")
     let first = try CLI.run(arguments(data, output: output, steps: 2))
@@ -61,7 +69,11 @@ import Testing
 
   /// A Qwen-VL resampler adapter trains, is detected by `generate` from its keys, and its `.bin`
   /// and `.safetensors` give the same image.
-  @Test func aQwenResamplerAdapterTrainsAndGenerates() throws {
+  @Test func aQwenResamplerAdapterTrainsAndGenerates() async throws {
+    try await OffPool.run { try self.qwen() }
+  }
+
+  func qwen() throws {
     let data = try TrainingData.make()
     let output = CLI.temporaryPath("train-qwen")
     let trained = try CLI.run(arguments(data, output: output, steps: 2) + ["--projection", "qwen", "--grid-size", "3"])

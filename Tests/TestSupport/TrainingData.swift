@@ -31,3 +31,26 @@ public enum TrainingData {
   }
 
 }
+
+/// Runs long synchronous work (a training loop, a child process) on a thread of its own, so that a
+/// test does not hold one of Swift concurrency's cooperative threads — on a 2-core machine there
+/// are two, and the loopback servers of the hub tests run on them.
+public enum OffPool {
+  public static func run<T>(_ body: @escaping () throws -> T) async throws -> T {
+    let box = UncheckedBox(body)
+    let result: UncheckedBox<T> = try await withCheckedThrowingContinuation { continuation in
+      let thread = Thread {
+        do { continuation.resume(returning: UncheckedBox(try box.value())) } catch { continuation.resume(throwing: error) }
+      }
+      thread.stackSize = 16 << 20
+      thread.start()
+    }
+    return result.value
+  }
+}
+
+/// A value handed across threads by `OffPool` (each side uses it alone, one after the other).
+struct UncheckedBox<V>: @unchecked Sendable {
+  let value: V
+  init(_ value: V) { self.value = value }
+}

@@ -35,11 +35,11 @@ import Weights
   @Test func aResumedRunEndsBitIdenticalToAnUninterruptedOne() async throws {
     let data = try Self.makeDataSet()
     let straight = try await Self.setup(data, output: Self.output(), steps: 10).makeRun()
-    try straight.run()
+    try await straight.runDetached()
     let first = Self.output()
-    try await Self.setup(data, output: first, steps: 5, saveSteps: 5).makeRun().run()
+    try await Self.setup(data, output: first, steps: 5, saveSteps: 5).makeRun().runDetached()
     let resumed = try await Self.setup(data, output: first, steps: 10).makeRun()
-    try resumed.run(resume: first.appendingPathComponent("checkpoint-5"))
+    try await resumed.runDetached(resume: first.appendingPathComponent("checkpoint-5"))
     #expect(resumed.trainer.step == 10)
     for ((key, a), (_, b)) in zip(straight.trainer.parameters, resumed.trainer.parameters) {
       #expect(a.value.scalars() == b.value.scalars(), "\(key) differs after resuming")
@@ -55,8 +55,9 @@ import Weights
     var setup = Self.setup(data, output: Self.output(), steps: 200)
     setup.numTokens = 8
     let run = try await setup.makeRun()
-    var losses: [Float] = []
-    let final = try run.run { losses.append($0.loss) }
+    // Off the cooperative thread pool: 200 steps would starve the other suites' async tests.
+    let final = try await run.runDetached()
+    let losses = try LossPlot.read(logFile: run.output.appendingPathComponent("loss.jsonl")).map { Float($0.loss) }
     #expect(losses.count == 200)
     let early = losses.prefix(40).reduce(0, +) / 40, late = losses.suffix(40).reduce(0, +) / 40
     print("learning test: mean loss \(early) over the first 40 steps, \(late) over the last 40")
@@ -106,15 +107,20 @@ import Weights
       ["image_file": "1.png", "text": "a blue circle"],
     ])
     await #expect {
-      try await Self.setup(data, output: Self.output(), steps: 4).makeRun().run()
+      try await Self.setup(data, output: Self.output(), steps: 4).makeRun().runDetached()
     } throws: { error in
       "\(error)".contains("missing.png") && "\(error)".contains("entry 1")
     }
     var setup = Self.setup(data, output: Self.output(), steps: 4)
     setup.options.skipBadImages = true
-    var warnings: [String] = []
-    try await setup.makeRun().run { warnings += $0.warnings }
-    #expect(warnings.count == 1 && warnings[0].contains("missing.png"), "\(warnings)")
+    final class Warnings: @unchecked Sendable {
+      let lock = NSLock()
+      var all: [String] = []
+      func add(_ w: [String]) { lock.withLock { all += w } }
+    }
+    let warnings = Warnings()
+    try await setup.makeRun().runDetached { warnings.add($0.warnings) }
+    #expect(warnings.all.count == 1 && warnings.all[0].contains("missing.png"), "\(warnings.all)")
   }
 
   @Test func wrongSettingsAreRefusedBeforeTraining() async throws {
@@ -126,13 +132,13 @@ import Weights
     setup.options.batchSize = 0
     await #expect { try await setup.makeRun() } throws: { "\($0)".contains("--batch-size") }
     setup.options.batchSize = 2
-    try await setup.makeRun().run()
+    try await setup.makeRun().runDetached()
     // Resuming with another batch size would not reproduce the run: refused, naming the file.
     var other = setup
     other.options.batchSize = 1
     other.options.steps = 4
     await #expect {
-      try await other.makeRun().run(resume: setup.output.appendingPathComponent("checkpoint-2"))
+      try await other.makeRun().runDetached(resume: setup.output.appendingPathComponent("checkpoint-2"))
     } throws: { "\($0)".contains("training_state.json") && "\($0)".contains("batch size") }
   }
 }

@@ -51,7 +51,11 @@ import Weights
 
   static let kinds = ["linear", "plus", "full_face"]
 
-  @Test(arguments: kinds) func oneStepsLossAndGradientsMatchTheOfficialScript(_ kind: String) throws {
+  @Test(arguments: kinds) func oneStepsLossAndGradientsMatchTheOfficialScript(_ kind: String) async throws {
+    try await OffPool.run { try self.oneStep(kind) }
+  }
+
+  func oneStep(_ kind: String) throws {
     let trainer = try trainer(kind)
     let conditioned = try trainer.condition(try batch(), try randomness(0))
     #expect(Compare.relativeError(conditioned.noisyLatents, try noisy(0)) <= 1e-5)
@@ -67,7 +71,11 @@ import Weights
     }
   }
 
-  @Test(arguments: kinds) func twentyAdamWStepsStayWithTheOfficialScript(_ kind: String) throws {
+  @Test(arguments: kinds) func twentyAdamWStepsStayWithTheOfficialScript(_ kind: String) async throws {
+    try await OffPool.run { try self.twentySteps(kind) }
+  }
+
+  func twentySteps(_ kind: String) throws {
     let trainer = try trainer(kind)
     let losses = try tensor("\(kind).losses").scalars()
     for step in 0..<20 {
@@ -83,7 +91,11 @@ import Weights
 
   /// Recomputing the blocks in the backward pass changes only the order in which a shared input's
   /// gradients add up (the image tokens feed every layer): ≤ 1e-6 relative.
-  @Test func gradientCheckpointingGivesTheSameGradients() throws {
+  @Test func gradientCheckpointingGivesTheSameGradients() async throws {
+    try await OffPool.run { try self.checkpointing() }
+  }
+
+  func checkpointing() throws {
     var gradients: [[Tensor]] = []
     var counts: [Int] = []
     for checkpointing in [false, true] {

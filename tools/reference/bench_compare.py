@@ -25,7 +25,7 @@ LORA = ["lora-fuse-sd15", "lora-fuse-sdxl"]
 # name a local clone).
 INSTANTID = ["sdxl-controlnet-128", "instantid-128", "instantid-generate-1024"]
 # Adapter training: one optimiser step of a new SD1.5 Plus adapter at 512² (docs/training.md).
-TRAINING = ["train-step-512"]
+TRAINING = ["train-step-512", "train-step-512-checkpointing"]
 
 
 def run(cmd):

@@ -27,7 +27,7 @@ LORA_CASES = ["lora-fuse-sd15", "lora-fuse-sdxl"]
 # InstantID (instantX-research/InstantID, fetched by gen_instantid.py into a git-ignored folder).
 INSTANTID_CASES = ["sdxl-controlnet-128", "instantid-128", "instantid-generate-1024"]
 # Adapter training (Sources/ipadapter/BenchTraining.swift).
-TRAINING_CASES = ["train-step-512"]
+TRAINING_CASES = ["train-step-512", "train-step-512-checkpointing"]
 
 
 def reset_peak():
@@ -229,8 +229,8 @@ def lora_fuse(name, repeats):
 def run_case(name, dtype, repeats, steps, storage=torch.float16):
     if name in LORA_CASES:
         return lora_fuse(name, repeats)  # outside inference mode, as a user loads a LoRA
-    if name == "train-step-512":
-        return train_step(dtype, repeats), {}
+    if name in TRAINING_CASES:
+        return train_step(dtype, repeats, checkpointing=name.endswith("checkpointing")), {}
     with torch.inference_mode():
         if name.startswith("unet-"):
             size = 64 if name.startswith("unet-64") else 32
@@ -550,17 +550,21 @@ def generate(dtype, steps, storage=torch.float16):
     return total, {"load_s": loaded, "first_step_s": first.get("t", start) - start}
 
 
-def train_step(dtype, repeats):
+def train_step(dtype, repeats, checkpointing=False):
     """One optimiser step of a new SD1.5 Plus adapter at 512², batch 1, as tutorial_train_plus.py takes it:
     frozen VAE / text encoder / ViT-H, diffusers' IP-Adapter Plus projection and IPAdapterAttnProcessor2_0
     (the official processor's math) trainable, AdamW(lr 1e-4, weight decay 1e-2). bf16: the forward pass under
-    torch.autocast("cpu", torch.bfloat16), fp32 master weights (accelerate's mixed precision)."""
+    torch.autocast("cpu", torch.bfloat16), fp32 master weights (accelerate's mixed precision). checkpointing:
+    unet.enable_gradient_checkpointing() (every ResNet and transformer recomputed in the backward pass)."""
     import torch.nn.functional as F
     from diffusers import AutoencoderKL, DDPMScheduler
     from transformers import CLIPTextModel, CLIPVisionModelWithProjection
 
     m = unet(torch.float32)
     m._load_ip_adapter_weights([ip_state_dict(m, 16)])
+    if checkpointing:
+        m.enable_gradient_checkpointing()
+        m.train()  # diffusers checkpoints only in training mode (no dropout in the SD1.5 UNet)
     vae = AutoencoderKL.from_config(load_json(os.path.join(SD15, "vae", "config.json"))).eval()
     text_encoder = CLIPTextModel(text_config(os.path.join(SD15, "text_encoder", "config.json"))).eval()
     image_encoder = CLIPVisionModelWithProjection(vision_config("clip-vit-h-14")).eval()

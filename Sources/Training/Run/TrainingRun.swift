@@ -232,3 +232,22 @@ public final class TrainingRun {
     }
   }
 }
+
+extension TrainingRun {
+  /// `run(resume:progress:)` on a thread of its own, for async callers: a run holds its thread
+  /// for minutes to days, which must not be one of Swift concurrency's few cooperative threads
+  /// (on a 2-core machine, two) that every other task of the process shares.
+  public func runDetached(resume: URL? = nil, progress: @escaping @Sendable (TrainingProgress) -> Void = { _ in }) async throws -> URL {
+    struct Unchecked: @unchecked Sendable { let run: TrainingRun }
+    let box = Unchecked(run: self)
+    return try await withCheckedThrowingContinuation { continuation in
+      let thread = Thread {
+        do { continuation.resume(returning: try box.run.run(resume: resume, progress: progress)) } catch {
+          continuation.resume(throwing: error)
+        }
+      }
+      thread.stackSize = 16 << 20
+      thread.start()
+    }
+  }
+}

@@ -67,6 +67,9 @@ struct FrozenLinear {
 /// engine's inference convolution, the backward pass the input gradient only
 /// (`Tape.frozenConv2d`).
 struct FrozenConv {
+  /// The input-gradient convolution, made at the first backward pass and kept (packed weights).
+  final class AdjointCache { var kernel: Conv2DKernel? }
+  let cache = AdjointCache()
   let layer: Conv2d
   let outChannels: Int
   let kernel: Int
@@ -84,10 +87,14 @@ struct FrozenConv {
   }
 
   func callAsFunction(_ x: Variable, on tape: Tape) throws -> Variable {
-    let layer = layer
+    let (layer, cache, padding) = (layer, cache, padding)
     return try tape.frozenConv2d(
       x, outChannels: outChannels, kernel: kernel, stride: stride, padding: padding,
-      matrix: { Tape.convolutionMatrix(layer.weight.value) }, forward: { try layer($0) })
+      matrix: { Tape.convolutionMatrix(layer.weight.value) },
+      adjoint: { g in
+        if cache.kernel == nil { cache.kernel = try Tape.adjointConvolution(layer.weight.value, padding: padding, precision: layer.precision) }
+        return try cache.kernel!(g)
+      }, forward: { try layer($0) })
   }
 }
 
