@@ -28,9 +28,6 @@ public struct TrainingNoiseSchedule: Sendable {
   /// `num_train_timesteps`: timesteps are drawn from `0..<count`.
   public var timestepCount: Int { schedule.count }
 
-  /// `ᾱ_t`.
-  public func alphaCumprod(_ t: Int) -> Float { schedule.alphasCumprod[t] }
-
   /// Per sample `b`: `√ᾱ_{t_b}·x_b + √(1−ᾱ_{t_b})·n_b` for `[B, …]` tensors.
   public func addNoise(_ x: Tensor, noise: Tensor, timesteps: [Int]) throws -> Tensor {
     try perSample(x, noise, timesteps, "addNoise") { a, b, x, n in a * x + b * n }
