@@ -122,7 +122,7 @@ extension Tape {
   }
 
 
-  /// A `[Cout, Cin, kh, kw]` weight in the column order of ``frozenConv2d(_:outChannels:kernel:stride:padding:matrix:forward:)``.
+  /// A `[Cout, Cin, kh, kw]` weight in the column order of ``frozenConv2d(_:outChannels:kernel:stride:padding:matrix:adjoint:forward:)``.
   public static func convolutionMatrix(_ weight: Tensor) -> Tensor {
     let w = weight.asFloat32()
     return reorder(w, cout: w.shape[0], cin: w.shape[1], kh: w.shape[2], kw: w.shape[3])
