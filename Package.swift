@@ -93,7 +93,7 @@ let package = Package(
     .executableTarget(
       name: "ipadapter",
       dependencies: [
-        "Pipelines", "Training", "FaceAnalysis", "CPeakProbe", "Hub",
+        "Pipelines", "Training", "Autograd", "FaceAnalysis", "CPeakProbe", "Hub",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 

@@ -98,13 +98,7 @@ extension Tape {
   /// matches: `w.t()`. Backward: the transpose of the gradient.
   public func transpose(_ x: Variable) throws -> Variable {
     guard x.shape.count == 2 else { throw AutogradError.invalidArgument("transpose: needs a matrix, got \(x.shape)") }
-    func t(_ m: Tensor) -> Tensor {
-      let (r, c) = (m.shape[0], m.shape[1])
-      var out = Tensor(uninitializedShape: [c, r])
-      out.withUnsafeMutableFloats { d in for i in 0..<r { for j in 0..<c { d[j * r + i] = m.floatPointer[i * c + j] } } }
-      return out
-    }
-    return record(t(x.value), inputs: [x]) { g, _ in [t(g)] }
+    return record(try Ops.transposedMatrix(x.value), inputs: [x]) { g, _ in [try Ops.transposedMatrix(g)] }
   }
 
   /// The `parts` equal slices of the last axis.

@@ -1,6 +1,7 @@
 import Foundation
 import Models
 import NN
+import Synchronization
 import TensorCore
 
 /// Qwen-VL's position-aware vision-language adapter as an IP-Adapter image projection: `grid²`
@@ -40,7 +41,10 @@ public final class QwenResampler: ImagePromptProjection, @unchecked Sendable {
   public let outProj: Linear
   public let proj: Parameter
   private var kernels: (q: LinearKernel, k: LinearKernel, v: LinearKernel, proj: LinearKernel)?
+  /// `ln_q(query) + pos_embed`, made by `prepare`.
   private var queryTokens: Tensor?
+  /// The key position table per feature-grid side (resized once per side; calls may run concurrently).
+  private let keyPositions = Mutex<[Int: Tensor]>([:])
 
   public init(_ s: Shape) {
     shape = s
@@ -77,24 +81,32 @@ public final class QwenResampler: ImagePromptProjection, @unchecked Sendable {
     func part(_ i: Int) throws -> LinearKernel {
       try LinearKernel(weight: w.slice(rows: i * e..<(i + 1) * e), bias: b.slice(rows: i * e..<(i + 1) * e), precision: options.precision)
     }
-    let projT = Self.transposed(proj.value.asFloat32())
+    let projT = try Ops.transposedMatrix(proj.value.asFloat32())
     kernels = (try part(0), try part(1), try part(2), try LinearKernel(weight: projT, bias: nil, precision: options.precision))
-    queryTokens = nil
+    queryTokens = try Ops.add(try lnQ(query.value.asFloat32()), posEmbed.value.asFloat32())
+    keyPositions.withLock { $0 = [:] }
+  }
+
+  /// `get_abs_pos(pos_embed, side²)`, cached per side.
+  private func keyPositionTable(side: Int) throws -> Tensor {
+    if let table = keyPositions.withLock({ $0[side] }) { return table }
+    let table = try Self.resizedTable(posEmbed.value.asFloat32(), from: shape.grid, to: side)
+    keyPositions.withLock { $0[side] = table }
+    return table
   }
 
   /// `features` `[B, L, D]` → `[B, G², C]`.
   public func callAsFunction(_ features: Tensor) throws -> Tensor {
-    guard let kernels else { throw ModuleError.notPrepared("QwenResampler") }
+    guard let kernels, let queryTokens else { throw ModuleError.notPrepared("QwenResampler") }
     let x = try Self.keyGrid(features, width: shape.kvDim)
     let (b, l) = (x.shape[0], x.shape[1])
     let side = Int(Double(l).squareRoot())
     var h = x
     if let kvProj { h = try kvProj(h) }
     h = try lnKV(h)
-    let kpos = try Self.resizedTable(posEmbed.value.asFloat32(), from: shape.grid, to: side)
+    let kpos = try keyPositionTable(side: side)
     let keys = try Ops.add(h, try Ops.concatRows(Array(repeating: kpos, count: b)).reshaped([b, l, shape.dim]))
-    if queryTokens == nil { queryTokens = try Ops.add(try lnQ(query.value.asFloat32()), posEmbed.value.asFloat32()) }
-    let q = try kernels.q(try Ops.concatRows(Array(repeating: queryTokens!, count: b)).reshaped([b, shape.queries, shape.dim]))
+    let q = try kernels.q(try Ops.concatRows(Array(repeating: queryTokens, count: b)).reshaped([b, shape.queries, shape.dim]))
     let attended = try Attention.multiHead(
       query: q, sources: [AttentionSource(key: try kernels.k(keys), value: try kernels.v(h))], heads: shape.heads)
     return try kernels.proj(try lnPost(try outProj(attended)))
@@ -195,15 +207,6 @@ public final class QwenResampler: ImagePromptProjection, @unchecked Sendable {
           }
         }
       }
-    }
-    return out
-  }
-
-  static func transposed(_ m: Tensor) -> Tensor {
-    let (r, c) = (m.shape[0], m.shape[1])
-    var out = Tensor(uninitializedShape: [c, r])
-    out.withUnsafeMutableFloats { d in
-      for i in 0..<r { for j in 0..<c { d[j * r + i] = m.floatPointer[i * c + j] } }
     }
     return out
   }

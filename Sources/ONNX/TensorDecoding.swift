@@ -39,7 +39,16 @@ enum TensorDecoding {
       throw OpFailure("raw_data holds \(raw.count) bytes, shape \(shape) of \(type) needs \(count * size)")
     }
 
-    func typedCount(_ n: Int) throws {
+    if raw == nil {
+      // Typed fields: the value count is checked before anything of the tensor's size is allocated.
+      let n: Int
+      switch type {
+      case .float: n = t.floatData.count
+      case .double: n = t.doubleData.count
+      case .int64: n = t.int64Data.count
+      case .uint32, .uint64: n = t.uint64Data.count
+      default: n = t.int32Data.count
+      }
       guard n == count else { throw OpFailure("holds \(n) values, shape \(shape) needs \(count)") }
     }
 
@@ -62,16 +71,13 @@ enum TensorDecoding {
         } else {
           switch type {
           case .float:
-            try typedCount(t.floatData.count)
             for i in 0..<count { dst[i] = t.floatData[i] }
           case .float16, .bfloat16:
-            try typedCount(t.int32Data.count)
             for i in 0..<count {
               let bits = UInt16(truncatingIfNeeded: t.int32Data[i])
               dst[i] = type == .float16 ? Float(Float16(bitPattern: bits)) : Float(bitPattern: UInt32(bits) << 16)
             }
           default:
-            try typedCount(t.doubleData.count)
             for i in 0..<count { dst[i] = Float(t.doubleData[i]) }
           }
         }
@@ -99,7 +105,6 @@ enum TensorDecoding {
         case .uint32, .uint64: source = t.uint64Data
         default: source = t.int32Data
         }
-        try typedCount(source.count)
         values = source
       }
       if type == .bool { values = values.map { $0 != 0 ? 1 : 0 } }

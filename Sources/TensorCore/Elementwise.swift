@@ -193,6 +193,18 @@ public enum Ops {
     return out
   }
 
+  /// The transpose of a matrix `[R, C]` → `[C, R]` (float32).
+  /// matches: `m.t().contiguous()`.
+  public static func transposedMatrix(_ m: Tensor) throws -> Tensor {
+    guard m.rank == 2 else { throw TensorError.invalidArgument("transpose expects a matrix, got \(m.shape)") }
+    let (r, c) = (m.shape[0], m.shape[1])
+    let src = m.asFloat32()
+    let out = Tensor(uninitializedShape: [c, r])
+    let (s, d) = (src.floatPointer, out.mutableFloatPointer)
+    for i in 0..<r { for j in 0..<c { d[j * r + i] = s[i * c + j] } }
+    return out
+  }
+
   /// Nearest-neighbour ×2 upsampling of NHWC `[N, H, W, C]` → `[N, 2H, 2W, C]`.
   /// matches: `torch.nn.functional.interpolate(scale_factor=2.0, mode="nearest")`.
   public static func upsampleNearest2x(_ x: Tensor) throws -> Tensor {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Autograd
 import Foundation
 import Pipelines
 import TensorCore
@@ -61,6 +62,9 @@ struct TrainCommand: AsyncParsableCommand {
 
   @Option(help: "AdamW weight decay.")
   var weightDecay = 1e-2
+
+  @Option(help: "Learning-rate schedule as diffusers' get_scheduler: constant, constant_with_warmup, linear, cosine, cosine_with_restarts, polynomial (default constant, or constant_with_warmup with --lr-warmup-steps).")
+  var lrScheduler: String?
 
   @Option(help: "Linear learning-rate warm-up over this many steps (default none).")
   var lrWarmupSteps = 0
@@ -159,7 +163,13 @@ struct TrainCommand: AsyncParsableCommand {
     options.gradientAccumulationSteps = gradientAccumulationSteps
     options.steps = steps
     options.saveSteps = saveSteps
-    options.learningRateSchedule = lrWarmupSteps > 0 ? .constantWithWarmup(steps: lrWarmupSteps) : .constant
+    do {
+      let name = lrScheduler ?? (lrWarmupSteps > 0 ? "constant_with_warmup" : "constant")
+      options.learningRateSchedule = try LearningRateSchedule(
+        name: name, warmupSteps: lrWarmupSteps, totalSteps: steps, learningRate: learningRate)
+    } catch let AutogradError.invalidArgument(reason) {
+      throw CLIError.invalid("--lr-scheduler", reason)
+    }
     options.maxGradNorm = maxGradNorm
     options.noiseOffset = noiseOffset
     options.seed = seed

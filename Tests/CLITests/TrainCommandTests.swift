@@ -98,6 +98,7 @@ import Testing
     (["--data", "/nonexistent.json"], "--data: not found"),
     (["--learning-rate", "nan"], "--learning-rate"),
     (["--resolution", "60"], "--resolution: 60 must be a multiple of"),
+    (["--lr-scheduler", "exponential"], "--lr-scheduler: unknown learning-rate schedule 'exponential'"),
   ])
   func badArgumentsFailWithOneLine(_ extra: [String], _ message: String) throws {
     let data = try TrainingData.make()

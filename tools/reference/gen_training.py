@@ -46,6 +46,14 @@ their inputs — a diffusers ResnetBlock2D (6 -> 8 channels, 2 groups, time embe
 GEGLU) with the official IPAttnProcessor2_0 on attn2 (scale 0.6, 3 image tokens; "transformer.param.<key>" including
 "attn2.processor.to_k_ip.weight"; inputs "x" [2,7,16], "text" [2,5,12], "image" [2,3,12]): outputs "y", upstream "dy",
 gradients "d<input>" (and "dto_k_ip", "dto_v_ip").
+
+`gen_training.py data` writes Tests/Fixtures/training/data.safetensors and the three small PNGs it reads
+(Tests/Fixtures/training/images/{wide,tall,gray}.png): tutorial_train.py's target transform (torchvision Resize(r,
+BILINEAR), CenterCrop(r), ToTensor, Normalize([0.5], [0.5]) after convert("RGB")) as "pixels.<image>.<r>" [r,r,3];
+clip_grad_norm_(max 0.5) of three parameters (the second without a gradient): "<case>.grad<i>", "<case>.total",
+"<case>.clipped<i>" for a clipped and an unclipped case; diffusers get_scheduler(<name>, warm-up 3, 12 steps) rates at
+optimiser steps 0..14 as "lr.<name>"; the tiny SD1.5 DDPMScheduler's add_noise and get_velocity of "noise.latents",
+"noise.noise" at "noise.timesteps", and the offset noise noise + 0.1 * offset[:, :, None, None] ("noise.offset_noise").
 """
 import os
 import sys
@@ -495,9 +503,113 @@ def write_step():
     print(f"{len(out)} tensors into {OUT}/step.safetensors")
 
 
+def torchvision_transforms():
+    """torchvision.transforms, pure Python on PIL images, from the PyPI wheel unpacked into tools/reference/third_party/
+    torchvision-0.28.0 (git-ignored; fetched here on first use). Not installed into the venv: diffusers and transformers
+    would then detect and import the whole package, whose compiled ops are built for the CUDA torch it pins."""
+    import glob
+    import importlib
+    import subprocess
+    import tempfile
+    import types
+    import zipfile
+    root = os.path.join(HERE, "third_party", "torchvision-0.28.0")
+    if not os.path.isdir(os.path.join(root, "torchvision", "transforms")):
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", tmp,
+                            "torchvision==0.28.0"], check=True)
+            with zipfile.ZipFile(glob.glob(os.path.join(tmp, "torchvision-*.whl"))[0]) as wheel:
+                wheel.extractall(root, [n for n in wheel.namelist() if n.endswith(".py")])
+    package = types.ModuleType("torchvision")  # the package without its __init__ (which loads the compiled ops)
+    package.__path__ = [os.path.join(root, "torchvision")]
+    saved = sys.modules.get("torchvision")
+    sys.modules["torchvision"] = package
+    try:
+        return importlib.import_module("torchvision.transforms")
+    finally:
+        if saved is None:
+            sys.modules.pop("torchvision")  # diffusers' find_spec("torchvision") must keep seeing no package
+
+
+def write_data():
+    """tutorial_train.py's image transform, clip_grad_norm_, diffusers' learning-rate schedules and noise targets."""
+    import numpy as np
+    from PIL import Image
+    transforms = torchvision_transforms()
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+    folder = os.path.join(OUT, "images")
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.RandomState(1750)
+    # Smooth random images (a coarse grid upsampled, plus noise): resampling differences would show.
+    def picture(w, h, channels):
+        coarse = rng.rand(4, 4, channels) * 255
+        ys, xs = np.meshgrid(np.linspace(0, 3, h), np.linspace(0, 3, w), indexing="ij")
+        y0, x0 = np.floor(ys).astype(int).clip(0, 2), np.floor(xs).astype(int).clip(0, 2)
+        fy, fx = (ys - y0)[..., None], (xs - x0)[..., None]
+        top = coarse[y0, x0] * (1 - fx) + coarse[y0, x0 + 1] * fx
+        bottom = coarse[y0 + 1, x0] * (1 - fx) + coarse[y0 + 1, x0 + 1] * fx
+        v = top * (1 - fy) + bottom * fy + rng.randn(h, w, channels) * 12
+        return v.clip(0, 255).round().astype(np.uint8)
+    images = {"wide": Image.fromarray(picture(37, 23, 3), "RGB"),
+              "tall": Image.fromarray(picture(19, 44, 4), "RGBA"),
+              "gray": Image.fromarray(picture(30, 30, 1)[..., 0], "L")}
+    for name, image in images.items():
+        image.save(os.path.join(folder, f"{name}.png"))
+    out = {}
+    for name, r in [("wide", 16), ("tall", 16), ("gray", 40), ("wide", 23), ("tall", 7)]:
+        transform = transforms.Compose([
+            transforms.Resize(r, interpolation=transforms.InterpolationMode.BILINEAR),
+            transforms.CenterCrop(r), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+        with Image.open(os.path.join(folder, f"{name}.png")) as raw:
+            out[f"pixels.{name}.{r}"] = nhwc(transform(raw.convert("RGB"))[None])[0]
+
+    # clip_grad_norm_ (max norm 0.5) of three gradients, one of them absent; and one below the limit.
+    g = torch.Generator().manual_seed(1751)
+    for case, scale in [("clip", 1.0), ("noclip", 0.01)]:
+        params = [torch.nn.Parameter(torch.zeros(s)) for s in [(4, 3), (5,), (2, 2, 3)]]
+        for i, p in enumerate(params):
+            if i != 1:
+                p.grad = torch.randn(p.shape, generator=g) * scale
+                out[f"{case}.grad{i}"] = p.grad.clone()
+        total = torch.nn.utils.clip_grad_norm_(params, 0.5)
+        out[f"{case}.total"] = total.reshape(1)
+        for i, p in enumerate(params):
+            if p.grad is not None:
+                out[f"{case}.clipped{i}"] = p.grad.clone()
+
+    # get_scheduler(name, warm-up 3, 12 training steps): the rate at optimiser steps 0..14 (base rate 1).
+    for name in ["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        schedule = get_scheduler(name, opt, num_warmup_steps=3, num_training_steps=12)
+        rates = []
+        for _ in range(15):
+            rates.append(opt.param_groups[0]["lr"])
+            opt.step()
+            schedule.step()
+        out[f"lr.{name}"] = torch.tensor(rates, dtype=torch.float64).float()
+
+    # The tiny SD1.5 scheduler's add_noise and get_velocity; the offset noise of diffusers' train scripts
+    # (noise += noise_offset * randn(B, C, 1, 1)).
+    scheduler = DDPMScheduler.from_pretrained(os.path.join(os.path.dirname(OUT), "tiny-sd15"), subfolder="scheduler")
+    latents = torch.randn(3, 4, 5, 6, generator=g)
+    noise = torch.randn(3, 4, 5, 6, generator=g)
+    offset = torch.randn(3, 4, 1, 1, generator=g)
+    timesteps = torch.tensor([0, 517, scheduler.config.num_train_timesteps - 1])
+    out.update({"noise.latents": nhwc(latents), "noise.noise": nhwc(noise), "noise.offset": offset.reshape(3, 4),
+                "noise.timesteps": timesteps.float(),
+                "noise.noisy": nhwc(scheduler.add_noise(latents, noise, timesteps)),
+                "noise.velocity": nhwc(scheduler.get_velocity(latents, noise, timesteps)),
+                "noise.offset_noise": nhwc(noise + 0.1 * offset)})
+    save_file({k: v.detach().float().contiguous() for k, v in sorted(out.items())}, os.path.join(OUT, "data.safetensors"))
+    print(f"{len(out)} tensors into {OUT}/data.safetensors, {len(images)} images into {folder}")
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["step"]:
         write_step()
+    elif sys.argv[1:] == ["data"]:
+        write_data()
     elif sys.argv[1:] == ["qwen"]:
         write_qwen()
     else:

@@ -33,22 +33,3 @@ public enum GradientClipping {
     return total
   }
 }
-
-/// How the learning rate moves over the optimiser steps.
-///
-/// matches: diffusers `get_scheduler("constant" | "constant_with_warmup", num_warmup_steps)` on a
-/// `torch.optim.lr_scheduler.LambdaLR`: step `k` (0-based) uses `lr · min(1, k / warmup)` with
-/// warm-up, `lr` without. `tutorial_train.py` uses none (constant).
-public enum LearningRateSchedule: Equatable, Sendable {
-  case constant
-  case constantWithWarmup(steps: Int)
-
-  /// The factor of the base rate for optimiser step `step` (0-based).
-  public func factor(step: Int) -> Double {
-    switch self {
-    case .constant: return 1
-    case .constantWithWarmup(let warmup):
-      return step < warmup ? Double(step) / Double(max(1, warmup)) : 1
-    }
-  }
-}

@@ -14,6 +14,8 @@ public final class TrainableQwenResampler: TrainableProjection {
   /// The fixed sin-cos table (a constant: it never learns, as `requires_grad_(False)` in Qwen-VL).
   public let posEmbed: Variable
   private let byKey: [String: Variable]
+  /// The fixed key position table per feature-grid side (resized once per side).
+  private var keyPositions: [Int: Tensor] = [:]
 
   /// The trainable keys of a Qwen resampler of `shape` with their shapes (`pos_embed` is fixed).
   public static func parameterShapes(_ s: QwenResampler.Shape) -> [(String, [Int])] {
@@ -60,7 +62,8 @@ public final class TrainableQwenResampler: TrainableProjection {
     var h = x
     if shape.kvDim != e { h = try tape.linear(h, weight: p("kv_proj.weight")) }
     h = try tape.layerNorm(h, weight: p("ln_kv.weight"), bias: p("ln_kv.bias"), eps: 1e-6)
-    let kpos = try QwenResampler.resizedTable(posEmbed.value, from: shape.grid, to: side)
+    let kpos = try keyPositions[side] ?? QwenResampler.resizedTable(posEmbed.value, from: shape.grid, to: side)
+    keyPositions[side] = kpos
     let keysIn = try tape.add(h, Variable(constant: try Ops.concatRows(Array(repeating: kpos, count: b)).reshaped([b, l, e])))
     let q0 = try tape.add(try tape.layerNorm(p("query"), weight: p("ln_q.weight"), bias: p("ln_q.bias"), eps: 1e-6), posEmbed)
     let queries = try tape.repeatBatch(try tape.reshape(q0, [1, shape.queries, e]), count: b)

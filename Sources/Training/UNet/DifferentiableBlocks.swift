@@ -67,8 +67,12 @@ struct FrozenLinear {
 /// engine's inference convolution, the backward pass the input gradient only
 /// (`Tape.frozenConv2d`).
 struct FrozenConv {
-  /// The input-gradient convolution, made at the first backward pass and kept (packed weights).
-  final class AdjointCache { var kernel: Conv2DKernel? }
+  /// The input-gradient convolution (packed weights) or, for strided convolutions, the weight as
+  /// a float32 matrix for `col2im`: made at the first backward pass and kept.
+  final class AdjointCache {
+    var kernel: Conv2DKernel?
+    var matrix: Tensor?
+  }
   let cache = AdjointCache()
   let layer: Conv2d
   let outChannels: Int
@@ -90,7 +94,10 @@ struct FrozenConv {
     let (layer, cache, padding) = (layer, cache, padding)
     return try tape.frozenConv2d(
       x, outChannels: outChannels, kernel: kernel, stride: stride, padding: padding,
-      matrix: { Tape.convolutionMatrix(layer.weight.value) },
+      matrix: {
+        if cache.matrix == nil { cache.matrix = Tape.convolutionMatrix(layer.weight.value) }
+        return cache.matrix!
+      },
       adjoint: { g in
         if cache.kernel == nil { cache.kernel = try Tape.adjointConvolution(layer.weight.value, padding: padding, precision: layer.precision) }
         return try cache.kernel!(g)
