@@ -83,7 +83,7 @@ let package = Package(
       name: "Training",
       dependencies: [
         "Autograd", "Pipelines", "IPAdapter", "Models", "Schedulers", "Tokenizers", "TorchRandom", "Imaging", "Weights",
-        "TensorCore",
+        "TensorCore", "Hub",
       ]),
     // The machine's FMA throughput, for the benchmark's "% of peak".
     .target(name: "CPeakProbe", path: "Sources/CPeakProbe"),

@@ -35,7 +35,7 @@ extension StableDiffusionPipeline {
 
   /// `f(value, channel)` over an NHWC tensor (the latent statistics' per-channel arithmetic).
   static func perChannel(_ x: Tensor, _ f: (Float, Int) -> Float) -> Tensor {
-    var out = x.toFloat32(pooled: false)
+    let out = x.toFloat32(pooled: false)
     let channels = x.shape.last ?? 1
     let p = out.mutableFloatPointer
     for i in 0..<out.count { p[i] = f(p[i], i % channels) }

@@ -87,6 +87,9 @@ struct TrainCommand: AsyncParsableCommand {
   @Flag(help: "Skip examples whose image cannot be read (reported) instead of stopping.")
   var skipBadImages = false
 
+  @Option(help: "Keep the VAE latents, text and image features per example in this folder: after the first epoch a step costs only the UNet.")
+  var cacheDir: String?
+
   @Option(help: "Continue from a checkpoint folder, or 'latest' in --output.")
   var resume: String?
 
@@ -176,6 +179,7 @@ struct TrainCommand: AsyncParsableCommand {
     options.skipBadImages = skipBadImages
     options.gradientCheckpointing = gradientCheckpointing
     setup.options = options
+    setup.cacheDirectory = cacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
     setup.load.precision = precision
     return try await setup.makeRun()
   }

@@ -35,10 +35,14 @@ import Testing
     #expect(logLines(output).count == 4)
     let plot = try CLI.run(["train", "--plot", "--output", output])
     #expect(plot.status == 0 && plot.stdout.contains("loss (moving average) over steps 1–4"), "\(plot.stdout)\(plot.stderr)")
-    let resumed = try CLI.run(arguments(data, output: output, steps: 6) + ["--resume", "latest"])
+    // Resumed with a feature cache: steps 5 and 6 see the four examples once each.
+    let cache = CLI.temporaryPath("train-cache")
+    let resumed = try CLI.run(arguments(data, output: output, steps: 6) + ["--resume", "latest", "--cache-dir", cache])
     #expect(resumed.status == 0, "\(resumed.stderr)")
     #expect(logLines(output).count == 6)
     #expect(FileManager.default.fileExists(atPath: output + "/checkpoint-6/training_state.json"))
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []
+    #expect(entries.filter { $0.hasSuffix(".safetensors") }.count == 4 && entries.contains("cache.json"), "\(entries)")
   }
 
   @Test func aFullDiskWhileSavingKeepsThePreviousCheckpoint() async throws {

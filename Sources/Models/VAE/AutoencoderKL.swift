@@ -173,6 +173,11 @@ public struct DiagonalGaussian: Sendable {
   public var mean: Tensor
   public var logVariance: Tensor
 
+  public init(mean: Tensor, logVariance: Tensor) {
+    self.mean = mean
+    self.logVariance = logVariance
+  }
+
   /// `mean + exp(0.5·logvar) · noise`, with `noise` drawn by the caller (same shape).
   public func sample(noise: Tensor) throws -> Tensor {
     let std = Ops.exp(Ops.scale(logVariance, 0.5))

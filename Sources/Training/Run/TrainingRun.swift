@@ -74,6 +74,8 @@ public final class TrainingRun {
   public let options: TrainingOptions
   public let output: URL
   public var randomness: TrainingRandomness
+  /// The frozen features of the examples kept on disk (`--cache-dir`; nil: computed every step).
+  public var featureCache: TrainingFeatureCache?
   private var badExamples: [Int: String] = [:]
 
   public init(
@@ -176,12 +178,17 @@ public final class TrainingRun {
   /// The examples `picks` as a batch; unreadable ones are skipped (`skipBadImages`) or stop the run.
   func loadBatch(_ picks: [Int], warnings: inout [String]) throws -> (TrainingBatch, [Int])? {
     var targets: [Tensor] = [], clips: [Tensor] = [], texts: [String] = [], kept: [Int] = []
+    var cached: [TrainingFeatureCache.Features] = []
     for (position, i) in picks.enumerated() {
       if badExamples[i] != nil { continue }
       do {
-        let image = try dataset.image(i)
-        targets.append(try TrainingDataset.targetPixels(image, resolution: options.resolution))
-        clips.append(try clipProcessor.preprocess(image))
+        if let featureCache {
+          cached.append(try features(of: i, in: featureCache))
+        } else {
+          let image = try dataset.image(i)
+          targets.append(try TrainingDataset.targetPixels(image, resolution: options.resolution))
+          clips.append(try clipProcessor.preprocess(image))
+        }
         texts.append(dataset.entries[i].text)
         kept.append(position)
       } catch {
@@ -193,10 +200,36 @@ public final class TrainingRun {
       }
     }
     guard !kept.isEmpty else { return nil }
+    if featureCache != nil { return (TrainingBatch(precomputed: try TrainingBatch.Precomputed(cached), texts: texts), kept) }
     let r = options.resolution
     let images = try Ops.concatRows(targets.map { $0.reshaped([1, r, r, 3]) })
     let clipPixels = try Ops.concatRows(clips)
     return (TrainingBatch(images: images, clipPixels: clipPixels, texts: texts), kept)
+  }
+
+  /// Example `i`'s frozen features: read from `cache`, or computed and stored there.
+  func features(of i: Int, in cache: TrainingFeatureCache) throws -> TrainingFeatureCache.Features {
+    let path = dataset.imagePath(i)
+    let text = dataset.entries[i].text
+    let bytes: Data
+    do {
+      let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+      guard size <= ImageLimits.default.maxInputFileBytes else {
+        throw ImageIOError.unsupported(path: path, reason: "\(size) bytes is above the \(ImageLimits.default.maxInputFileBytes)-byte limit")
+      }
+      bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+    } catch {
+      throw TrainingError.badImage(path: path, entry: i, reason: "\(error)")
+    }
+    let key = TrainingFeatureCache.key(imageBytes: bytes, text: text)
+    let shapes = trainer.featureShapes(text: text, resolution: options.resolution)
+    if let stored = cache.load(key, latent: shapes.latent, text: shapes.text, image: shapes.image) { return stored }
+    let image = try dataset.image(i)
+    let computed = try trainer.features(
+      image: try TrainingDataset.targetPixels(image, resolution: options.resolution), clipPixels: try clipProcessor.preprocess(image),
+      text: text)
+    try cache.store(key, computed)
+    return computed
   }
 
   /// The draws of the batch rows that were kept.

@@ -43,6 +43,9 @@ public struct TrainingSetup: Sendable {
   public var weightDecay = 1e-2
   public var options = TrainingOptions()
   public var load = PipelineLoadOptions()
+  /// Keep the frozen encoders' outputs per example in this folder (`--cache-dir`,
+  /// `TrainingFeatureCache`): after the first epoch a step costs only the UNet.
+  public var cacheDirectory: URL?
 
   public init(model: ModelSource, imageEncoder: URL, data: URL, imageRoot: URL, output: URL) {
     (self.model, self.imageEncoder, self.data, self.imageRoot, self.output) = (model, imageEncoder, data, imageRoot, output)
@@ -107,7 +110,31 @@ public struct TrainingSetup: Sendable {
     let trainer = try AdapterTrainer(
       models: models, variant: variant, imageProj: imageProj, ipAdapter: ipAdapter, learningRate: learningRate,
       weightDecay: weightDecay)
-    return try TrainingRun(trainer: trainer, dataset: dataset, clipProcessor: encoder.processor, options: options, output: output)
+    let run = try TrainingRun(trainer: trainer, dataset: dataset, clipProcessor: encoder.processor, options: options, output: output)
+    if let cacheDirectory {
+      run.featureCache = try TrainingFeatureCache(folder: cacheDirectory, fingerprint: cacheFingerprint(variant))
+    }
+    return run
+  }
+
+  /// What a feature cache's entries depend on: the base model and how it is loaded, the image
+  /// encoder, the resolution, which CLIP output the projection reads, the precision.
+  func cacheFingerprint(_ variant: IPAdapterVariant) -> TrainingFeatureCache.Fingerprint {
+    let source: String
+    switch model {
+    case .diffusersFolder(let url), .singleFile(let url): source = url.standardizedFileURL.path
+    case .hub(let reference): source = "\(reference)"
+    }
+    var extras: [String] = []
+    if let vae = load.vae { extras.append("vae \(vae)") }
+    if let variant = load.variant { extras.append("variant \(variant)") }
+    if !load.loras.isEmpty { extras.append("loras \(load.loras)") }
+    extras.append("ema \(load.ema)")
+    let kind: String
+    if case .global = variant { kind = "image_embeds" } else { kind = "hidden_states[-2]" }
+    return TrainingFeatureCache.Fingerprint(
+      model: ([source] + extras).joined(separator: ", "), imageEncoder: imageEncoder.standardizedFileURL.path,
+      resolution: options.resolution, imageFeatures: kind, precision: "\(load.precision)")
   }
 
   static func tensors(_ archive: any TensorArchive) throws -> [String: Tensor] {

@@ -72,6 +72,8 @@ public final class AdapterTrainer {
   public var noiseOffset: Float = 0
   /// Optimiser steps taken.
   public private(set) var step = 0
+  private var emptyText: Tensor?
+  private var zeroImage: Tensor?
 
   /// - Parameters:
   ///   - imageProj, ipAdapter: the adapter's starting tensors in the released layout (without the
@@ -119,33 +121,98 @@ public final class AdapterTrainer {
     public var imageFeatures: Tensor
   }
 
-  /// Everything of a step that does not depend on a trainable value.
+  /// Everything of a step that does not depend on a trainable value. A batch with `precomputed`
+  /// features (`--cache-dir`) skips the encoders: the latent is drawn from the stored posterior, a
+  /// dropped caption is the empty caption's hidden states and a dropped image prompt the features
+  /// of the zero image (or zero embeds), each computed once.
   public func condition(_ batch: TrainingBatch, _ r: StepRandomness) throws -> Conditioned {
     let b = batch.count
-    guard b > 0, r.timesteps.count == b, r.dropText.count == b, r.dropImage.count == b, batch.images.rank == 4,
-      batch.images.shape[0] == b, batch.clipPixels.rank == 4, batch.clipPixels.shape[0] == b
-    else {
+    guard b > 0, r.timesteps.count == b, r.dropText.count == b, r.dropImage.count == b else {
       throw AutogradError.invalidArgument(
-        "a training batch of \(b) texts needs \(b) images, CLIP images, timesteps and dropout decisions; got images "
-          + "\(batch.images.shape), CLIP images \(batch.clipPixels.shape), \(r.timesteps.count) timesteps")
+        "a training batch of \(b) texts needs \(b) timesteps and dropout decisions; got \(r.timesteps.count) timesteps")
     }
-    let latents = Ops.scale(
-      try models.vae.encode(batch.images).sample(noise: r.vaeNoise), models.vae.config.scalingFactor)
+    let posterior: DiagonalGaussian
+    let text: Tensor
+    let features: Tensor
+    if let p = batch.precomputed {
+      guard [p.latentMean, p.latentLogVariance, p.text, p.image].allSatisfy({ $0.rank >= 2 && $0.shape[0] == b }) else {
+        throw AutogradError.invalidArgument(
+          "precomputed features for \(b) examples: latents \(p.latentMean.shape), text \(p.text.shape), image \(p.image.shape)")
+      }
+      posterior = DiagonalGaussian(mean: p.latentMean, logVariance: p.latentLogVariance)
+      text = try Self.replacingRows(p.text, r.dropText, with: try emptyTextHiddenStates())
+      if imageFeatureKind == .imageEmbeds {
+        features = Self.zeroingRows(p.image, r.dropImage)
+      } else {
+        features = try Self.replacingRows(p.image, r.dropImage, with: try zeroImageFeatures())
+      }
+    } else {
+      guard batch.images.rank == 4, batch.images.shape[0] == b, batch.clipPixels.rank == 4, batch.clipPixels.shape[0] == b else {
+        throw AutogradError.invalidArgument(
+          "a training batch of \(b) texts needs \(b) images and CLIP images; got images \(batch.images.shape), "
+            + "CLIP images \(batch.clipPixels.shape)")
+      }
+      posterior = try models.vae.encode(batch.images)
+      let ids = zip(batch.texts, r.dropText).map { models.tokenizer($1 ? "" : $0).ids }
+      text = try models.textEncoder(ids).lastHiddenState
+      if imageFeatureKind == .imageEmbeds {
+        features = Self.zeroingRows(try models.imageEncoder(batch.clipPixels, output: .imageEmbeds), r.dropImage)
+      } else {
+        features = try models.imageEncoder(Self.zeroingRows(batch.clipPixels, r.dropImage), output: .penultimateHiddenState)
+      }
+    }
+    let latents = Ops.scale(try posterior.sample(noise: r.vaeNoise), models.vae.config.scalingFactor)
     var noise = r.noise
     if noiseOffset != 0, let offset = r.offsetNoise {
       noise = try Self.addingOffset(noise, offset, noiseOffset)
     }
     let noisy = try models.schedule.addNoise(latents, noise: noise, timesteps: r.timesteps)
     let target = try models.schedule.target(latents, noise: noise, timesteps: r.timesteps)
-    let ids = zip(batch.texts, r.dropText).map { models.tokenizer($1 ? "" : $0).ids }
-    let text = try models.textEncoder(ids).lastHiddenState
-    let features: Tensor
-    if imageFeatureKind == .imageEmbeds {
-      features = Self.zeroingRows(try models.imageEncoder(batch.clipPixels, output: .imageEmbeds), r.dropImage)
-    } else {
-      features = try models.imageEncoder(Self.zeroingRows(batch.clipPixels, r.dropImage), output: .penultimateHiddenState)
-    }
     return Conditioned(noisyLatents: noisy, target: target, text: text, imageFeatures: features)
+  }
+
+  /// The frozen features of one example, as `TrainingFeatureCache` stores them (no batch axis).
+  /// - Parameters:
+  ///   - image: the diffusion target `[R, R, 3]` (`TrainingDataset.targetPixels`).
+  ///   - clipPixels: the image prompt through the CLIP image processor, `[1, S, S, 3]` or `[S, S, 3]`.
+  public func features(image: Tensor, clipPixels: Tensor, text: String) throws -> TrainingFeatureCache.Features {
+    func one(_ t: Tensor) -> Tensor { t.rank == 3 ? t.reshaped([1] + t.shape) : t }
+    func drop(_ t: Tensor) -> Tensor { t.reshaped(Array(t.shape.dropFirst())) }
+    let posterior = try models.vae.encode(one(image))
+    let hidden = try models.textEncoder([models.tokenizer(text).ids]).lastHiddenState
+    let clip = try models.imageEncoder(one(clipPixels), output: imageFeatureKind)
+    return TrainingFeatureCache.Features(
+      latentMean: drop(posterior.mean), latentLogVariance: drop(posterior.logVariance), text: drop(hidden), image: drop(clip))
+  }
+
+  /// The shapes `features(image:clipPixels:text:)` gives for `text` at `resolution`: the latent
+  /// `[h, w, c]`, the text `[T, D]`, the image features `[E]` or `[L, D]`.
+  public func featureShapes(text: String, resolution: Int) -> (latent: [Int], text: [Int], image: [Int]) {
+    let side = resolution / models.vae.config.scaleFactor
+    let vision = models.imageEncoder.config
+    let tokens = (vision.imageSize / max(vision.patchSize, 1)) * (vision.imageSize / max(vision.patchSize, 1)) + 1
+    return (
+      [side, side, models.vae.config.latentChannels], [models.tokenizer(text).ids.count, models.textEncoder.config.hiddenSize],
+      imageFeatureKind == .imageEmbeds ? [vision.projectionDim] : [tokens, vision.hiddenSize]
+    )
+  }
+
+  /// The empty caption's hidden states `[T, D]` (a dropped caption), computed once.
+  func emptyTextHiddenStates() throws -> Tensor {
+    if let emptyText { return emptyText }
+    let hidden = try models.textEncoder([models.tokenizer("").ids]).lastHiddenState
+    emptyText = hidden.reshaped(Array(hidden.shape.dropFirst()))
+    return emptyText!
+  }
+
+  /// The zero image's `hidden_states[-2]` `[L, D]` (a dropped image prompt of
+  /// `tutorial_train_plus.py`), computed once.
+  func zeroImageFeatures() throws -> Tensor {
+    if let zeroImage { return zeroImage }
+    let side = models.imageEncoder.config.imageSize
+    let hidden = try models.imageEncoder(Tensor.zeros([1, side, side, 3]), output: .penultimateHiddenState)
+    zeroImage = hidden.reshaped(Array(hidden.shape.dropFirst()))
+    return zeroImage!
   }
 
   /// The loss of a conditioned batch on `tape` (the trainable half of a step).
@@ -201,6 +268,23 @@ public final class AdapterTrainer {
     let per = out.count / max(rows.count, 1)
     out.withUnsafeMutableFloats { p in
       for (i, zero) in rows.enumerated() where zero { p.baseAddress!.advanced(by: i * per).update(repeating: 0, count: per) }
+    }
+    return out
+  }
+
+  /// `t` with the rows where `rows` is true replaced by `row` (`[B, …]`, `row` the shape of one).
+  static func replacingRows(_ t: Tensor, _ rows: [Bool], with row: Tensor) throws -> Tensor {
+    guard rows.contains(true) else { return t }
+    let per = t.count / max(rows.count, 1)
+    guard row.count == per, t.shape.count == row.shape.count + 1, Array(t.shape.dropFirst()) == row.shape else {
+      throw AutogradError.shapeMismatch(operation: "replacing dropped rows", expected: Array(t.shape.dropFirst()), actual: row.shape)
+    }
+    var out = t.asFloat32()
+    let source = row.asFloat32()
+    out.withUnsafeMutableFloats { p in
+      for (i, replace) in rows.enumerated() where replace {
+        p.baseAddress!.advanced(by: i * per).update(from: source.floatPointer, count: per)
+      }
     }
     return out
   }

@@ -9,11 +9,44 @@ public struct TrainingBatch {
   public var clipPixels: Tensor
   /// The captions (replaced by "" where the text is dropped — see `StepRandomness`).
   public var texts: [String]
+  /// The frozen encoders' outputs for these examples (a `TrainingFeatureCache`); when present,
+  /// `images` and `clipPixels` are not read.
+  public var precomputed: Precomputed?
+
+  /// The frozen features of a batch, one row per example.
+  public struct Precomputed {
+    /// The VAE posterior, `[B, h, w, latent channels]` each.
+    public var latentMean: Tensor
+    public var latentLogVariance: Tensor
+    /// The captions' text hidden states `[B, T, D]`.
+    public var text: Tensor
+    /// The image prompts' CLIP features, `[B, E]` or `[B, L, D]`.
+    public var image: Tensor
+
+    /// Stacks per-example features (no batch axis) into rows.
+    public init(_ rows: [TrainingFeatureCache.Features]) throws {
+      func stack(_ parts: [Tensor]) throws -> Tensor {
+        try Ops.concatRows(parts.map { $0.reshaped([1] + $0.shape) })
+      }
+      latentMean = try stack(rows.map(\.latentMean))
+      latentLogVariance = try stack(rows.map(\.latentLogVariance))
+      text = try stack(rows.map(\.text))
+      image = try stack(rows.map(\.image))
+    }
+  }
 
   public init(images: Tensor, clipPixels: Tensor, texts: [String]) {
     self.images = images
     self.clipPixels = clipPixels
     self.texts = texts
+  }
+
+  /// A batch of precomputed features (`--cache-dir`).
+  public init(precomputed: Precomputed, texts: [String]) {
+    self.images = Tensor.zeros([0])
+    self.clipPixels = Tensor.zeros([0])
+    self.texts = texts
+    self.precomputed = precomputed
   }
 
   public var count: Int { texts.count }
