@@ -8,18 +8,7 @@ extension Tape {
   /// `dx = dy · (Φ(x) + x · φ(x))`.
   public func gelu(_ x: Variable) -> Variable {
     let xv = x.value
-    let out = map(xv) { v in
-      let d = Double(v)
-      return Float(0.5 * d * (1 + erf(d / 2.0.squareRoot())))
-    }
-    return record(out, inputs: [x]) { g, _ in
-      [Self.zipMap(g, xv) { dy, v in
-        let d = Double(v)
-        let cdf = 0.5 * (1 + erf(d / 2.0.squareRoot()))
-        let pdf = exp(-0.5 * d * d) / (2 * Double.pi).squareRoot()
-        return Float(Double(dy) * (cdf + d * pdf))
-      }]
-    }
+    return record(Ops.gelu(xv), inputs: [x]) { g, _ in [try Ops.geluBackward(g, xv)] }
   }
 
   /// SiLU, `x · σ(x)`.
@@ -27,17 +16,7 @@ extension Tape {
   /// matches: `torch.nn.functional.silu`. Backward: `dx = dy · σ(x) · (1 + x · (1 − σ(x)))`.
   public func silu(_ x: Variable) -> Variable {
     let xv = x.value
-    let out = map(xv) { v in
-      let d = Double(v)
-      return Float(d / (1 + exp(-d)))
-    }
-    return record(out, inputs: [x]) { g, _ in
-      [Self.zipMap(g, xv) { dy, v in
-        let d = Double(v)
-        let s = 1 / (1 + exp(-d))
-        return Float(Double(dy) * s * (1 + d * (1 - s)))
-      }]
-    }
+    return record(Ops.silu(xv), inputs: [x]) { g, _ in [try Ops.siluBackward(g, xv)] }
   }
 
   func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {

@@ -81,6 +81,17 @@ void ipa_divide(const float *src, float s, float *dst, size_t n) { DISPATCH(divi
 void ipa_clamp(const float *src, float lo, float hi, float *dst, size_t n) { DISPATCH(clamp, src, lo, hi, dst, n); }
 void ipa_geglu(const float *h, const float *g, float *dst, size_t n) { DISPATCH(geglu, h, g, dst, n); }
 
+void ipa_gelu_backward(const float *dy, const float *x, float *dx, size_t n) { DISPATCH(gelu_backward, dy, x, dx, n); }
+void ipa_silu_backward(const float *dy, const float *x, float *dx, size_t n) { DISPATCH(silu_backward, dy, x, dx, n); }
+void ipa_accumulate_products(const float *a, const float *b, size_t count, size_t c, float *sumA, float *sumAB) {
+  DISPATCH(accumulate_products, a, b, count, c, sumA, sumAB);
+}
+void ipa_affine2_channels(
+    const float *a, const float *b, float *dst, size_t pixels, size_t c, const float *alpha, const float *beta,
+    const float *kappa) {
+  DISPATCH(affine2_channels, a, b, dst, pixels, c, alpha, beta, kappa);
+}
+
 void ipa_accumulate_rows(const float *rows, size_t count, size_t c, const float *centre, float *acc) {
   DISPATCH(accumulate_rows, rows, count, c, centre, acc);
 }

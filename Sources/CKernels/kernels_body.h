@@ -219,6 +219,74 @@ static void FN(geglu)(const float *h, const float *g, float *dst, size_t n) {
   for (; i < n; i++) dst[i] = h[i] * FN(vgelu)((v16f)g[i])[0];
 }
 
+// MARK: - Backward passes (adapter training)
+
+/// ATen's GELU backward (`approximate="none"`): `dy · (Φ(x) + x · φ(x))`, `Φ(x) = ½(1 + erf(x/√2))`,
+/// `φ(x) = e^(−x²/2)/√(2π)`.
+static void FN(gelu_backward)(const float *dy, const float *x, float *dx, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v16f v = FN(load)(x + i);
+    v16f cdf = 0.5f * (1.0f + FN(verf)(v * 0.7071067811865475244f));
+    v16f pdf = 0.3989422804014327f * FN(vexp)(v * v * -0.5f);
+    FN(store)(dx + i, FN(load)(dy + i) * (cdf + v * pdf));
+  }
+  for (; i < n; i++) {
+    v16f v = (v16f)x[i];
+    v16f cdf = 0.5f * (1.0f + FN(verf)(v * 0.7071067811865475244f));
+    v16f pdf = 0.3989422804014327f * FN(vexp)(v * v * -0.5f);
+    dx[i] = dy[i] * (cdf[0] + x[i] * pdf[0]);
+  }
+}
+
+/// ATen's SiLU backward: `dy · σ(x) · (1 + x · (1 − σ(x)))`.
+static void FN(silu_backward)(const float *dy, const float *x, float *dx, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v16f v = FN(load)(x + i);
+    v16f s = 1.0f / (1.0f + FN(vexp)(0.0f - v));
+    FN(store)(dx + i, FN(load)(dy + i) * s * (1.0f + v * (1.0f - s)));
+  }
+  for (; i < n; i++) {
+    v16f v = (v16f)x[i];
+    v16f s = 1.0f / (1.0f + FN(vexp)(0.0f - v));
+    dx[i] = dy[i] * s[0] * (1.0f + x[i] * (1.0f - s[0]));
+  }
+}
+
+/// Per channel over `count` rows: sumA[c] += Σ a[c], sumAB[c] += Σ a[c]·b[c] (fused).
+static void FN(accumulate_products)(const float *a, const float *b, size_t count, size_t c, float *sumA, float *sumAB) {
+  for (size_t p = 0; p < count; p++) {
+    const float *ra = a + p * c, *rb = b + p * c;
+    size_t ch = 0;
+    for (; ch + 16 <= c; ch += 16) {
+      v16f va = FN(load)(ra + ch);
+      FN(store)(sumA + ch, FN(load)(sumA + ch) + va);
+      FN(store)(sumAB + ch, FMA(va, FN(load)(rb + ch), FN(load)(sumAB + ch)));
+    }
+    for (; ch < c; ch++) {
+      sumA[ch] += ra[ch];
+      sumAB[ch] = __builtin_fmaf(ra[ch], rb[ch], sumAB[ch]);
+    }
+  }
+}
+
+/// dst = a·alpha[c] + b·beta[c] + kappa[c] per channel of each of `pixels` rows (ATen's group-norm
+/// backward order: `c1·dy + c2·x + c3`).
+static void FN(affine2_channels)(
+    const float *a, const float *b, float *dst, size_t pixels, size_t c, const float *alpha, const float *beta,
+    const float *kappa) {
+  for (size_t p = 0; p < pixels; p++) {
+    const float *ra = a + p * c, *rb = b + p * c;
+    float *o = dst + p * c;
+    size_t ch = 0;
+    for (; ch + 16 <= c; ch += 16) {
+      FN(store)(o + ch, FN(load)(ra + ch) * FN(load)(alpha + ch) + FN(load)(rb + ch) * FN(load)(beta + ch) + FN(load)(kappa + ch));
+    }
+    for (; ch < c; ch++) o[ch] = ra[ch] * alpha[ch] + rb[ch] * beta[ch] + kappa[ch];
+  }
+}
+
 // MARK: - Normalisation
 
 static void FN(accumulate_rows)(const float *rows, size_t count, size_t c, const float *centre, float *acc) {

@@ -55,7 +55,7 @@ enum TensorDecoding {
     switch type {
     case .float, .float16, .bfloat16, .double:
       var out = Tensor(uninitializedShape: shape, pooled: false)
-      try out.withUnsafeMutableFloats { dst in
+      out.withUnsafeMutableFloats { dst in
         if let raw {
           switch type {
           case .float:

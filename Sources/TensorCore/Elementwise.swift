@@ -64,6 +64,36 @@ public enum Ops {
     return out
   }
 
+  /// A two-input C kernel over equal-shaped tensors, parallel in blocks.
+  static func binaryKernel(
+    _ a: Tensor, _ b: Tensor, _ name: String, costPerElement: Int = 24,
+    _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void
+  ) throws -> Tensor {
+    guard a.shape == b.shape else {
+      throw TensorError.shapeMismatch(operation: name, expected: a.shape, actual: b.shape)
+    }
+    let (x, y) = (a.asFloat32(), b.asFloat32())
+    let out = Tensor(uninitializedShape: a.shape)
+    let (p, q, dst) = (x.floatPointer, y.floatPointer, out.mutableFloatPointer)
+    Parallel.forBlocks(a.count, blockSize: 4096, costPerElement: costPerElement) { block in
+      let i = block.lowerBound
+      body(p + i, q + i, dst + i, block.count)
+    }
+    return out
+  }
+
+  /// The input gradient of `gelu(x)` (exact erf) for the output gradient `dy`.
+  /// matches: ATen's `gelu_backward(dy, x, approximate="none")`: `dy · (Φ(x) + x·φ(x))`.
+  public static func geluBackward(_ dy: Tensor, _ x: Tensor) throws -> Tensor {
+    try binaryKernel(dy, x, "gelu backward") { ipa_gelu_backward($0, $1, $2, $3) }
+  }
+
+  /// The input gradient of `silu(x)` for the output gradient `dy`.
+  /// matches: ATen's `silu_backward`: `dy · σ(x) · (1 + x·(1 − σ(x)))`.
+  public static func siluBackward(_ dy: Tensor, _ x: Tensor) throws -> Tensor {
+    try binaryKernel(dy, x, "silu backward") { ipa_silu_backward($0, $1, $2, $3) }
+  }
+
   /// `a + b` (same shape).
   public static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, "add", IPA_ADD) }
   /// `a − b` (same shape).

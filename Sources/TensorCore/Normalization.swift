@@ -16,26 +16,37 @@ public enum Normalization {
   public static func groupNorm(
     _ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false
   ) throws -> Tensor {
+    try groupNormWithStatistics(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu).output
+  }
+
+  /// Per sample and group (index `sample · groups + group`) of a group norm: the mean and
+  /// `1/√(variance + eps)`, as its forward pass computed them.
+  public struct GroupNormStatistics: Sendable {
+    public let groups: Int
+    public let mean: [Double]
+    public let rstd: [Float]
+  }
+
+  /// `groupNorm` and the statistics it normalised with (for a backward pass).
+  public static func groupNormWithStatistics(
+    _ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false
+  ) throws -> (output: Tensor, statistics: GroupNormStatistics) {
     guard x.rank >= 2 else { throw TensorError.invalidArgument("GroupNorm input rank must be ≥ 2") }
     let n = x.shape[0]
     let c = x.shape[x.rank - 1]
     guard groups > 0, c % groups == 0 else {
       throw TensorError.invalidArgument("GroupNorm: \(c) channels not divisible by \(groups) groups")
     }
-    if let weight, weight.shape != [c] {
-      throw TensorError.shapeMismatch(operation: "GroupNorm weight", expected: [c], actual: weight.shape)
-    }
-    if let bias, bias.shape != [c] {
-      throw TensorError.shapeMismatch(operation: "GroupNorm bias", expected: [c], actual: bias.shape)
-    }
+    try checkAffine(weight, bias, channels: c, operation: "GroupNorm")
     let input = x.asFloat32()
     let gamma = weight?.asFloat32()
     let beta = bias?.asFloat32()
-    let pixels = x.count / (n * c)
+    let pixels = n == 0 || c == 0 ? 0 : x.count / (n * c)
     let perGroup = c / groups
     let out = Tensor(uninitializedShape: x.shape)
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
+    var means: [Double] = [], rstds: [Float] = []
 
     for b in 0..<n {
       let base = src + b * pixels * c
@@ -59,6 +70,8 @@ public enum Normalization {
         let variance = Float(s / Double(pixels * perGroup))
         let rstd = 1 / (variance + eps).squareRoot()
         let m = Float(mean[g])
+        means.append(Double(m))
+        rstds.append(rstd)
         for j in 0..<perGroup {
           let ch = g * perGroup + j
           let gm = gamma.map { $0.floatPointer[ch] } ?? 1
@@ -70,7 +83,76 @@ public enum Normalization {
       applyAffine(
         base, dst + b * pixels * c, pixels: pixels, channels: c, scale: scale, shift: shift, silu: silu)
     }
-    return out
+    return (out, GroupNormStatistics(groups: groups, mean: means, rstd: rstds))
+  }
+
+  /// The gradients of `groupNorm` (without SiLU) for the output gradient `dy`: the input's, and
+  /// the weight's and bias's when `affineGradients`.
+  ///
+  /// matches: ATen's channels-last `GroupNormBackward` on CPU: per channel `Σ dy` and `Σ dy·x`, per
+  /// group `db = Σ γ·Σdy`, `ds = Σ γ·Σdy·x`, then `dx = c1·dy + c2·x + c3` with `c1 = rstd·γ`,
+  /// `c2 = (db·mean − ds)·rstd³/N`, `c3 = −c2·mean − db·rstd/N`; `dγ = (Σdy·x − mean·Σdy)·rstd`,
+  /// `dβ = Σdy` (summed over the batch).
+  public static func groupNormBackward(
+    _ dy: Tensor, input x: Tensor, statistics: GroupNormStatistics, weight: Tensor?, affineGradients: Bool
+  ) throws -> (dx: Tensor, dWeight: Tensor?, dBias: Tensor?) {
+    guard dy.shape == x.shape, x.rank >= 2 else {
+      throw TensorError.shapeMismatch(operation: "GroupNorm backward", expected: x.shape, actual: dy.shape)
+    }
+    let (n, c, groups) = (x.shape[0], x.shape[x.rank - 1], statistics.groups)
+    guard groups > 0, c % groups == 0, statistics.mean.count == n * groups, statistics.rstd.count == n * groups else {
+      throw TensorError.invalidArgument("GroupNorm backward: statistics of \(statistics.mean.count) groups for \(x.shape)")
+    }
+    try checkAffine(weight, nil, channels: c, operation: "GroupNorm backward")
+    let (input, gradient) = (x.asFloat32(), dy.asFloat32())
+    let gamma = weight?.asFloat32()
+    let pixels = n == 0 || c == 0 ? 0 : x.count / (n * c)
+    let perGroup = c / groups
+    let count = Double(pixels * perGroup)
+    let dx = Tensor(uninitializedShape: x.shape)
+    var dWeight = [Double](repeating: 0, count: c), dBias = [Double](repeating: 0, count: c)
+    for b in 0..<n {
+      let offset = b * pixels * c
+      let (s1, s2) = channelProductSums(gradient.floatPointer + offset, input.floatPointer + offset, pixels: pixels, channels: c)
+      var alpha = [Float](repeating: 0, count: c), beta = [Float](repeating: 0, count: c), kappa = [Float](repeating: 0, count: c)
+      for g in 0..<groups {
+        let mean = statistics.mean[b * groups + g]
+        let rstd = Double(statistics.rstd[b * groups + g])
+        var db = 0.0, ds = 0.0
+        for ch in g * perGroup..<(g + 1) * perGroup {
+          let gm = Double(gamma?.floatPointer[ch] ?? 1)
+          db += s1[ch] * gm
+          ds += s2[ch] * gm
+          if affineGradients {
+            dWeight[ch] += (s2[ch] - mean * s1[ch]) * rstd
+            dBias[ch] += s1[ch]
+          }
+        }
+        let c2 = (db * mean - ds) * rstd * rstd * rstd / count
+        let c3 = -c2 * mean - db * rstd / count
+        for ch in g * perGroup..<(g + 1) * perGroup {
+          alpha[ch] = Float(rstd * Double(gamma?.floatPointer[ch] ?? 1))
+          beta[ch] = Float(c2)
+          kappa[ch] = Float(c3)
+        }
+      }
+      let (a, bt, k) = (alpha, beta, kappa)
+      let (gp, xp, out) = (gradient.floatPointer + offset, input.floatPointer + offset, dx.mutableFloatPointer + offset)
+      Parallel.forRanges(pixels, costPerItem: c * 12) { range in
+        ipa_affine2_channels(gp + range.lowerBound * c, xp + range.lowerBound * c, out + range.lowerBound * c, range.count, c, a, bt, k)
+      }
+    }
+    guard affineGradients else { return (dx, nil, nil) }
+    return (dx, try Tensor(shape: [c], floats: dWeight.map(Float.init)), try Tensor(shape: [c], floats: dBias.map(Float.init)))
+  }
+
+  static func checkAffine(_ weight: Tensor?, _ bias: Tensor?, channels c: Int, operation: String) throws {
+    if let weight, weight.shape != [c] {
+      throw TensorError.shapeMismatch(operation: "\(operation) weight", expected: [c], actual: weight.shape)
+    }
+    if let bias, bias.shape != [c] {
+      throw TensorError.shapeMismatch(operation: "\(operation) bias", expected: [c], actual: bias.shape)
+    }
   }
 
   /// LayerNorm over the last dimension.
@@ -154,6 +236,43 @@ public enum Normalization {
       for ch in 0..<c { total[ch] += partial[t * c + ch] }
     }
     return total
+  }
+
+  /// Per-channel `Σ a` and `Σ a·b` over `pixels` rows of `channels`, split across threads.
+  private static func channelProductSums(
+    _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, pixels: Int, channels c: Int
+  ) -> (sumA: [Double], sumAB: [Double]) {
+    let threads = max(1, min(Runtime.threadCount, pixels / 64))
+    var partial = [Double](repeating: 0, count: threads * 2 * c)
+    partial.withUnsafeMutableBufferPointer { part in
+      let partPointer = part.baseAddress!
+      Parallel.forRanges(threads, costPerItem: 1 << 30) { range in
+        let acc = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
+        defer { acc.deallocate() }
+        for t in range {
+          let lo = pixels * t / threads
+          let hi = pixels * (t + 1) / threads
+          var p = lo
+          let out = partPointer + t * 2 * c
+          while p < hi {
+            // Blocks of 256 pixels in Float, flushed to Double.
+            let end = min(hi, p + 256)
+            acc.update(repeating: 0, count: 2 * c)
+            ipa_accumulate_products(a + p * c, b + p * c, end - p, c, acc, acc + c)
+            p = end
+            for i in 0..<2 * c { out[i] += Double(acc[i]) }
+          }
+        }
+      }
+    }
+    var sumA = [Double](repeating: 0, count: c), sumAB = [Double](repeating: 0, count: c)
+    for t in 0..<threads {
+      for ch in 0..<c {
+        sumA[ch] += partial[t * 2 * c + ch]
+        sumAB[ch] += partial[t * 2 * c + c + ch]
+      }
+    }
+    return (sumA, sumAB)
   }
 
   /// `y = x·scale[c] + shift[c]` (then SiLU) for every pixel, split across threads.

@@ -68,6 +68,19 @@ void ipa_clamp(const float *src, float lo, float hi, float *dst, size_t count);
 /// dst[i] = hidden[i] · gelu(gate[i]) (GEGLU).
 void ipa_geglu(const float *hidden, const float *gate, float *dst, size_t count);
 
+// MARK: Backward passes (adapter training)
+
+/// dx[i] = dy[i] · (Φ(x[i]) + x[i]·φ(x[i])) (exact-erf GELU's derivative, ATen's order).
+void ipa_gelu_backward(const float *dy, const float *x, float *dx, size_t count);
+/// dx[i] = dy[i] · σ(x[i]) · (1 + x[i]·(1 − σ(x[i]))) (SiLU's derivative, ATen's order).
+void ipa_silu_backward(const float *dy, const float *x, float *dx, size_t count);
+/// Per channel over `count` rows of `channels`: sumA[c] += Σ a[c], sumAB[c] += Σ a[c]·b[c].
+void ipa_accumulate_products(const float *a, const float *b, size_t count, size_t channels, float *sumA, float *sumAB);
+/// dst = a·alpha[c] + b·beta[c] + kappa[c] per channel of each of `pixels` rows.
+void ipa_affine2_channels(
+    const float *a, const float *b, float *dst, size_t pixels, size_t channels, const float *alpha, const float *beta,
+    const float *kappa);
+
 // MARK: Normalisation pieces
 
 /// acc[c] += Σ over `rows` rows of `row[c]` (centre == NULL) or of `(row[c] − centre[c])²`

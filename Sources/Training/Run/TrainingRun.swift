@@ -270,6 +270,7 @@ extension TrainingRun {
   /// `run(resume:progress:)` on a thread of its own, for async callers: a run holds its thread
   /// for minutes to days, which must not be one of Swift concurrency's few cooperative threads
   /// (on a 2-core machine, two) that every other task of the process shares.
+  @discardableResult
   public func runDetached(resume: URL? = nil, progress: @escaping @Sendable (TrainingProgress) -> Void = { _ in }) async throws -> URL {
     struct Unchecked: @unchecked Sendable { let run: TrainingRun }
     let box = Unchecked(run: self)
