@@ -1,3 +1,4 @@
+import Dispatch
 import TensorCore
 
 /// A tensor recorded on a ``Tape``: its value and, after ``Tape/backward(_:seed:)``, its
@@ -86,9 +87,23 @@ public final class Tape {
     /// Gradients of the inputs (nil where not needed) given the output's gradient and which
     /// inputs need one.
     let backward: (_ gradient: Tensor, _ needs: [Bool]) throws -> [Tensor?]
+    /// The recording operation (its function name), for `profile`.
+    var operation: String = "checkpoint"
+  }
+
+  /// Time per operation, when profiling (`profile` set): the forward pass of an operation is the
+  /// time since the previous one was recorded (so it includes any untaped work between them).
+  public struct OperationTime: Sendable {
+    public var count = 0
+    public var forwardSeconds = 0.0
+    public var backwardSeconds = 0.0
   }
 
   private var nodes: [Node] = []
+  /// Per-operation times of this tape's forward and backward passes; nil (the default) records
+  /// nothing. Set it to `[:]` to start profiling.
+  public var profile: [String: OperationTime]?
+  private var lastRecord = DispatchTime.now().uptimeNanoseconds
 
   public init() {}
 
@@ -105,12 +120,25 @@ public final class Tape {
 
   /// Records `value` as the result of an operation on `inputs`.
   func record(
-    _ value: Tensor, inputs: [Variable], backward: @escaping (_ gradient: Tensor, _ needs: [Bool]) throws -> [Tensor?]
+    _ value: Tensor, inputs: [Variable], operation: String = #function,
+    backward: @escaping (_ gradient: Tensor, _ needs: [Bool]) throws -> [Tensor?]
   ) -> Variable {
     let needs = inputs.contains { $0.requiresGrad }
     let output = Variable(value, requiresGrad: needs, isLeaf: false)
-    if needs { nodes.append(Node(inputs: inputs, output: output, backward: backward)) }
+    if profile != nil {
+      let now = DispatchTime.now().uptimeNanoseconds
+      profile![operation, default: OperationTime()].forwardSeconds += Double(now - lastRecord) / 1e9
+      profile![operation, default: OperationTime()].count += 1
+      lastRecord = now
+    }
+    if needs { nodes.append(Node(inputs: inputs, output: output, backward: backward, operation: operation)) }
     return output
+  }
+
+  /// Starts the forward clock of `profile` (the first operation's time is measured from here).
+  public func startProfiling() {
+    profile = [:]
+    lastRecord = DispatchTime.now().uptimeNanoseconds
   }
 
   /// Back-propagates from `root` (a scalar loss unless `seed`, dLoss/dRoot, is given) through
@@ -135,7 +163,11 @@ public final class Tape {
     for node in nodes.reversed() {
       guard let g = node.output.grad else { continue }
       let needs = node.inputs.map(\.requiresGrad)
+      let start = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
       let grads = try node.backward(g, needs)
+      if profile != nil {
+        profile![node.operation, default: OperationTime()].backwardSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+      }
       for (input, grad) in zip(node.inputs, grads) where input.requiresGrad {
         if let grad { try input.accumulate(grad) }
       }

@@ -52,12 +52,18 @@ extension ModelBench {
         FileHandle.standardError.write(Data("condition parts: vae encode \(tv) s, text \(tt) s, image \(ti) s\n".utf8))
         let tc = try Bench.seconds { c = try trainer.condition(batch, r) }
         let tape = Tape()
+        tape.startProfiling()
         var loss: Variable?
         let tf = try Bench.seconds { loss = try trainer.loss(c!, timesteps: r.timesteps, on: tape) }
         let tb = try Bench.seconds { try tape.backward(loss!) }
         let to = try Bench.seconds { try trainer.applyUpdate() }
         FileHandle.standardError.write(Data(
-          "phases: condition \(tc) s, forward \(tf) s (\(tape.count) ops), backward \(tb) s, update \(to) s; rss \(Memory.currentRSS())\n".utf8))
+          "phases: condition \(tc) s, forward \(tf) s, backward \(tb) s, update \(to) s; rss \(Memory.currentRSS())\n".utf8))
+        // Per tape operation (forward: the time since the previous operation was recorded).
+        for (name, t) in (tape.profile ?? [:]).sorted(by: { $0.value.forwardSeconds + $0.value.backwardSeconds > $1.value.forwardSeconds + $1.value.backwardSeconds }).prefix(14) {
+          let line = "  \(name): \(t.count)×, forward \(String(format: "%.2f", t.forwardSeconds)) s, backward \(String(format: "%.2f", t.backwardSeconds)) s\n"
+          FileHandle.standardError.write(Data(line.utf8))
+        }
       }
     }
     var step = 0

@@ -57,6 +57,8 @@ import Weights
 
   @Test func multiHeadAttentionMatchesTorch() throws {
     try check("attention", ["q", "k", "v"]) { t, v in try t.attention(v["q"]!, v["k"]!, v["v"]!, heads: 3) }
+    // The backward pass in query blocks of 2 rows (2, 2, 1), as real sizes split it.
+    try check("attention", ["q", "k", "v"]) { t, v in try t.attention(v["q"]!, v["k"]!, v["v"]!, heads: 3, blockRows: 2) }
   }
 
   @Test func meanSquaredErrorMatchesTorch() throws {
@@ -106,6 +108,45 @@ import Weights
 
 /// What the tape does besides the arithmetic.
 @Suite struct AutogradBehaviourTests {
+  /// At real sizes the group norm's backward sums run on every thread in blocks (the golden's
+  /// 15 positions run on one): 24 × 20 positions, 48 channels in 6 groups, against the formula
+  /// evaluated directly in double precision (≤ 1e-5 relative).
+  @Test func groupNormBackwardAcrossThreadsMatchesTheDirectFormula() throws {
+    let (n, h, w, c, groups) = (2, 24, 20, 48, 6)
+    func random(_ shape: [Int], _ seed: UInt64) throws -> Tensor {
+      var g = SeededGenerator(seed: seed)
+      return try Tensor(shape: shape, floats: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &g) })
+    }
+    let x = try random([n, h, w, c], 31), dy = try random([n, h, w, c], 32), gamma = try random([c], 33)
+    let tape = Tape()
+    let xv = tape.leaf(x)
+    let y = try tape.groupNorm(xv, groups: groups, weight: tape.leaf(gamma, requiresGrad: false), bias: nil, eps: 1e-5)
+    try tape.backward(y, seed: dy)
+    let (xp, gp, wp) = (x.scalars(), dy.scalars(), gamma.scalars())
+    let (pixels, per) = (h * w, c / groups)
+    var expected = [Float](repeating: 0, count: x.count)
+    for b in 0..<n {
+      for g in 0..<groups {
+        var values: [(Int, Double, Double, Double)] = []  // index, x, dy·γ
+        for p in 0..<pixels {
+          for ch in g * per..<(g + 1) * per {
+            let i = (b * pixels + p) * c + ch
+            values.append((i, Double(xp[i]), Double(gp[i]) * Double(wp[ch]), 0))
+          }
+        }
+        let m = Double(values.count)
+        let mean = values.reduce(0) { $0 + $1.1 } / m
+        let variance = values.reduce(0) { $0 + ($1.1 - mean) * ($1.1 - mean) } / m
+        let rstd = 1 / (variance + 1e-5).squareRoot()
+        let meanD = values.reduce(0) { $0 + $1.2 } / m
+        let meanDX = values.reduce(0) { $0 + $1.2 * ($1.1 - mean) * rstd } / m
+        for (i, xi, d, _) in values { expected[i] = Float(rstd * (d - meanD - (xi - mean) * rstd * meanDX)) }
+      }
+    }
+    let error = Compare.relativeError(try #require(xv.grad), try Tensor(shape: x.shape, floats: expected))
+    #expect(error <= 1e-5, "relative error \(error)")
+  }
+
   /// A frozen weight gets no gradient (none is computed); the input's gradient is unchanged.
   @Test func frozenWeightsGetNoGradient() throws {
     let golden = AutogradParityTests.golden

@@ -90,7 +90,10 @@ import Weights
   }
 
   /// Recomputing the blocks in the backward pass changes only the order in which a shared input's
-  /// gradients add up (the image tokens feed every layer): ≤ 1e-6 relative.
+  /// gradients add up (the image tokens feed the `to_k_ip` and `to_v_ip` of every cross-attention
+  /// layer): reassociating those 2 × 16 float32 contributions moves the sum by at most
+  /// 32 · 2⁻²⁴ ≈ 1.9e-6 of the largest gradient, the bound checked (measured: 1.0e-6; each mode
+  /// alone is bit-for-bit deterministic).
   @Test func gradientCheckpointingGivesTheSameGradients() async throws {
     try await OffPool.run { try self.checkpointing() }
   }
@@ -110,7 +113,7 @@ import Weights
     }
     // With checkpointing each ResNet and transformer is one operation on the tape.
     #expect(counts[1] * 3 < counts[0], "recorded operations without / with checkpointing: \(counts)")
-    for (a, b) in zip(gradients[0], gradients[1]) { #expect(Compare.relativeError(b, a) <= 1e-6) }
+    for (a, b) in zip(gradients[0], gradients[1]) { #expect(Compare.relativeError(b, a) <= 32 * Float.ulpOfOne / 2) }
   }
 
   /// The noisy latents of step 0 from the golden latents (the VAE posterior sample), noise and timesteps.
