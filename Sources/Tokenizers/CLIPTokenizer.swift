@@ -167,18 +167,19 @@ public final class CLIPTokenizer: Sendable {
   /// stripped. Unknown ids are skipped.
   public func decode(_ ids: [Int]) -> String {
     var bytes: [UInt8] = []
+    bytes.reserveCapacity(ids.count * 8)
     for id in ids {
       guard let token = idToToken[id] else { continue }
-      var tokenBytes: [UInt8] = []
-      var byteLevel = true
+      // Byte symbols when every scalar is one; otherwise (an added token) the token's own UTF-8.
+      let start = bytes.count
       for scalar in token.unicodeScalars {
         guard let b = ByteLevel.scalarToByte[scalar.value] else {
-          byteLevel = false
+          bytes.removeSubrange(start...)
+          bytes.append(contentsOf: token.utf8)
           break
         }
-        tokenBytes.append(b)
+        bytes.append(b)
       }
-      bytes.append(contentsOf: byteLevel ? tokenBytes : Array(token.utf8))
     }
     // "</w>" → " " on the bytes: a String search would miss "</w>" followed by a combining mark
     // (one Character). Same result as on the decoded text: ASCII never joins an invalid sequence.
@@ -208,15 +209,14 @@ public final class CLIPTokenizer: Sendable {
 
   /// Python's `str.strip()`: White_Space plus the separators U+001C…U+001F.
   static func stripPythonWhitespace(_ text: String) -> String {
-    let scalars = Array(text.unicodeScalars)
+    let scalars = text.unicodeScalars
     func isSpace(_ s: Unicode.Scalar) -> Bool {
       (0x1C...0x1F).contains(s.value) || s.properties.isWhitespace
     }
     guard let first = scalars.firstIndex(where: { !isSpace($0) }),
       let last = scalars.lastIndex(where: { !isSpace($0) })
     else { return "" }
-    var view = String.UnicodeScalarView()
-    view.append(contentsOf: scalars[first...last])
-    return String(view)
+    if first == scalars.startIndex, scalars.index(after: last) == scalars.endIndex { return text }
+    return String(scalars[first...last])
   }
 }

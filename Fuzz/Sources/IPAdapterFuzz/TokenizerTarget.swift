@@ -6,7 +6,8 @@ import Tokenizers
 ///   `special_tokens_map.json`, then up to 3 prompts, separated by `partSeparator`. The files
 ///   present are written to a scratch folder (absent optional files are absent, as in a real
 ///   folder), loaded with `CLIPTokenizer(directory:)`; the prompts are tokenized (`encode`, the
-///   padded/truncated call, `decode`, id/token lookups), then three fixed prompts (padded call);
+///   padded/truncated call checked against it, `decode`, id/token lookups), then three fixed
+///   prompts (padded and unpadded calls);
 /// - odd: the rest is one prompt (UTF-8, invalid sequences repaired as `String(decoding:)` does)
 ///   for the bundled SD1.5 tokenizer.
 enum TokenizerTarget {
@@ -38,6 +39,7 @@ enum TokenizerTarget {
     for prompt in fixedPrompts {
       let padded = tokenizer(prompt)
       check(padded.ids.count == padded.attentionMask.count, "ids and mask differ in length")
+      _ = tokenizer(prompt, padding: false)
     }
   }
 
@@ -47,7 +49,12 @@ enum TokenizerTarget {
       _ = tokenizer.decode(ids)
       let padded = tokenizer(prompt)
       check(padded.ids.count == padded.attentionMask.count, "ids and mask differ in length")
-      _ = tokenizer(prompt, padding: false)
+      // The padded call is bos + the prompt's ids (cut to the length) + eos, then padding.
+      let kept = padded.attentionMask.reduce(0, +)
+      check(kept >= 2 && padded.ids.first == tokenizer.bosTokenId, "padded ids do not start with bos")
+      check(padded.ids[kept - 1] == tokenizer.eosTokenId, "padded ids do not end with eos")
+      check(padded.ids[1..<(kept - 1)].elementsEqual(ids.prefix(kept - 2)), "padded ids differ from encode")
+      check(padded.truncated == (ids.count > kept - 2), "truncation flag differs from the lengths")
       for id in ids.prefix(8) {
         if let token = tokenizer.token(forId: id) { _ = tokenizer.id(forToken: token) }
       }
