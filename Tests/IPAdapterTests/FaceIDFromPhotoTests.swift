@@ -56,7 +56,8 @@ import Weights
       differing += 1
       worst = max(worst, abs(Int(a) - Int(b)))
     }
-    // Bit for bit with insightface's matrix; ours (double vs scikit-image's float32) moves ≤ 0.1 %.
+    // From our detector's keypoints (≤ 2e-3 px from onnxruntime's) ≤ 0.1 % may move by ≤ 2 (measured:
+    // identical); from insightface's keypoints the crop is identical (FaceAnalysisTests).
     #expect(crop.pixels.count == expected.count && differing <= expected.count / 1000 && worst <= 2, "\(differing) bytes differ (max \(worst))")
   }
 

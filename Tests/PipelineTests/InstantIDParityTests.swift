@@ -19,8 +19,8 @@ import Weights
 ///   ≥ 99 % of its values (as every SDXL pipeline case).
 /// - `photo`: end to end from a photo through the native face analysis (the tiny 24-d pack), which
 ///   reproduces insightface's boxes and keypoints to 2e-3 px and its embeddings to cosine ≥ 0.999
-///   (its aligned crops differ from skimage's float32 transform by ±2 on ≤ 0.1 % of the bytes — the
-///   open item of the face-analysis issue): the keypoint image must be identical; with
+///   (from insightface's keypoints the aligned crop is identical; from ours a few bytes can move by
+///   a level): the keypoint image must be identical; with
 ///   insightface's embedding and our keypoints the latents are within 1e-4 and the PNG within
 ///   1/255 as above; all native, the embedding's difference (cosine 0.99917 on this random 24-d
 ///   recogniser) moves the latents by 3.0 % (bound 5e-2).

@@ -40,6 +40,9 @@ Writes Tests/Fixtures/face/ (deterministic; about 4.7 MB):
                           what cv2.imread returns.
   cv_resize.safetensors   caseNN/src, caseNN/dst: cv2.resize(src, (w, h)) on small random images; letterbox_<img>_<WxH>:
                           rows / row_values (a few whole rows; the full result's sha256 is in reference.json)
+  alignment.safetensors   kps [76,5,2] float32 (alignment_cases: random rotations/scales/positions, mirrored and
+                          collinear sets) and M112/M128/M224/M256/M384 [76,2,3] float64 = face_align.estimate_norm
+                          (scikit-image's float32 Umeyama, bit for bit in the engine); --only-alignment rewrites it
   cv_warp.safetensors     caseNN/src, caseNN/M (float64), dst (OpenCV 5.0) and dst_cv4 (OpenCV 4.x) for case00 and
                           case13, else rows / row_values / row_values_cv4 (+ sha256 of both whole results in the JSON)
   packs/tiny_faceid24/det_10g.onnx, w600k_r50.onnx   "FaceID straight from a photo": det_10g.onnx is a relative
@@ -1692,6 +1695,51 @@ def write_faceid24(imgs, cv4_python=None):
 # main
 # ================================================================================================
 
+ALIGNMENT_SIZES = (112, 128, 224, 256, 384)
+
+
+def alignment_cases(seed=20261207):
+    """[kps [5,2] float32]: keypoint sets for face_align.estimate_norm — the ArcFace template rotated (any angle),
+    scaled (eye distances of ~3 to ~1500 px), moved (up to 6000 px from the origin), jittered; every 5th one
+    mirrored (det(A) < 0); two collinear sets (rank 1: scikit-image's det(U)·det(V) branches); one set at the origin."""
+    from insightface.utils.face_align import arcface_dst
+    rng = np.random.default_rng(seed)
+    template = np.array(arcface_dst, np.float64) - 56.0
+    cases = []
+    for i in range(72):
+        theta = rng.uniform(-np.pi, np.pi) if i % 3 else rng.normal(0, 0.2)
+        scale = float(np.exp(rng.uniform(np.log(0.1), np.log(40))))
+        rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        centre = rng.uniform(-200, 6000, 2) if i % 4 else rng.uniform(0, 640, 2)
+        pts = template @ rot.T * scale + centre + rng.normal(0, 0.03 * scale, (5, 2))
+        if i % 5 == 4:
+            pts[:, 0] = 2 * centre[0] - pts[:, 0]
+        cases.append(pts.astype(np.float32))
+    t = np.linspace(-1, 1, 5)
+    cases.append(np.stack([100 + 30 * t, 200 + 10 * t], 1).astype(np.float32))            # collinear
+    cases.append(np.stack([400 - 25 * t ** 3, 50 + 45 * t ** 3], 1).astype(np.float32))   # collinear, uneven
+    cases.append(np.stack([7 * t, -3 * t], 1).astype(np.float32))                          # collinear through 0
+    cases.append((template * 0.9).astype(np.float32))                                      # around the origin
+    return cases
+
+
+def write_alignment(folder=None):
+    """face/alignment.safetensors: kps [N,5,2] float32 and M<S> [N,2,3] float64 = face_align.estimate_norm(kps, S) for
+    S in ALIGNMENT_SIZES (insightface 0.7.3 on scikit-image's SimilarityTransform.estimate, NumPy float32)."""
+    import warnings
+    from insightface.utils import face_align
+    folder = folder or OUT
+    kps = alignment_cases()
+    store = Store()
+    store["kps"] = np.stack(kps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)     # scikit-image 0.26: estimate() is deprecated, still used
+        for size in ALIGNMENT_SIZES:
+            store[f"M{size}"] = np.stack([face_align.estimate_norm(k, size) for k in kps]).astype(np.float64)
+    store.save(os.path.join(folder, "alignment.safetensors"))
+    return dict(cases=len(kps), sizes=list(ALIGNMENT_SIZES))
+
+
 def versions():
     import cv2
     import insightface
@@ -1714,9 +1762,14 @@ def main():
                     help="an interpreter with opencv 4.x, to check the 4.x model of warpAffine and resize")
     ap.add_argument("--only-faceid24", action="store_true",
                     help="(re)write only packs/tiny_faceid24, faceid_e2e.safetensors and faceid_e2e.json")
+    ap.add_argument("--only-alignment", action="store_true",
+                    help="(re)write only alignment.safetensors (estimate_norm on random keypoint sets)")
     ap.add_argument("--only-aux", action="store_true",
                     help="(re)write only aux_*.onnx, ops_group_conv.onnx and ort_aux.safetensors (gen_face_aux.py)")
     args = ap.parse_args()
+    if args.only_alignment:
+        print(write_alignment())
+        return
     if args.only_aux:
         from gen_face_aux import write_aux
         write_aux(OUT)
@@ -1914,6 +1967,7 @@ def main():
 
     e2e.save(os.path.join(OUT, "e2e.safetensors"))
     info["e2e_keys"] = e2e.shapes()
+    info["alignment"] = write_alignment()
     write_faceid24(imgs, args.cv4_python)      # its own files only (not in reference.json)
     info["graphs"] = graphs
     info["dims"] = dict(detector=DET_TINY, w600k_r50=R50_TINY, glintr100=R100_TINY, embedding=EMBED,
