@@ -18,7 +18,7 @@ struct TrainCommand: AsyncParsableCommand {
       '--plot' draws loss.jsonl of --output as text and exits.
       """)
 
-  @Option(help: "Base model: a diffusers folder, a hub repository or a single-file checkpoint (SD 1.x/2.x).")
+  @Option(help: "Base model: a diffusers folder, a hub repository or a single-file checkpoint (SD 1.x/2.x or SDXL base).")
   var model: String?
 
   @Option(help: "The CLIP image encoder folder (config.json, model.safetensors).")

@@ -54,6 +54,14 @@ clip_grad_norm_(max 0.5) of three parameters (the second without a gradient): "<
 "<case>.clipped<i>" for a clipped and an unclipped case; diffusers get_scheduler(<name>, warm-up 3, 12 steps) rates at
 optimiser steps 0..14 as "lr.<name>"; the tiny SD1.5 DDPMScheduler's add_noise and get_velocity of "noise.latents",
 "noise.noise" at "noise.timesteps", and the offset noise noise + 0.1 * offset[:, :, None, None] ("noise.offset_noise").
+
+`gen_training.py step-sdxl` writes Tests/Fixtures/training/step_sdxl.safetensors: tutorial_train_sdxl.py's step on the
+tiny SDXL (Tests/Fixtures/tiny-sdxl) and its image encoder (tiny-ip-adapter/sdxl_models/image_encoder), batch 2 at 64²
+with "time_ids" [2,6] (original size, crop, target size), per step "step<s>.vae_noise", ".noise", ".timesteps", ".drop"
+(0 keep, 1 drop image, 2 drop text, 3 both): for the script's ImageProjModel ("linear") "linear.init.image_proj.<key>",
+the first prediction "linear.pred0", the first gradients "linear.grad0.<param>", the losses of 20 AdamW steps (lr 1e-3)
+"linear.losses" and the parameters after them "linear.final.<param>"; and MyDataset's SDXL transform (Resize, ToTensor, Normalize, crop at delta // 2) of the data
+images: "sdxl_pixels.<image>.<r>" [r,r,3] and "sdxl_time_ids.<image>.<r>" [6].
 """
 import os
 import sys
@@ -145,6 +153,7 @@ def main():
     write_decoupled_attention()
     write_blocks()
     write_step()
+    write_step_sdxl()
     write_qwen()
 
 
@@ -503,6 +512,141 @@ def write_step():
     print(f"{len(out)} tensors into {OUT}/step.safetensors")
 
 
+def write_step_sdxl():
+    """tutorial_train_sdxl.py on the tiny SDXL and image encoder fixtures: 20 steps (batch 2) of the linear adapter (the
+    script's ImageProjModel on image_embeds, a dropped image = zero embeds); both text encoders' hidden_states[-2] concatenated,
+    text_encoder_2's pooled output and add_time_ids as added_cond_kwargs; "" for both tokenizers where the text is
+    dropped. Also MyDataset's SDXL transform (Resize, ToTensor, Normalize, crop at delta // 2) and its time ids on the
+    images of write_data."""
+    import copy
+    sys.path.insert(0, HERE)
+    from PIL import Image
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
+    transforms = torchvision_transforms()
+    plain, _ = official_modules()
+    import ip_adapter.attention_processor as processors
+    fixtures = os.path.dirname(OUT)
+    base = os.path.join(fixtures, "tiny-sdxl")
+    unet0 = UNet2DConditionModel.from_pretrained(base, subfolder="unet").eval()
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae").eval()
+    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder").eval()
+    text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(base, subfolder="text_encoder_2").eval()
+    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
+    tokenizer_2 = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer_2")
+    image_encoder = CLIPVisionModelWithProjection.from_pretrained(
+        os.path.join(fixtures, "tiny-ip-adapter", "sdxl_models", "image_encoder")).eval()
+    scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
+    for m in (unet0, vae, text_encoder, text_encoder_2, image_encoder):
+        m.requires_grad_(False)
+    out = {}
+
+    # MyDataset's transform and micro-conditioning (center_crop=True)
+    for name, r in [("wide", 16), ("tall", 16), ("gray", 40), ("wide", 23), ("tall", 7)]:
+        transform = transforms.Compose([transforms.Resize(r, interpolation=transforms.InterpolationMode.BILINEAR),
+                                        transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+        with Image.open(os.path.join(OUT, "images", f"{name}.png")) as raw:
+            original_width, original_height = raw.size
+            t = transform(raw.convert("RGB"))
+        delta_h, delta_w = t.shape[1] - r, t.shape[2] - r
+        assert not all([delta_h, delta_w])
+        top, left = delta_h // 2, delta_w // 2
+        crop = transforms.functional.crop(t, top=top, left=left, height=r, width=r)
+        out[f"sdxl_pixels.{name}.{r}"] = nhwc(crop[None])[0]
+        out[f"sdxl_time_ids.{name}.{r}"] = torch.tensor([original_height, original_width, top, left, r, r]).float()
+
+    g = torch.Generator().manual_seed(1760)
+    texts = ["a red square on grey", "two blue circles"]
+    images = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    clip_pixels = torch.randn(2, 3, 224, 224, generator=g).half().float()  # stored as float16, exactly
+    time_ids = torch.tensor([[96, 64, 16, 0, 64, 64], [64, 100, 0, 18, 64, 64]]).float()
+    steps = 20
+    per_step = []
+    for s in range(steps):
+        codes = [(2 * s + b) % 4 for b in range(2)]  # 0 keep, 1 drop image, 2 drop text, 3 drop both
+        per_step.append(dict(vae_noise=torch.randn(2, 4, 8, 8, generator=g), noise=torch.randn(2, 4, 8, 8, generator=g),
+                             timesteps=torch.randint(0, scheduler.config.num_train_timesteps, (2,), generator=g),
+                             codes=codes))
+    out.update({"images": nhwc(images), "clip_pixels": nhwc(clip_pixels), "time_ids": time_ids})
+    for s, d in enumerate(per_step):
+        out.update({f"step{s}.vae_noise": nhwc(d["vae_noise"]), f"step{s}.noise": nhwc(d["noise"]),
+                    f"step{s}.timesteps": d["timesteps"].float(), f"step{s}.drop": torch.tensor(d["codes"]).float()})
+
+    cross = unet0.config.cross_attention_dim
+    vision = image_encoder.config
+    # The script's projection only: what SDXL changes (text, pooled, time ids) is the same for every projection, and
+    # each projection's step is in step.safetensors.
+    kinds = {
+        "linear": lambda: plain.ImageProjModel(cross_attention_dim=cross, clip_embeddings_dim=vision.projection_dim,
+                                              clip_extra_context_tokens=4),
+    }
+    for kind, make in kinds.items():
+        torch.manual_seed(1761)
+        unet = copy.deepcopy(unet0)
+        proj = make()
+        unet_sd = unet.state_dict()
+        procs = {}
+        for name in unet.attn_processors.keys():
+            if name.endswith("attn1.processor"):
+                procs[name] = processors.AttnProcessor2_0()
+                continue
+            if name.startswith("mid_block"):
+                size = unet.config.block_out_channels[-1]
+            elif name.startswith("up_blocks"):
+                size = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
+            else:
+                size = unet.config.block_out_channels[int(name[len("down_blocks.")])]
+            layer = name[:-len(".processor")]
+            procs[name] = processors.IPAttnProcessor2_0(hidden_size=size, cross_attention_dim=cross,
+                                                        num_tokens=4)
+            procs[name].load_state_dict({"to_k_ip.weight": unet_sd[layer + ".to_k.weight"],
+                                         "to_v_ip.weight": unet_sd[layer + ".to_v.weight"]})
+        unet.set_attn_processor(procs)
+        adapter = torch.nn.ModuleList(unet.attn_processors.values())
+        out.update({f"{kind}.init.image_proj.{k}": v.detach().clone() for k, v in proj.state_dict().items()})
+        params = list(proj.parameters()) + list(adapter.parameters())
+        names = [f"image_proj.{k}" for k, _ in proj.named_parameters()] + [f"ip_adapter.{k}" for k, _ in adapter.named_parameters()]
+        opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+        losses = []
+        for s, d in enumerate(per_step):
+            with torch.no_grad():
+                dist = vae.encode(images).latent_dist
+                latents = (dist.mean + dist.std * d["vae_noise"]) * vae.config.scaling_factor
+                noisy = scheduler.add_noise(latents, d["noise"], d["timesteps"])
+                drop_text = [c >= 2 for c in d["codes"]]
+                drop_image = [c in (1, 3) for c in d["codes"]]
+                captions = ["" if dt else t for t, dt in zip(texts, drop_text)]
+                ids = tokenizer(captions, max_length=tokenizer.model_max_length, padding="max_length", truncation=True,
+                                return_tensors="pt").input_ids
+                ids_2 = tokenizer_2(captions, max_length=tokenizer_2.model_max_length, padding="max_length",
+                                    truncation=True, return_tensors="pt").input_ids
+                encoder_output = text_encoder(ids, output_hidden_states=True)
+                text_embeds = encoder_output.hidden_states[-2]
+                encoder_output_2 = text_encoder_2(ids_2, output_hidden_states=True)
+                pooled_text_embeds = encoder_output_2[0]
+                text_embeds = torch.concat([text_embeds, encoder_output_2.hidden_states[-2]], dim=-1)
+                # tutorial_train_sdxl.py: the image embeds of a dropped image are zeros
+                embeds = image_encoder(clip_pixels).image_embeds
+                embeds = torch.stack([torch.zeros_like(e) if di else e for e, di in zip(embeds, drop_image)])
+            tokens = proj(embeds)
+            cond = {"text_embeds": pooled_text_embeds, "time_ids": time_ids}
+            pred = unet(noisy, d["timesteps"], torch.cat([text_embeds, tokens], dim=1), added_cond_kwargs=cond).sample
+            loss = F.mse_loss(pred.float(), d["noise"].float(), reduction="mean")
+            opt.zero_grad()
+            loss.backward()
+            if s == 0:
+                out[f"{kind}.pred0"] = nhwc(pred.detach())
+                out.update({f"{kind}.grad0.{n}": p.grad.detach().clone() for n, p in zip(names, params)})
+            losses.append(loss.item())
+            opt.step()
+        out[f"{kind}.losses"] = torch.tensor(losses)
+        out.update({f"{kind}.final.{n}": p.detach().clone() for n, p in zip(names, params)})
+        print(f"sdxl {kind}: loss {losses[0]:.5f} -> {losses[-1]:.5f}")
+    save_file({k: (v.detach().half() if k == "clip_pixels" else v.detach().float()).contiguous() for k, v in sorted(out.items())},
+              os.path.join(OUT, "step_sdxl.safetensors"))
+    print(f"{len(out)} tensors into {OUT}/step_sdxl.safetensors")
+
+
 def torchvision_transforms():
     """torchvision.transforms, pure Python on PIL images, from the PyPI wheel unpacked into tools/reference/third_party/
     torchvision-0.28.0 (git-ignored; fetched here on first use). Not installed into the venv: diffusers and transformers
@@ -608,6 +752,8 @@ def write_data():
 if __name__ == "__main__":
     if sys.argv[1:] == ["step"]:
         write_step()
+    elif sys.argv[1:] == ["step-sdxl"]:
+        write_step_sdxl()
     elif sys.argv[1:] == ["data"]:
         write_data()
     elif sys.argv[1:] == ["qwen"]:

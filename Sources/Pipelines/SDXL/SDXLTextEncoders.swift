@@ -34,7 +34,7 @@ public struct SDXLTextEncoders: Sendable {
 
   /// The number of micro-conditioning values a UNet with `shape` takes: 5 (refiner, aesthetic
   /// score) or 6, from `requiresAestheticsScore` or, when unset, from the `add_embedding` width.
-  func timeIdCount(for shape: TextTimeEmbeddingShape) -> Int {
+  public func timeIdCount(for shape: TextTimeEmbeddingShape) -> Int {
     if let requiresAestheticsScore { return requiresAestheticsScore ? 5 : 6 }
     return shape.inputDim == textEncoder2.config.projectionDim + 5 * shape.timeEmbedDim ? 5 : 6
   }

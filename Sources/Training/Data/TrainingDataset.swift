@@ -97,19 +97,35 @@ public struct TrainingDataset: Sendable {
   /// on a PIL image: the shorter side becomes `r` and the longer `int(r · long / short)`;
   /// the crop's offsets are `int(round((side − r) / 2))` (ties to even).
   public static func targetPixels(_ image: Image, resolution r: Int) throws -> Tensor {
+    try resizedCrop(image, resolution: r) { Int((Double($0) / 2).rounded(.toNearestOrEven)) }.pixels
+  }
+
+  /// The SDXL diffusion target and its micro-conditioning: `[resolution, resolution, 3]` in
+  /// [−1, 1] and `add_time_ids` = original (height, width) + crop (top, left) + target (r, r).
+  ///
+  /// matches: `MyDataset` of tencent-ailab/IP-Adapter `tutorial_train_sdxl.py` (`center_crop=True`):
+  /// `Resize(r, BILINEAR)`, `ToTensor`, `Normalize([0.5], [0.5])`, then a crop at
+  /// `top = Δh // 2`, `left = Δw // 2` (floor, where `CenterCrop` rounds).
+  public static func targetPixelsSDXL(_ image: Image, resolution r: Int) throws -> (pixels: Tensor, timeIds: [Float]) {
+    let (pixels, top, left) = try resizedCrop(image, resolution: r) { $0 / 2 }
+    return (pixels, [image.height, image.width, top, left, r, r].map(Float.init))
+  }
+
+  /// Resizes the shorter side to `r` and crops `r`² at the offsets `offset(excess)` gives.
+  static func resizedCrop(_ image: Image, resolution r: Int, offset: (Int) -> Int) throws -> (pixels: Tensor, top: Int, left: Int) {
     guard r > 0, image.width > 0, image.height > 0 else {
       throw TrainingError.invalidArgument(name: "resolution", reason: "\(r) for a \(image.width)×\(image.height) image")
     }
     let (w, h) = (image.width, image.height)
     let (outW, outH) = w <= h ? (r, Int(Double(r) * Double(h) / Double(w))) : (Int(Double(r) * Double(w) / Double(h)), r)
     let resized = image.resized(width: outW, height: outH, filter: .bilinear)
-    let top = Int((Double(outH - r) / 2).rounded(.toNearestOrEven))
-    let left = Int((Double(outW - r) / 2).rounded(.toNearestOrEven))
+    let top = offset(outH - r)
+    let left = offset(outW - r)
     let crop = resized.cropped(left: left, top: top, right: left + r, bottom: top + r).convertedToRGB()
     var out = Tensor(uninitializedShape: [r, r, 3])
     out.withUnsafeMutableFloats { d in
       for (i, v) in crop.pixels.enumerated() { d[i] = (Float(v) / 255 - 0.5) / 0.5 }
     }
-    return out
+    return (out, top, left)
   }
 }

@@ -6,7 +6,8 @@ import Weights
 /// The frozen encoders' outputs per training example, kept on disk (`--cache-dir`) so that after
 /// the first epoch a step costs only the UNet: the VAE posterior (mean and log-variance, so that
 /// every step still draws its own latent sample, as `latent_dist.sample()`), the caption's text
-/// hidden states and the image prompt's CLIP features.
+/// hidden states (SDXL: and pooled embedding), the image prompt's CLIP features (and SDXL's
+/// micro-conditioning of the example).
 ///
 /// An example's entry is named by the SHA-256 of its image file's bytes and its caption, so a
 /// reordered or extended data file reuses every entry it still has, and an edited image gets a new
@@ -41,18 +42,26 @@ public final class TrainingFeatureCache {
     /// The VAE posterior of the target image, NHWC `[h, w, latent channels]` each.
     public var latentMean: Tensor
     public var latentLogVariance: Tensor
-    /// The caption through the text encoder, `[tokens, width]`.
+    /// The caption through the text encoder(s), `[tokens, width]`.
     public var text: Tensor
     /// The image prompt's CLIP features: `image_embeds` `[E]` or `hidden_states[-2]` `[L, D]`.
     public var image: Tensor
+    /// SDXL: the caption's pooled text embedding `[P]` and the example's `add_time_ids` `[6]`.
+    public var pooled: Tensor?
+    public var timeIds: Tensor?
 
-    public init(latentMean: Tensor, latentLogVariance: Tensor, text: Tensor, image: Tensor) {
-      (self.latentMean, self.latentLogVariance, self.text, self.image) = (latentMean, latentLogVariance, text, image)
+    public init(latentMean: Tensor, latentLogVariance: Tensor, text: Tensor, image: Tensor, pooled: Tensor? = nil, timeIds: Tensor? = nil) {
+      (self.latentMean, self.latentLogVariance, self.text, self.image, self.pooled, self.timeIds) =
+        (latentMean, latentLogVariance, text, image, pooled, timeIds)
     }
 
     static let keys = ["latent_mean", "latent_logvar", "text", "image"]
+    static let sdxlKeys = ["pooled", "time_ids"]
     var tensors: [String: Tensor] {
-      ["latent_mean": latentMean, "latent_logvar": latentLogVariance, "text": text, "image": image]
+      var out = ["latent_mean": latentMean, "latent_logvar": latentLogVariance, "text": text, "image": image]
+      if let pooled { out["pooled"] = pooled }
+      if let timeIds { out["time_ids"] = timeIds }
+      return out
     }
   }
 
@@ -104,19 +113,21 @@ public final class TrainingFeatureCache {
   func url(_ key: String) -> URL { folder.appendingPathComponent("\(key).safetensors") }
 
   /// The entry `key`, if present and readable with the expected shapes (`latent` `[h, w, c]`,
-  /// `text` `[T, D]`, `image` shaped `imageShape`); nil otherwise.
-  func load(_ key: String, latent: [Int], text: [Int], image: [Int]) -> Features? {
+  /// `text` `[T, D]`, `image` shaped `imageShape`; SDXL: `pooled` `[P]` and 6 time ids); nil otherwise.
+  func load(_ key: String, latent: [Int], text: [Int], image: [Int], pooled: [Int]? = nil) -> Features? {
     guard let file = try? SafeTensorsFile(path: url(key).path) else { return nil }
     var t: [String: Tensor] = [:]
-    for name in Features.keys {
+    for name in Features.keys + (pooled == nil ? [] : Features.sdxlKeys) {
       guard let value = try? file.tensor(name).asFloat32() else { return nil }
       t[name] = value
     }
     guard t["latent_mean"]!.shape == latent, t["latent_logvar"]!.shape == latent, t["text"]!.shape == text,
-      t["image"]!.shape == image
+      t["image"]!.shape == image, pooled == nil || (t["pooled"]!.shape == pooled && t["time_ids"]!.shape == [6])
     else { return nil }
     hits += 1
-    return Features(latentMean: t["latent_mean"]!, latentLogVariance: t["latent_logvar"]!, text: t["text"]!, image: t["image"]!)
+    return Features(
+      latentMean: t["latent_mean"]!, latentLogVariance: t["latent_logvar"]!, text: t["text"]!, image: t["image"]!,
+      pooled: t["pooled"], timeIds: t["time_ids"])
   }
 
   /// Writes the entry `key` atomically.

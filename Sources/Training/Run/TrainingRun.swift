@@ -178,15 +178,25 @@ public final class TrainingRun {
   /// The examples `picks` as a batch; unreadable ones are skipped (`skipBadImages`) or stop the run.
   func loadBatch(_ picks: [Int], warnings: inout [String]) throws -> (TrainingBatch, [Int])? {
     var targets: [Tensor] = [], clips: [Tensor] = [], texts: [String] = [], kept: [Int] = []
+    var timeIds: [[Float]] = []
     var cached: [TrainingFeatureCache.Features] = []
+    let sdxl = trainer.models.isSDXL
     for (position, i) in picks.enumerated() {
       if badExamples[i] != nil { continue }
       do {
         if let featureCache {
-          cached.append(try features(of: i, in: featureCache))
+          let f = try features(of: i, in: featureCache)
+          if sdxl { timeIds.append(f.timeIds?.scalars() ?? []) }
+          cached.append(f)
         } else {
           let image = try dataset.image(i)
-          targets.append(try TrainingDataset.targetPixels(image, resolution: options.resolution))
+          if sdxl {
+            let (pixels, ids) = try TrainingDataset.targetPixelsSDXL(image, resolution: options.resolution)
+            targets.append(pixels)
+            timeIds.append(ids)
+          } else {
+            targets.append(try TrainingDataset.targetPixels(image, resolution: options.resolution))
+          }
           clips.append(try clipProcessor.preprocess(image))
         }
         texts.append(dataset.entries[i].text)
@@ -200,11 +210,14 @@ public final class TrainingRun {
       }
     }
     guard !kept.isEmpty else { return nil }
-    if featureCache != nil { return (TrainingBatch(precomputed: try TrainingBatch.Precomputed(cached), texts: texts), kept) }
+    let ids = sdxl ? timeIds : nil
+    if featureCache != nil {
+      return (TrainingBatch(precomputed: try TrainingBatch.Precomputed(cached), texts: texts, timeIds: ids), kept)
+    }
     let r = options.resolution
     let images = try Ops.concatRows(targets.map { $0.reshaped([1, r, r, 3]) })
     let clipPixels = try Ops.concatRows(clips)
-    return (TrainingBatch(images: images, clipPixels: clipPixels, texts: texts), kept)
+    return (TrainingBatch(images: images, clipPixels: clipPixels, texts: texts, timeIds: ids), kept)
   }
 
   /// Example `i`'s frozen features: read from `cache`, or computed and stored there.
@@ -223,11 +236,19 @@ public final class TrainingRun {
     }
     let key = TrainingFeatureCache.key(imageBytes: bytes, text: text)
     let shapes = trainer.featureShapes(text: text, resolution: options.resolution)
-    if let stored = cache.load(key, latent: shapes.latent, text: shapes.text, image: shapes.image) { return stored }
+    if let stored = cache.load(key, latent: shapes.latent, text: shapes.text, image: shapes.image, pooled: shapes.pooled) {
+      return stored
+    }
     let image = try dataset.image(i)
+    let target: Tensor
+    var timeIds: [Float]?
+    if trainer.models.isSDXL {
+      (target, timeIds) = try TrainingDataset.targetPixelsSDXL(image, resolution: options.resolution)
+    } else {
+      target = try TrainingDataset.targetPixels(image, resolution: options.resolution)
+    }
     let computed = try trainer.features(
-      image: try TrainingDataset.targetPixels(image, resolution: options.resolution), clipPixels: try clipProcessor.preprocess(image),
-      text: text)
+      image: target, clipPixels: try clipProcessor.preprocess(image), text: text, timeIds: timeIds)
     try cache.store(key, computed)
     return computed
   }

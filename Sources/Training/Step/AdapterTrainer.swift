@@ -7,41 +7,74 @@ import Schedulers
 import TensorCore
 import Tokenizers
 
-/// The frozen parts of adapter training: the base model's UNet, VAE, text encoder and tokenizer,
-/// its noise schedule, and the CLIP image encoder. None of them learns.
+/// The frozen parts of adapter training: the base model's UNet, VAE, text encoder(s) and
+/// tokenizer(s), its noise schedule, and the CLIP image encoder. None of them learns. An SDXL
+/// base model brings its second tokenizer and text encoder (`sdxl`); its refiner (aesthetic-score
+/// micro-conditioning, no first text encoder) is refused.
 public struct FrozenTrainingModels {
   public let unet: UNet2DConditionModel
   public let vae: AutoencoderKL
   public let textEncoder: CLIPTextModel
   public let tokenizer: CLIPTokenizer
+  /// SDXL's `tokenizer_2` / `text_encoder_2` (nil for SD 1.x/2.x).
+  public let sdxl: SDXLTextEncoders?
   public let imageEncoder: CLIPVisionModel
   public let schedule: TrainingNoiseSchedule
 
   public init(
     unet: UNet2DConditionModel, vae: AutoencoderKL, textEncoder: CLIPTextModel, tokenizer: CLIPTokenizer,
-    imageEncoder: CLIPVisionModel, schedule: TrainingNoiseSchedule
+    sdxl: SDXLTextEncoders? = nil, imageEncoder: CLIPVisionModel, schedule: TrainingNoiseSchedule
   ) throws {
-    guard unet.config.textTimeEmbedding == nil else {
-      throw AutogradError.invalidArgument("adapter training supports SD 1.x/2.x base models; this UNet is SDXL-shaped (text_time)")
+    let width = textEncoder.config.hiddenSize + (sdxl?.textEncoder2.config.hiddenSize ?? 0)
+    if let shape = unet.config.textTimeEmbedding {
+      guard let sdxl else {
+        throw AutogradError.invalidArgument("this UNet is SDXL-shaped (text_time): training needs the model's tokenizer_2 and text_encoder_2")
+      }
+      let pooled = sdxl.textEncoder2.config.projectionDim
+      guard sdxl.timeIdCount(for: shape) == 6, shape.inputDim == pooled + 6 * shape.timeEmbedDim else {
+        throw AutogradError.invalidArgument(
+          "adapter training supports SDXL base models (6 micro-conditioning values); this UNet's add_embedding takes "
+            + "\(shape.inputDim) = pooled \(pooled) + time ids (an SDXL refiner?)")
+      }
+    } else if sdxl != nil {
+      throw AutogradError.invalidArgument("a second text encoder was given for a UNet without SDXL's text_time embedding")
     }
-    guard textEncoder.config.hiddenSize == unet.crossAttentionDim else {
+    guard width == unet.crossAttentionDim else {
       throw AutogradError.invalidArgument(
-        "the text encoder's width \(textEncoder.config.hiddenSize) is not the UNet's cross_attention_dim \(unet.crossAttentionDim)")
+        "the text encoders' width \(width) is not the UNet's cross_attention_dim \(unet.crossAttentionDim)")
     }
-    (self.unet, self.vae, self.textEncoder, self.tokenizer, self.imageEncoder, self.schedule) =
-      (unet, vae, textEncoder, tokenizer, imageEncoder, schedule)
+    (self.unet, self.vae, self.textEncoder, self.tokenizer, self.sdxl, self.imageEncoder, self.schedule) =
+      (unet, vae, textEncoder, tokenizer, sdxl, imageEncoder, schedule)
   }
 
   /// The frozen parts of a loaded base model (its own noise schedule, `scheduler_config.json`)
   /// and an image encoder.
   public init(pipeline: StableDiffusionPipeline, imageEncoder: CLIPVisionModel) throws {
-    guard let textEncoder = pipeline.textEncoder, let tokenizer = pipeline.tokenizer, !pipeline.isSDXL else {
+    guard let textEncoder = pipeline.textEncoder, let tokenizer = pipeline.tokenizer, !pipeline.requiresAestheticsScore else {
       throw AutogradError.invalidArgument(
-        "adapter training needs an SD 1.x/2.x base model with its tokenizer and text encoder (\(pipeline.modelName))")
+        "adapter training needs an SD 1.x/2.x or SDXL base model with its tokenizer and text encoder (\(pipeline.modelName) "
+          + "is a refiner or has no text encoder)")
     }
     try self.init(
-      unet: pipeline.unet, vae: pipeline.vae, textEncoder: textEncoder, tokenizer: tokenizer, imageEncoder: imageEncoder,
-      schedule: try TrainingNoiseSchedule(config: pipeline.schedulerConfig))
+      unet: pipeline.unet, vae: pipeline.vae, textEncoder: textEncoder, tokenizer: tokenizer, sdxl: pipeline.sdxl,
+      imageEncoder: imageEncoder, schedule: try TrainingNoiseSchedule(config: pipeline.schedulerConfig))
+  }
+
+  /// Whether the base model is SDXL (two text encoders, micro-conditioning).
+  public var isSDXL: Bool { sdxl != nil }
+
+  /// The captions through the text encoder(s): SD 1.x/2.x `text_encoder(ids)[0]` (last hidden
+  /// state); SDXL both encoders' `hidden_states[-2]` concatenated and `text_encoder_2`'s projected
+  /// pooled output (`tutorial_train_sdxl.py`). `[B, 77, width]` and `[B, pooled]` (nil for SD 1.x/2.x).
+  public func encodeTexts(_ texts: [String]) throws -> (hidden: Tensor, pooled: Tensor?) {
+    let ids = texts.map { tokenizer($0).ids }
+    guard let sdxl else { return (try textEncoder(ids).lastHiddenState, nil) }
+    let first = try textEncoder(ids, keepHiddenStates: true)
+    let ids2 = texts.map { sdxl.tokenizer2($0).ids }
+    let second = try sdxl.textEncoder2(ids2, keepHiddenStates: true)
+    let hidden = try Ops.concatLast(
+      first.hiddenStates[first.hiddenStates.count - 2], second.hiddenStates[second.hiddenStates.count - 2])
+    return (hidden, try sdxl.textEncoder2.textEmbeds(lastHiddenState: second.lastHiddenState, ids: ids2))
   }
 }
 
@@ -55,8 +88,11 @@ public struct FrozenTrainingModels {
 /// (+ `noise_offset · n[:, :, None, None]`), `add_noise` at per-sample timesteps, text
 /// `text_encoder(ids)[0]` ("" where dropped), `unet(noisy, t, cat(text, image_proj(embeds)))`,
 /// `F.mse_loss(pred, ε or v)` (mean), AdamW. The Qwen-VL resampler trains as the Plus projection
-/// does (hidden states, a zero image when dropped). Limitations: SD 1.x/2.x base models; FaceID and
-/// FaceID-Plus projections are not trainable yet; float32 compute.
+/// does (hidden states, a zero image when dropped). SDXL base models train as
+/// `tutorial_train_sdxl.py`: both text encoders' `hidden_states[-2]` concatenated, `text_encoder_2`'s
+/// pooled output and the example's `add_time_ids` as `added_cond_kwargs` ("" for both tokenizers
+/// where the text is dropped). Limitations: no SDXL refiner; FaceID and FaceID-Plus projections are
+/// not trainable yet.
 public final class AdapterTrainer {
   public let models: FrozenTrainingModels
   public let variant: IPAdapterVariant
@@ -72,7 +108,7 @@ public final class AdapterTrainer {
   public var noiseOffset: Float = 0
   /// Optimiser steps taken.
   public private(set) var step = 0
-  private var emptyText: Tensor?
+  private var emptyText: (hidden: Tensor, pooled: Tensor?)?
   private var zeroImage: Tensor?
 
   /// - Parameters:
@@ -119,6 +155,8 @@ public final class AdapterTrainer {
     public var target: Tensor
     public var text: Tensor
     public var imageFeatures: Tensor
+    /// SDXL: the pooled text embeddings and `add_time_ids` (nil for SD 1.x/2.x).
+    public var textTime: TextTimeConditions?
   }
 
   /// Everything of a step that does not depend on a trainable value. A batch with `precomputed`
@@ -133,6 +171,7 @@ public final class AdapterTrainer {
     }
     let posterior: DiagonalGaussian
     let text: Tensor
+    var pooled: Tensor?
     let features: Tensor
     if let p = batch.precomputed {
       guard [p.latentMean, p.latentLogVariance, p.text, p.image].allSatisfy({ $0.rank >= 2 && $0.shape[0] == b }) else {
@@ -140,7 +179,14 @@ public final class AdapterTrainer {
           "precomputed features for \(b) examples: latents \(p.latentMean.shape), text \(p.text.shape), image \(p.image.shape)")
       }
       posterior = DiagonalGaussian(mean: p.latentMean, logVariance: p.latentLogVariance)
-      text = try Self.replacingRows(p.text, r.dropText, with: try emptyTextHiddenStates())
+      let empty = try emptyTextHiddenStates()
+      text = try Self.replacingRows(p.text, r.dropText, with: empty.hidden)
+      if models.isSDXL {
+        guard let rows = p.pooled, let emptyPooled = empty.pooled else {
+          throw AutogradError.invalidArgument("precomputed features for an SDXL model need the pooled text embeddings")
+        }
+        pooled = try Self.replacingRows(rows, r.dropText, with: emptyPooled)
+      }
       if imageFeatureKind == .imageEmbeds {
         features = Self.zeroingRows(p.image, r.dropImage)
       } else {
@@ -153,8 +199,7 @@ public final class AdapterTrainer {
             + "CLIP images \(batch.clipPixels.shape)")
       }
       posterior = try models.vae.encode(batch.images)
-      let ids = zip(batch.texts, r.dropText).map { models.tokenizer($1 ? "" : $0).ids }
-      text = try models.textEncoder(ids).lastHiddenState
+      (text, pooled) = try models.encodeTexts(zip(batch.texts, r.dropText).map { $1 ? "" : $0 })
       if imageFeatureKind == .imageEmbeds {
         features = Self.zeroingRows(try models.imageEncoder(batch.clipPixels, output: .imageEmbeds), r.dropImage)
       } else {
@@ -168,40 +213,55 @@ public final class AdapterTrainer {
     }
     let noisy = try models.schedule.addNoise(latents, noise: noise, timesteps: r.timesteps)
     let target = try models.schedule.target(latents, noise: noise, timesteps: r.timesteps)
-    return Conditioned(noisyLatents: noisy, target: target, text: text, imageFeatures: features)
+    var textTime: TextTimeConditions?
+    if models.isSDXL {
+      guard let rows = batch.timeIds, rows.count == b, rows.allSatisfy({ $0.count == 6 }), let pooled else {
+        throw AutogradError.invalidArgument(
+          "an SDXL training batch of \(b) needs 6 add_time_ids per example (original size, crop, target size); got "
+            + "\(batch.timeIds.map { "\($0.count) rows" } ?? "none")")
+      }
+      textTime = TextTimeConditions(textEmbeds: pooled, timeIds: rows)
+    }
+    return Conditioned(noisyLatents: noisy, target: target, text: text, imageFeatures: features, textTime: textTime)
   }
 
   /// The frozen features of one example, as `TrainingFeatureCache` stores them (no batch axis).
   /// - Parameters:
   ///   - image: the diffusion target `[R, R, 3]` (`TrainingDataset.targetPixels`).
   ///   - clipPixels: the image prompt through the CLIP image processor, `[1, S, S, 3]` or `[S, S, 3]`.
-  public func features(image: Tensor, clipPixels: Tensor, text: String) throws -> TrainingFeatureCache.Features {
+  ///   - timeIds: SDXL's `add_time_ids` of the example (`TrainingDataset.targetPixelsSDXL`).
+  public func features(image: Tensor, clipPixels: Tensor, text: String, timeIds: [Float]? = nil) throws -> TrainingFeatureCache.Features {
     func one(_ t: Tensor) -> Tensor { t.rank == 3 ? t.reshaped([1] + t.shape) : t }
     func drop(_ t: Tensor) -> Tensor { t.reshaped(Array(t.shape.dropFirst())) }
     let posterior = try models.vae.encode(one(image))
-    let hidden = try models.textEncoder([models.tokenizer(text).ids]).lastHiddenState
+    let encoded = try models.encodeTexts([text])
     let clip = try models.imageEncoder(one(clipPixels), output: imageFeatureKind)
     return TrainingFeatureCache.Features(
-      latentMean: drop(posterior.mean), latentLogVariance: drop(posterior.logVariance), text: drop(hidden), image: drop(clip))
+      latentMean: drop(posterior.mean), latentLogVariance: drop(posterior.logVariance), text: drop(encoded.hidden),
+      image: drop(clip), pooled: encoded.pooled.map(drop), timeIds: try timeIds.map { try Tensor(shape: [$0.count], floats: $0) })
   }
 
   /// The shapes `features(image:clipPixels:text:)` gives for `text` at `resolution`: the latent
   /// `[h, w, c]`, the text `[T, D]`, the image features `[E]` or `[L, D]`.
-  public func featureShapes(text: String, resolution: Int) -> (latent: [Int], text: [Int], image: [Int]) {
+  /// SDXL adds the pooled embedding's `[P]` (nil otherwise).
+  public func featureShapes(text: String, resolution: Int) -> (latent: [Int], text: [Int], image: [Int], pooled: [Int]?) {
     let side = resolution / models.vae.config.scaleFactor
     let vision = models.imageEncoder.config
     let tokens = (vision.imageSize / max(vision.patchSize, 1)) * (vision.imageSize / max(vision.patchSize, 1)) + 1
     return (
-      [side, side, models.vae.config.latentChannels], [models.tokenizer(text).ids.count, models.textEncoder.config.hiddenSize],
-      imageFeatureKind == .imageEmbeds ? [vision.projectionDim] : [tokens, vision.hiddenSize]
+      [side, side, models.vae.config.latentChannels], [models.tokenizer(text).ids.count, models.unet.crossAttentionDim],
+      imageFeatureKind == .imageEmbeds ? [vision.projectionDim] : [tokens, vision.hiddenSize],
+      models.sdxl.map { [$0.textEncoder2.config.projectionDim] }
     )
   }
 
-  /// The empty caption's hidden states `[T, D]` (a dropped caption), computed once.
-  func emptyTextHiddenStates() throws -> Tensor {
+  /// The empty caption's hidden states `[T, D]` (and SDXL's pooled `[P]`) — a dropped caption —
+  /// computed once.
+  func emptyTextHiddenStates() throws -> (hidden: Tensor, pooled: Tensor?) {
     if let emptyText { return emptyText }
-    let hidden = try models.textEncoder([models.tokenizer("").ids]).lastHiddenState
-    emptyText = hidden.reshaped(Array(hidden.shape.dropFirst()))
+    let encoded = try models.encodeTexts([""])
+    func drop(_ t: Tensor) -> Tensor { t.reshaped(Array(t.shape.dropFirst())) }
+    emptyText = (drop(encoded.hidden), encoded.pooled.map(drop))
     return emptyText!
   }
 
@@ -220,7 +280,7 @@ public final class AdapterTrainer {
     let tokens = try projection(Variable(constant: c.imageFeatures), on: tape)
     let prediction = try unet(
       Variable(constant: c.noisyLatents), timesteps: timesteps.map(Float.init), text: Variable(constant: c.text),
-      image: tokens, on: tape)
+      image: tokens, textTime: c.textTime, on: tape)
     return try tape.mseLoss(prediction, Variable(constant: c.target))
   }
 

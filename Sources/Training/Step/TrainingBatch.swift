@@ -9,6 +9,9 @@ public struct TrainingBatch {
   public var clipPixels: Tensor
   /// The captions (replaced by "" where the text is dropped — see `StepRandomness`).
   public var texts: [String]
+  /// SDXL's micro-conditioning per example (`add_time_ids`: original size, crop, target size —
+  /// `TrainingDataset.targetPixelsSDXL`); nil for SD 1.x/2.x.
+  public var timeIds: [[Float]]?
   /// The frozen encoders' outputs for these examples (a `TrainingFeatureCache`); when present,
   /// `images` and `clipPixels` are not read.
   public var precomputed: Precomputed?
@@ -22,6 +25,8 @@ public struct TrainingBatch {
     public var text: Tensor
     /// The image prompts' CLIP features, `[B, E]` or `[B, L, D]`.
     public var image: Tensor
+    /// SDXL: the captions' pooled text embeddings `[B, P]` (nil for SD 1.x/2.x).
+    public var pooled: Tensor?
 
     /// Stacks per-example features (no batch axis) into rows.
     public init(_ rows: [TrainingFeatureCache.Features]) throws {
@@ -32,20 +37,24 @@ public struct TrainingBatch {
       latentLogVariance = try stack(rows.map(\.latentLogVariance))
       text = try stack(rows.map(\.text))
       image = try stack(rows.map(\.image))
+      let pooledRows = rows.compactMap(\.pooled)
+      pooled = pooledRows.count == rows.count ? try stack(pooledRows) : nil
     }
   }
 
-  public init(images: Tensor, clipPixels: Tensor, texts: [String]) {
+  public init(images: Tensor, clipPixels: Tensor, texts: [String], timeIds: [[Float]]? = nil) {
     self.images = images
     self.clipPixels = clipPixels
     self.texts = texts
+    self.timeIds = timeIds
   }
 
   /// A batch of precomputed features (`--cache-dir`).
-  public init(precomputed: Precomputed, texts: [String]) {
+  public init(precomputed: Precomputed, texts: [String], timeIds: [[Float]]? = nil) {
     self.images = Tensor.zeros([0])
     self.clipPixels = Tensor.zeros([0])
     self.texts = texts
+    self.timeIds = timeIds
     self.precomputed = precomputed
   }
 
