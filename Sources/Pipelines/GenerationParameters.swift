@@ -50,6 +50,10 @@ public struct GenerationParameters: Sendable {
   public var seed: UInt64 = 0
   /// Sampler; nil uses the class named in the pipeline's `scheduler_config.json`.
   public var scheduler: SchedulerKind?
+  /// The pipelines' `eta`, which diffusers passes to a scheduler whose `step` takes it: TCD's gamma
+  /// in [0, 1] (nil: 0, the pipelines' default; TCD's examples use 0.3). Any other scheduler
+  /// refuses a non-zero value.
+  public var eta: Float?
   /// Initial noise `[1, 4, H/8, W/8]` (NCHW, as diffusers' `latents=`); still multiplied by
   /// `init_noise_sigma`.
   public var latents: Tensor?

@@ -15,6 +15,7 @@ public enum ParametersText {
       ("Seed", "\(p.seed)"), ("Size", "\(width)x\(height)"), ("Model", model),
     ]
     if p.clipSkip > 0 { fields.append(("Clip skip", "\(p.clipSkip + 1)")) }
+    if let eta = p.eta, eta != 0 { fields.append(("Eta", format(eta))) }
     if p.guidanceRescale > 0 { fields.append(("CFG rescale", format(p.guidanceRescale))) }
     if let s = p.prompt2, !s.isEmpty { fields.append(("Prompt 2", quoted(s))) }
     if let s = p.negativePrompt2, !s.isEmpty { fields.append(("Negative prompt 2", quoted(s))) }
@@ -58,6 +59,8 @@ extension SchedulerKind {
     case .eulerAncestral: "Euler a"
     case .dpmpp2m: "DPM++ 2M"
     case .dpmpp2mKarras: "DPM++ 2M Karras"
+    case .lcm: "LCM"
+    case .tcd: "TCD"
     }
   }
 
@@ -69,6 +72,8 @@ extension SchedulerKind {
     case "EulerDiscreteScheduler": "Euler"
     case "EulerAncestralDiscreteScheduler": "Euler a"
     case "DPMSolverMultistepScheduler": "DPM++ 2M"
+    case "LCMScheduler": "LCM"
+    case "TCDScheduler": "TCD"
     default: name
     }
   }

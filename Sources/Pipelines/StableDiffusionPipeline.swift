@@ -212,11 +212,11 @@ public final class StableDiffusionPipeline: Sendable {
   }
 
   /// Makes the scheduler a generation asked for (or the folder's own).
-  public func makeScheduler(_ kind: SchedulerKind?, steps: Int) throws -> any Scheduler {
+  public func makeScheduler(_ kind: SchedulerKind?, steps: Int, eta: Float? = nil) throws -> any Scheduler {
     if let kind {
-      return try Schedulers.makeScheduler(kind: kind, config: schedulerConfig, steps: steps, noiseLayout: .nhwc)
+      return try Schedulers.makeScheduler(kind: kind, config: schedulerConfig, steps: steps, noiseLayout: .nhwc, eta: eta)
     }
-    return try Schedulers.makeScheduler(config: schedulerConfig, steps: steps, noiseLayout: .nhwc)
+    return try Schedulers.makeScheduler(config: schedulerConfig, steps: steps, noiseLayout: .nhwc, eta: eta)
   }
 
   /// Checks and resolves the output size (multiples of the VAE scale factor).
@@ -328,7 +328,7 @@ public final class StableDiffusionPipeline: Sendable {
           height: height, maxPixels: parameters.maxPixels, unet: unet))
     }
 
-    var scheduler = try makeScheduler(parameters.scheduler, steps: parameters.steps)
+    var scheduler = try makeScheduler(parameters.scheduler, steps: parameters.steps, eta: parameters.eta)
     var generator = TorchGenerator(seed: parameters.seed)
     var start = 0
     var latents: Tensor

@@ -50,6 +50,9 @@ public struct SchedulerConfig: Codable, Sendable, Equatable {
   public var lambdaMinClipped: Double?
   public var varianceType: String?
   public var useDynamicShifting: Bool?
+  // LCMScheduler / TCDScheduler
+  public var originalInferenceSteps: Int?
+  public var timestepScaling: Double?
 
   public init() {}
 
@@ -87,6 +90,8 @@ public struct SchedulerConfig: Codable, Sendable, Equatable {
     case lambdaMinClipped = "lambda_min_clipped"
     case varianceType = "variance_type"
     case useDynamicShifting = "use_dynamic_shifting"
+    case originalInferenceSteps = "original_inference_steps"
+    case timestepScaling = "timestep_scaling"
   }
 
   /// Decodes `scheduler_config.json` text. Accepts Python's `Infinity`/`NaN` literals (as written by
@@ -215,6 +220,12 @@ public struct SchedulerConfig: Codable, Sendable, Equatable {
     }
     if let solverOrder, !(1...3).contains(solverOrder) { throw fail("solver_order", solverOrder, "must be 1, 2 or 3") }
     if let lambdaMinClipped, lambdaMinClipped.isNaN { throw fail("lambda_min_clipped", lambdaMinClipped, "must be a number") }
+    if let originalInferenceSteps, !(1...n).contains(originalInferenceSteps) {
+      throw fail("original_inference_steps", originalInferenceSteps, "must be in 1…\(n) (num_train_timesteps)")
+    }
+    if let timestepScaling, !(timestepScaling.isFinite && timestepScaling > 0 && timestepScaling <= 1e6) {
+      throw fail("timestep_scaling", timestepScaling, "must be a finite number in (0, 1e6]")
+    }
   }
 
   private static func describe(_ error: DecodingError) -> String {

@@ -10,6 +10,8 @@ import TorchRandom
 /// - `dpmpp-2m`: `DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++",
 ///   solver_order=2, use_karras_sigmas=False)`
 /// - `dpmpp-2m-karras`: the same with `use_karras_sigmas=True`
+/// - `lcm`: `LCMScheduler.from_config(config)` (LCM-LoRA, LCM-distilled models)
+/// - `tcd`: `TCDScheduler.from_config(config)` (TCD-LoRA; `eta` from the generation)
 public enum SchedulerKind: String, CaseIterable, Sendable {
   case ddim
   case pndm
@@ -17,8 +19,10 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
   case eulerAncestral = "euler-a"
   case dpmpp2m = "dpmpp-2m"
   case dpmpp2mKarras = "dpmpp-2m-karras"
+  case lcm
+  case tcd
 
-  /// Parses a CLI name (`ddim|pndm|euler|euler-a|dpmpp-2m|dpmpp-2m-karras`).
+  /// Parses a CLI name (`ddim|pndm|euler|euler-a|dpmpp-2m|dpmpp-2m-karras|lcm|tcd`).
   public init(cliName: String) throws {
     guard let kind = SchedulerKind(rawValue: cliName) else {
       throw SchedulerError.unknownScheduler(name: cliName, known: Self.allCases.map(\.rawValue))
@@ -37,6 +41,8 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
     case .euler: EulerDiscreteScheduler.className
     case .eulerAncestral: EulerAncestralDiscreteScheduler.className
     case .dpmpp2m, .dpmpp2mKarras: DPMSolverMultistepScheduler.className
+    case .lcm: LCMScheduler.className
+    case .tcd: TCDScheduler.className
     }
   }
 
@@ -48,7 +54,7 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
       c.algorithmType = "dpmsolver++"
       c.solverOrder = 2
       c.useKarrasSigmas = self == .dpmpp2mKarras
-    case .ddim, .pndm, .euler, .eulerAncestral:
+    case .ddim, .pndm, .euler, .eulerAncestral, .lcm, .tcd:
       break
     }
     return c
@@ -58,35 +64,40 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
 /// The scheduler classes that `_class_name` may name.
 public let implementedSchedulerClasses = [
   DDIMScheduler.className, PNDMScheduler.className, EulerDiscreteScheduler.className,
-  EulerAncestralDiscreteScheduler.className, DPMSolverMultistepScheduler.className,
+  EulerAncestralDiscreteScheduler.className, DPMSolverMultistepScheduler.className, LCMScheduler.className,
+  TCDScheduler.className,
 ]
 
 /// A scheduler of `kind` built from a folder's `scheduler_config.json`, set up for `steps`
 /// inference steps (`from_config` + `set_timesteps(steps)`). `noiseLayout` is the layout of the
-/// latents the loop passes in (only ancestral samplers draw noise).
+/// latents the loop passes in (only samplers that draw noise use it). `eta` is the pipelines'
+/// `eta` argument: TCD's gamma; any other scheduler refuses a non-zero one.
 public func makeScheduler(
-  kind: SchedulerKind, config: SchedulerConfig, steps: Int, noiseLayout: LatentLayout = .nchw
+  kind: SchedulerKind, config: SchedulerConfig, steps: Int, noiseLayout: LatentLayout = .nchw, eta: Float? = nil
 ) throws -> any Scheduler {
   try makeScheduler(
     className: kind.className, config: kind.applyingOverrides(to: config), steps: steps,
-    noiseLayout: noiseLayout)
+    noiseLayout: noiseLayout, eta: eta)
 }
 
 /// The folder's own scheduler: the class named by the config's `_class_name` (SD1.5:
 /// `PNDMScheduler`) with all of the config's options.
 public func makeScheduler(
-  config: SchedulerConfig, steps: Int, noiseLayout: LatentLayout = .nchw
+  config: SchedulerConfig, steps: Int, noiseLayout: LatentLayout = .nchw, eta: Float? = nil
 ) throws -> any Scheduler {
   guard let name = config.className else {
     throw SchedulerError.invalidConfigJSON("_class_name is missing; pass a scheduler kind instead")
   }
-  return try makeScheduler(className: name, config: config, steps: steps, noiseLayout: noiseLayout)
+  return try makeScheduler(className: name, config: config, steps: steps, noiseLayout: noiseLayout, eta: eta)
 }
 
 /// A scheduler of the diffusers class `className` (e.g. `"EulerDiscreteScheduler"`).
 public func makeScheduler(
-  className: String, config: SchedulerConfig, steps: Int, noiseLayout: LatentLayout = .nchw
+  className: String, config: SchedulerConfig, steps: Int, noiseLayout: LatentLayout = .nchw, eta: Float? = nil
 ) throws -> any Scheduler {
+  if let eta, eta != 0, className != TCDScheduler.className {
+    throw SchedulerError.unsupportedValue(scheduler: className, key: "eta", value: "\(eta)", supported: ["0 (eta applies to TCDScheduler)"])
+  }
   switch className {
   case DDIMScheduler.className:
     return try DDIMScheduler(config: config, steps: steps)
@@ -98,6 +109,10 @@ public func makeScheduler(
     return try EulerAncestralDiscreteScheduler(config: config, steps: steps, noiseLayout: noiseLayout)
   case DPMSolverMultistepScheduler.className:
     return try DPMSolverMultistepScheduler(config: config, steps: steps)
+  case LCMScheduler.className:
+    return try LCMScheduler(config: config, steps: steps, noiseLayout: noiseLayout)
+  case TCDScheduler.className:
+    return try TCDScheduler(config: config, steps: steps, eta: eta ?? 0, noiseLayout: noiseLayout)
   default:
     throw SchedulerError.unknownSchedulerClass(name: className, known: implementedSchedulerClasses)
   }

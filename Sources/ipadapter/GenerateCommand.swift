@@ -49,8 +49,11 @@ struct GenerateCommand: AsyncParsableCommand {
   @Option(help: "Seed of the torch-compatible generator (default: a random seed, printed).")
   var seed: UInt64?
 
-  @Option(help: "Sampler (default: the model's own).")
+  @Option(help: "Sampler (default: the model's own): ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm (LCM-LoRA / LCM models), tcd (TCD-LoRA).")
   var scheduler: SchedulerKind?
+
+  @Option(help: "diffusers' eta: TCD's gamma in [0, 1] (default 0 as diffusers' pipelines; TCD's examples use 0.3). Only with --scheduler tcd.")
+  var eta: Float?
 
   @Option(help: "A safetensors file with tensor 'latents' [1,4,H/8,W/8] used as the initial noise.")
   var latents: String?
@@ -134,6 +137,7 @@ struct GenerateCommand: AsyncParsableCommand {
     try sdxl.apply(to: &parameters)
     parameters.seed = seed ?? UInt64.random(in: 0..<(1 << 32))
     parameters.scheduler = scheduler
+    parameters.eta = eta
     parameters.clipSkip = clipSkip
     parameters.maxPixels = limits.maxPixels
     parameters.allowNaN = limits.allowNan

@@ -22,6 +22,7 @@ import Weights
     var mask_blur: Double?
     var num_inference_steps: Int
     var guidance_scale: Float
+    var eta: Float?
     var scheduler: String
     var width: Int?
     var height: Int?
@@ -71,6 +72,7 @@ import Weights
     p.guidanceScale = c.guidance_scale
     p.seed = 0
     p.scheduler = try SchedulerKind(cliName: c.scheduler)
+    p.eta = c.eta
     p.width = c.width ?? c.resize_to?[0]
     p.height = c.height ?? c.resize_to?[1]
     p.strength = c.strength
@@ -121,4 +123,22 @@ import Weights
 
   @Test(arguments: ["controlnet-single", "controlnet-double", "controlnet-guess-window", "controlnet-single-ip"])
   func controlNetMatchesDiffusers(name: String) throws { try run(name) }
+
+  /// Few-step sampling as LCM-LoRA / TCD-LoRA users run it: `LCMScheduler` at guidance 1 (one UNet
+  /// batch) with an IP-Adapter, `TCDScheduler` with eta 0.3 (seeded re-noising every step),
+  /// LCM image-to-image at guidance 1.5.
+  @Test(arguments: ["lcm-ip-guidance1", "tcd-eta0.3-guidance1", "img2img-lcm-0.6"])
+  func fewStepSamplingMatchesDiffusers(name: String) throws { try run(name) }
+
+  /// `eta` is TCD's: any other scheduler refuses a non-zero one, and TCD one outside [0, 1].
+  @Test func etaIsRefusedWhereItDoesNotApply() throws {
+    let pipe = try StableDiffusionPipeline(folder: Fixtures.url("tiny-sd15"))
+    var p = GenerationParameters(prompt: "a red cube")
+    (p.steps, p.width, p.height) = (2, 64, 64)
+    for (kind, eta) in [(SchedulerKind.ddim, Float(0.3)), (.lcm, 0.5), (.tcd, 1.5), (.tcd, -0.1)] {
+      p.scheduler = kind
+      p.eta = eta
+      #expect(throws: SchedulerError.self, "\(kind) eta \(eta)") { _ = try pipe.generate(p) }
+    }
+  }
 }

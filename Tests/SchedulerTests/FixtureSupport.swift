@@ -95,6 +95,8 @@ struct RawSchedulerCase: Decodable {
   let beginIndex: Int
   let initialSample: Float32Blob
   let generatorSeed: UInt64
+  /// The `eta` passed to `step` (TCD cases).
+  let eta: Double?
   /// Per loop step, or nil when `scale_model_input` is the identity throughout.
   let scaled: [Float32Blob?]?
   let prevSamples: [Float32Blob]
@@ -103,7 +105,7 @@ struct RawSchedulerCase: Decodable {
   let addNoise: [AddNoiseCheck]
 
   enum CodingKeys: String, CodingKey {
-    case name, kind, config, steps, shape, timesteps, sigmas, order, strength, original, noise, scaled, renoised
+    case name, kind, config, steps, shape, timesteps, sigmas, order, strength, original, noise, scaled, renoised, eta
     case className = "class"
     case initNoiseSigma = "init_noise_sigma"
     case beginIndex = "begin_index"
@@ -156,6 +158,7 @@ struct SchedulerCase: Sendable, CustomTestStringConvertible {
   let beginIndex: Int
   let initialSample: [Float]
   let generatorSeed: UInt64
+  let eta: Double?
   let loop: [LoopStep]
   let addNoise: AddNoiseFixture
 
@@ -206,6 +209,7 @@ struct SchedulerCase: Sendable, CustomTestStringConvertible {
     beginIndex = raw.beginIndex
     initialSample = try check(raw.initialSample.values, "initial_sample")
     generatorSeed = raw.generatorSeed
+    eta = raw.eta
     var loop: [LoopStep] = []
     for k in 0..<loopCount {
       loop.append(

@@ -58,16 +58,16 @@ struct SchedulerConfigTests {
 
   @Test("CLI names round-trip and build the documented classes")
   func kinds() throws {
-    #expect(SchedulerKind.allCases.map(\.cliName) == ["ddim", "pndm", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras"])
+    #expect(SchedulerKind.allCases.map(\.cliName) == ["ddim", "pndm", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "lcm", "tcd"])
     let expected: [SchedulerKind: any Scheduler.Type] = [
       .ddim: DDIMScheduler.self, .pndm: PNDMScheduler.self, .euler: EulerDiscreteScheduler.self,
       .eulerAncestral: EulerAncestralDiscreteScheduler.self, .dpmpp2m: DPMSolverMultistepScheduler.self,
-      .dpmpp2mKarras: DPMSolverMultistepScheduler.self,
+      .dpmpp2mKarras: DPMSolverMultistepScheduler.self, .lcm: LCMScheduler.self, .tcd: TCDScheduler.self,
     ]
     for kind in SchedulerKind.allCases {
       #expect(try SchedulerKind(cliName: kind.cliName) == kind)
       let s = try makeScheduler(kind: kind, config: .stableDiffusion15, steps: 20)
-      #expect(type(of: s) == expected[kind]!)
+      #expect(type(of: s) == expected[kind], "\(kind)")
     }
     #expect(try type(of: makeScheduler(config: .stableDiffusion15, steps: 20)) == PNDMScheduler.self)
   }

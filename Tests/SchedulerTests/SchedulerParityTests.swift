@@ -34,12 +34,18 @@ struct SchedulerParityTests {
   @Test("DPMSolverMultistepScheduler dpmsolver++ order 2, Karras sigmas", arguments: SchedulerFixtures.cases("dpmpp-2m-karras"))
   func dpmpp2mKarras(_ c: SchedulerCase) throws { try Self.run(c) }
 
+  @Test("LCMScheduler (few steps, seeded re-noising)", arguments: SchedulerFixtures.cases("lcm"))
+  func lcm(_ c: SchedulerCase) throws { try Self.run(c) }
+
+  @Test("TCDScheduler at eta 0, 0.3 and 1", arguments: SchedulerFixtures.cases("tcd"))
+  func tcd(_ c: SchedulerCase) throws { try Self.run(c) }
+
   @Test("The folder's own class from _class_name", arguments: SchedulerFixtures.cases("folder"))
   func folderClass(_ c: SchedulerCase) throws { try Self.run(c) }
 
   @Test("Every fixture file decodes and has cases")
   func fixturesPresent() throws {
-    for file in ["ddim", "pndm", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "folder"] {
+    for file in ["ddim", "pndm", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "lcm", "tcd", "folder"] {
       let cases = try SchedulerFixtures.loadCases(file)
       #expect(cases.count >= 5, "Tests/Fixtures/schedulers/\(file).json")
     }
@@ -47,7 +53,8 @@ struct SchedulerParityTests {
 
   static func makeScheduler(_ c: SchedulerCase) throws -> any Scheduler {
     if let kind = c.kind {
-      return try Schedulers.makeScheduler(kind: SchedulerKind(cliName: kind), config: c.config, steps: c.steps)
+      return try Schedulers.makeScheduler(
+        kind: SchedulerKind(cliName: kind), config: c.config, steps: c.steps, eta: c.eta.map { Float($0) })
     }
     return try Schedulers.makeScheduler(config: c.config, steps: c.steps)
   }

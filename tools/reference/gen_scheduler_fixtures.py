@@ -7,7 +7,7 @@ Run from the repository root with the reference venv:
 
 Writes JSON files into Tests/Fixtures/schedulers/:
   rng.json            torch.Generator("cpu").manual_seed + torch.randn / torch.rand draws
-  <kind>.json         one file per scheduler name; each holds a list of cases, every case a full
+  <kind>.json         one file per scheduler name (lcm.json and tcd.json: the few-step schedulers); each holds a list of cases, every case a full
                       denoising loop driven like diffusers' StableDiffusion(Img2Img)Pipeline does:
                       timesteps, init_noise_sigma, and per step the scale_model_input result and
                       the step result, plus add_noise checks.
@@ -42,7 +42,9 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    LCMScheduler,
     PNDMScheduler,
+    TCDScheduler,
 )
 
 import diffusers
@@ -81,6 +83,8 @@ KINDS = {
     ),
 }
 
+# The few-step schedulers (separate files, added after the others so that those stay byte-identical).
+FEW_STEP_KINDS = {"lcm": (LCMScheduler, {}), "tcd": (TCDScheduler, {})}
 SHAPE = [1, 4, 2, 3]  # 24 elements: 16 or more but not a multiple of 16, so euler-a noise takes torch's tail path
 SMALL = [1, 1, 2, 3]  # 6 elements: fewer than 16, so euler-a noise takes torch's scalar path
 NUMEL = int(np.prod(SHAPE))
@@ -117,7 +121,7 @@ def resolve(kind, config):
     if kind is None:
         cls = getattr(diffusers, config["_class_name"])
         return cls, {}
-    return KINDS[kind]
+    return KINDS[kind] if kind in KINDS else FEW_STEP_KINDS[kind]
 
 
 def make(kind, config, steps):
@@ -163,7 +167,8 @@ class FileInputs:
         }
 
 
-def run_case(name, kind, config, steps, seed, inputs, strength=None, shape=SHAPE, noise_seed=None, force_begin=False):
+def run_case(name, kind, config, steps, seed, inputs, strength=None, shape=SHAPE, noise_seed=None, force_begin=False,
+             eta=None):
     """One denoising loop. strength=None: text-to-image; else image-to-image from diffusers' get_timesteps.
 
     force_begin: call set_begin_index(0) for text-to-image too. Needed only where diffusers' own
@@ -214,6 +219,8 @@ def run_case(name, kind, config, steps, seed, inputs, strength=None, shape=SHAPE
     gseed = noise_seed if noise_seed is not None else seed
     g = torch.Generator("cpu").manual_seed(gseed)
     case["generator_seed"] = gseed
+    if eta is not None:
+        case["eta"] = eta
 
     scaled_out, prev_out, renoised_out = [], [], []
     loop = timesteps[begin:]
@@ -221,6 +228,8 @@ def run_case(name, kind, config, steps, seed, inputs, strength=None, shape=SHAPE
         model_output = inputs.model_output(i, shape)
         scaled = s.scale_model_input(sample, t)
         kwargs = {"generator": g} if accepts_generator else {}
+        if eta is not None:
+            kwargs["eta"] = eta  # what the pipelines pass to a scheduler whose step takes eta (TCD)
         prev = s.step(model_output, t, sample, return_dict=False, **kwargs)[0]
         # None when scale_model_input returned the sample unchanged (all but the Euler classes)
         scaled_out.append(None if torch.equal(scaled, sample) else b64(scaled))
@@ -400,6 +409,40 @@ def write(name, obj):
     print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KiB)")
 
 
+def few_step_cases():
+    """LCMScheduler and TCDScheduler (few-step sampling: LCM-LoRA, TCD-LoRA) as StableDiffusionPipeline drives them:
+    the SD1.5 config (LCMScheduler.from_config(pipe.scheduler.config)), 1-8 steps, other original_inference_steps,
+    timestep_scaling, prediction types, clipping, class defaults, image-to-image; TCD at eta 0 (the pipelines' default),
+    0.3 (TCD's examples) and 1."""
+    files = {k: {"configs": {}, "cases": [], "inputs": FileInputs(7100 + i)} for i, k in enumerate(FEW_STEP_KINDS)}
+    seed = 500
+
+    def add(file, name, config, steps, **kwargs):
+        nonlocal seed
+        seed += 1
+        f = files[file]
+        key = config_name(config)
+        assert f["configs"].setdefault(key, dict(config)) == config, key
+        f["cases"].append(run_case(name, file, config, steps, seed=seed, inputs=f["inputs"], **kwargs))
+
+    for kind in FEW_STEP_KINDS:
+        etas = [None] if kind == "lcm" else [0.0, 0.3, 1.0]
+        for eta in etas:
+            tag = "" if eta is None else f" eta {eta}"
+            for steps in (1, 2, 4, 8):
+                add(kind, f"{kind} sd15 {steps} steps{tag}", SD15, steps, eta=eta)
+        e = None if kind == "lcm" else 0.3
+        add(kind, f"{kind} sd15 original_inference_steps 30, 7 steps", dict(SD15, original_inference_steps=30), 7, eta=e)
+        add(kind, f"{kind} sd15 v_prediction 4 steps", dict(SD15, prediction_type="v_prediction"), 4, eta=e)
+        add(kind, f"{kind} sd15 sample prediction 4 steps", dict(SD15, prediction_type="sample"), 4, eta=e)
+        add(kind, f"{kind} class defaults 4 steps", {}, 4, eta=e)
+        add(kind, f"{kind} sd15 clip_sample 4 steps", dict(SD15, clip_sample=True, clip_sample_range=0.5), 4, eta=e)
+        add(kind, f"{kind} sd15 img2img strength 0.5 8 steps", SD15, 8, strength=0.5, eta=e)
+        add(kind, f"{kind} sd15 small shape 4 steps", SD15, 4, shape=SMALL, eta=e)
+    add("lcm", "lcm sd15 timestep_scaling 4.5, 4 steps", dict(SD15, timestep_scaling=4.5), 4)
+    return files
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -410,6 +453,8 @@ def main():
         "float_encoding": "base64 of little-endian float32",
     }
     for kind, f in scheduler_cases().items():
+        write(f"{kind}.json", {**meta, "configs": f["configs"], **f["inputs"].to_json(), "cases": f["cases"]})
+    for kind, f in few_step_cases().items():
         write(f"{kind}.json", {**meta, "configs": f["configs"], **f["inputs"].to_json(), "cases": f["cases"]})
 
 

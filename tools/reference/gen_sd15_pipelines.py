@@ -93,7 +93,7 @@ def scheduler(pipe, name):
     import diffusers
 
     classes = {"pndm": "PNDMScheduler", "ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler",
-               "euler-a": "EulerAncestralDiscreteScheduler"}
+               "euler-a": "EulerAncestralDiscreteScheduler", "lcm": "LCMScheduler", "tcd": "TCDScheduler"}
     with open(os.path.join(PIPE, "scheduler", "scheduler_config.json")) as f:
         base = json.load(f)
     pipe.scheduler = getattr(diffusers, classes[name]).from_config(base)
@@ -203,10 +203,30 @@ def main():
                                    "model": "tiny-sd15-inpainting", "ip_adapter_image": None}, ip)
 
     controlnet_cases(ref)
+    few_step_cases()
 
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump(CASES, f, indent=2, sort_keys=True, default=str)
         f.write("\n")
+
+
+def few_step_cases():
+    """Few-step sampling as LCM-LoRA / TCD-LoRA users run it (LCMScheduler / TCDScheduler.from_config of the model's
+    config): guidance 1 (one UNet batch, no unconditional pass) with an IP-Adapter; TCD with eta 0.3 (its seeded
+    re-noising); LCM image-to-image with guidance 1.5 (CFG on)."""
+    pipe = load("StableDiffusionPipeline")
+    scheduler(pipe, "lcm")
+    ip = with_ip(pipe)
+    run(pipe, "lcm-ip-guidance1", {"num_inference_steps": 4, "guidance_scale": 1.0, "scheduler": "lcm", "width": 64,
+                                   "height": 64, "ip_adapter_image": None}, ip)
+    pipe = load("StableDiffusionPipeline")
+    scheduler(pipe, "tcd")
+    run(pipe, "tcd-eta0.3-guidance1", {"num_inference_steps": 4, "guidance_scale": 1.0, "eta": 0.3, "scheduler": "tcd",
+                                       "width": 64, "height": 64})
+    pipe = load("StableDiffusionImg2ImgPipeline")
+    scheduler(pipe, "lcm")
+    run(pipe, "img2img-lcm-0.6", {"images": {"image": "init-64.png"}, "strength": 0.6, "num_inference_steps": 6,
+                                  "guidance_scale": 1.5, "scheduler": "lcm"})
 
 
 def controlnet_cases(ref):
