@@ -206,36 +206,23 @@ public enum Normalization {
     _ base: UnsafePointer<Float>, pixels: Int, channels c: Int, centre: [Float]?
   ) -> [Double] {
     let threads = max(1, min(Runtime.threadCount, pixels / 64))
-    var partial = [Double](repeating: 0, count: threads * c)
-    partial.withUnsafeMutableBufferPointer { part in
-      let partPointer = part.baseAddress!
-      (centre ?? []).withUnsafeBufferPointer { centreBuffer in
-        let centrePointer = centre == nil ? nil : centreBuffer.baseAddress
-        Parallel.forRanges(threads, costPerItem: 1 << 30) { range in
-          let acc = UnsafeMutablePointer<Float>.allocate(capacity: c)
-          defer { acc.deallocate() }
-          for t in range {
-            let lo = pixels * t / threads
-            let hi = pixels * (t + 1) / threads
-            var p = lo
-            while p < hi {
-              // Accumulate blocks of 256 pixels in Float, then flush to Double.
-              let end = min(hi, p + 256)
-              acc.update(repeating: 0, count: c)
-              ipa_accumulate_rows(base + p * c, end - p, c, centrePointer, acc)
-              p = end
-              let out = partPointer + t * c
-              for ch in 0..<c { out[ch] += Double(acc[ch]) }
-            }
-          }
+    return (centre ?? []).withUnsafeBufferPointer { centreBuffer in
+      let centrePointer = centre == nil ? nil : centreBuffer.baseAddress
+      return sumAcrossThreads(threads, count: c) { t, out in
+        let acc = UnsafeMutablePointer<Float>.allocate(capacity: c)
+        defer { acc.deallocate() }
+        var p = pixels * t / threads
+        let hi = pixels * (t + 1) / threads
+        while p < hi {
+          // Accumulate blocks of 256 pixels in Float, then flush to Double.
+          let end = min(hi, p + 256)
+          acc.update(repeating: 0, count: c)
+          ipa_accumulate_rows(base + p * c, end - p, c, centrePointer, acc)
+          p = end
+          for ch in 0..<c { out[ch] += Double(acc[ch]) }
         }
       }
     }
-    var total = [Double](repeating: 0, count: c)
-    for t in 0..<threads {
-      for ch in 0..<c { total[ch] += partial[t * c + ch] }
-    }
-    return total
   }
 
   /// Per-channel `Σ a` and `Σ a·b` over `pixels` rows of `channels`, split across threads.
@@ -243,36 +230,102 @@ public enum Normalization {
     _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, pixels: Int, channels c: Int
   ) -> (sumA: [Double], sumAB: [Double]) {
     let threads = max(1, min(Runtime.threadCount, pixels / 64))
-    var partial = [Double](repeating: 0, count: threads * 2 * c)
-    partial.withUnsafeMutableBufferPointer { part in
-      let partPointer = part.baseAddress!
-      Parallel.forRanges(threads, costPerItem: 1 << 30) { range in
-        let acc = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
-        defer { acc.deallocate() }
-        for t in range {
-          let lo = pixels * t / threads
-          let hi = pixels * (t + 1) / threads
-          var p = lo
-          let out = partPointer + t * 2 * c
-          while p < hi {
-            // Blocks of 256 pixels in Float, flushed to Double.
-            let end = min(hi, p + 256)
-            acc.update(repeating: 0, count: 2 * c)
-            ipa_accumulate_products(a + p * c, b + p * c, end - p, c, acc, acc + c)
-            p = end
-            for i in 0..<2 * c { out[i] += Double(acc[i]) }
+    let total = sumAcrossThreads(threads, count: 2 * c) { t, out in
+      let acc = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
+      defer { acc.deallocate() }
+      var p = pixels * t / threads
+      let hi = pixels * (t + 1) / threads
+      while p < hi {
+        // Blocks of 256 pixels in Float, flushed to Double.
+        let end = min(hi, p + 256)
+        acc.update(repeating: 0, count: 2 * c)
+        ipa_accumulate_products(a + p * c, b + p * c, end - p, c, acc, acc + c)
+        p = end
+        for i in 0..<2 * c { out[i] += Double(acc[i]) }
+      }
+    }
+    return (Array(total[0..<c]), Array(total[c...]))
+  }
+
+  /// Runs `body(slice, sums)` for each of `threads` slices on the pool, each with its own zeroed
+  /// `count` accumulators, and returns their element-wise total, added in slice order (so the
+  /// result does not depend on which thread ran which slice).
+  static func sumAcrossThreads(
+    _ threads: Int, count: Int, _ body: (_ slice: Int, _ sums: UnsafeMutablePointer<Double>) -> Void
+  ) -> [Double] {
+    let partial = UnsafeMutablePointer<Double>.allocate(capacity: max(1, threads * count))
+    defer { partial.deallocate() }
+    partial.initialize(repeating: 0, count: max(1, threads * count))
+    Parallel.forRanges(threads, costPerItem: 1 << 30) { range in
+      for t in range { body(t, partial + t * count) }
+    }
+    var total = [Double](repeating: 0, count: count)
+    for t in 0..<threads {
+      for i in 0..<count { total[i] += partial[t * count + i] }
+    }
+    return total
+  }
+
+  /// The gradients of `layerNorm` for the output gradient `dy`: the input's (when
+  /// `inputGradient`), and the weight's and bias's when `affineGradients`.
+  ///
+  /// matches: `torch.nn.functional.layer_norm`'s backward (biased variance), per row with its mean
+  /// and `r = 1/√(σ² + ε)` recomputed from the input in double: `dx = r · (dx̂ − mean(dx̂) −
+  /// x̂ · mean(dx̂ · x̂))` with `dx̂ = dy · γ`; `dγ = Σ dy·x̂`, `dβ = Σ dy` over every row.
+  public static func layerNormBackward(
+    _ dy: Tensor, input x: Tensor, weight: Tensor?, eps: Float, inputGradient: Bool = true, affineGradients: Bool
+  ) throws -> (dx: Tensor?, dWeight: Tensor?, dBias: Tensor?) {
+    guard dy.shape == x.shape, x.rank >= 1 else {
+      throw TensorError.shapeMismatch(operation: "LayerNorm backward", expected: x.shape, actual: dy.shape)
+    }
+    let c = x.shape[x.rank - 1]
+    try checkAffine(weight, nil, channels: c, operation: "LayerNorm backward")
+    let (input, gradient) = (x.asFloat32(), dy.asFloat32())
+    let gamma = weight?.asFloat32()
+    let rows = c == 0 ? 0 : x.count / c
+    let threads = max(1, min(Runtime.threadCount, rows / 16))
+    let dx = inputGradient ? Tensor(uninitializedShape: x.shape) : nil
+    let (src, grad, g) = (input.floatPointer, gradient.floatPointer, gamma?.floatPointer)
+    let dxp = dx?.mutableFloatPointer
+    let sums = sumAcrossThreads(threads, count: affineGradients ? 2 * c : 0) { t, partial in
+      let acc = affineGradients ? partial : nil
+      for r in rows * t / threads..<rows * (t + 1) / threads {
+        let row = src + r * c, dyr = grad + r * c
+        var s = 0.0
+        for i in 0..<c { s += Double(row[i]) }
+        let mean = s / Double(c)
+        var v = 0.0
+        for i in 0..<c {
+          let d = Double(row[i]) - mean
+          v += d * d
+        }
+        let rstd = 1 / (v / Double(c) + Double(eps)).squareRoot()
+        var sumD = 0.0, sumDX = 0.0
+        for i in 0..<c {
+          let xhat = (Double(row[i]) - mean) * rstd
+          let d = Double(dyr[i]) * Double(g?[i] ?? 1)
+          sumD += d
+          sumDX += d * xhat
+          if let acc {
+            acc[i] += Double(dyr[i]) * xhat
+            acc[c + i] += Double(dyr[i])
+          }
+        }
+        if let dxp {
+          let (meanD, meanDX) = (sumD / Double(c), sumDX / Double(c))
+          let o = dxp + r * c
+          for i in 0..<c {
+            let xhat = (Double(row[i]) - mean) * rstd
+            let d = Double(dyr[i]) * Double(g?[i] ?? 1)
+            o[i] = Float(rstd * (d - meanD - xhat * meanDX))
           }
         }
       }
     }
-    var sumA = [Double](repeating: 0, count: c), sumAB = [Double](repeating: 0, count: c)
-    for t in 0..<threads {
-      for ch in 0..<c {
-        sumA[ch] += partial[t * 2 * c + ch]
-        sumAB[ch] += partial[t * 2 * c + c + ch]
-      }
-    }
-    return (sumA, sumAB)
+    guard affineGradients else { return (dx, nil, nil) }
+    return (
+      dx, try Tensor(shape: [c], floats: sums[0..<c].map(Float.init)), try Tensor(shape: [c], floats: sums[c...].map(Float.init))
+    )
   }
 
   /// `y = x·scale[c] + shift[c]` (then SiLU) for every pixel, split across threads.
