@@ -30,23 +30,19 @@ public struct LCMScheduler: Scheduler {
   /// The layout of the sample tensors (for the re-noising draw).
   public let noiseLayout: LatentLayout
 
-  private let schedule: NoiseSchedule
-  private let integerTimesteps: [Int]
-  private let prediction: SchedulerOption.Prediction
+  private let setup: FewStep.Setup
+  private var schedule: NoiseSchedule { setup.schedule }
+  private var integerTimesteps: [Int] { setup.integerTimesteps }
   private let clipRange: Float?
   private let timestepScaling: Float
   private var nextStep: Int?
 
   public init(config: SchedulerConfig, steps: Int, noiseLayout: LatentLayout = .nchw) throws {
-    let name = Self.className
-    let c = FewStep.withClassDefaults(config)
-    schedule = try NoiseSchedule(config: c, scheduler: name)
-    try SchedulerOption.require(c.thresholding, equals: false, key: "thresholding", scheduler: name)
-    prediction = try SchedulerOption.prediction(c, supported: [.epsilon, .vPrediction, .sample], scheduler: name)
+    setup = try FewStep.Setup(config: config, steps: steps, scheduler: Self.className)
+    let c = setup.config
     clipRange = (c.clipSample ?? false) ? Float(c.clipSampleRange ?? 1) : nil
     timestepScaling = Float(c.timestepScaling ?? 10)
-    integerTimesteps = try FewStep.timesteps(c, steps: steps, scheduler: name)
-    timesteps = integerTimesteps.map(Float.init)
+    timesteps = setup.integerTimesteps.map(Float.init)
     numInferenceSteps = steps
     self.noiseLayout = noiseLayout
   }
@@ -73,7 +69,7 @@ public struct LCMScheduler: Scheduler {
     let prev = last ? t : integerTimesteps[stepIndex + 1]
     let alphaT = schedule.alphaCumprod(at: t)
     let alphaPrev = schedule.alphaCumprod(at: prev)
-    let x0 = FewStep.predictedOriginal(prediction, sample: sample, modelOutput: modelOutput, alpha: alphaT, clip: clipRange)
+    let x0 = FewStep.predictedOriginal(setup.prediction, sample: sample, modelOutput: modelOutput, alpha: alphaT, clip: clipRange)
     let (skip, out) = boundaryScalings(t)
     let denoised = TensorMath.map(x0, sample) { x, s in out * x + skip * s }
     guard !last else { return denoised }
@@ -92,6 +88,23 @@ public struct LCMScheduler: Scheduler {
 
 /// The parts LCMScheduler and TCDScheduler share.
 enum FewStep {
+  /// The class defaults applied, the training schedule, the timesteps and the prediction type.
+  struct Setup: Sendable {
+    let config: SchedulerConfig
+    let schedule: NoiseSchedule
+    let integerTimesteps: [Int]
+    let prediction: SchedulerOption.Prediction
+
+    init(config: SchedulerConfig, steps: Int, scheduler name: String) throws {
+      let c = FewStep.withClassDefaults(config)
+      schedule = try NoiseSchedule(config: c, scheduler: name)
+      try SchedulerOption.require(c.thresholding, equals: false, key: "thresholding", scheduler: name)
+      prediction = try SchedulerOption.prediction(c, supported: [.epsilon, .vPrediction, .sample], scheduler: name)
+      integerTimesteps = try FewStep.timesteps(c, steps: steps, scheduler: name)
+      self.config = c
+    }
+  }
+
   /// The class defaults of both (`scaled_linear` betas 0.00085…0.012) where the config is silent.
   static func withClassDefaults(_ config: SchedulerConfig) -> SchedulerConfig {
     var c = config

@@ -23,22 +23,17 @@ public struct TCDScheduler: Scheduler {
   public let eta: Float
   public let noiseLayout: LatentLayout
 
-  private let schedule: NoiseSchedule
-  private let integerTimesteps: [Int]
-  private let prediction: SchedulerOption.Prediction
+  private let setup: FewStep.Setup
+  private var schedule: NoiseSchedule { setup.schedule }
+  private var integerTimesteps: [Int] { setup.integerTimesteps }
   private var nextStep: Int?
 
   public init(config: SchedulerConfig, steps: Int, eta: Float = 0, noiseLayout: LatentLayout = .nchw) throws {
-    let name = Self.className
-    let c = FewStep.withClassDefaults(config)
-    schedule = try NoiseSchedule(config: c, scheduler: name)
-    try SchedulerOption.require(c.thresholding, equals: false, key: "thresholding", scheduler: name)
-    prediction = try SchedulerOption.prediction(c, supported: [.epsilon, .vPrediction, .sample], scheduler: name)
+    setup = try FewStep.Setup(config: config, steps: steps, scheduler: Self.className)
     guard eta.isFinite, (0...1).contains(eta) else {
-      throw SchedulerError.invalidValue(scheduler: name, key: "eta", value: "\(eta)", reason: "must be in [0, 1]")
+      throw SchedulerError.invalidValue(scheduler: Self.className, key: "eta", value: "\(eta)", reason: "must be in [0, 1]")
     }
-    integerTimesteps = try FewStep.timesteps(c, steps: steps, scheduler: name)
-    timesteps = integerTimesteps.map(Float.init)
+    timesteps = setup.integerTimesteps.map(Float.init)
     numInferenceSteps = steps
     self.eta = eta
     self.noiseLayout = noiseLayout
@@ -64,7 +59,7 @@ public struct TCDScheduler: Scheduler {
     let (sa, sb) = (alphaT.squareRoot(), (1 - alphaT).squareRoot())
     let (ssa, ssb) = (alphaS.squareRoot(), (1 - alphaS).squareRoot())
     let noised: Tensor
-    switch prediction {
+    switch setup.prediction {
     case .epsilon:
       noised = TensorMath.map(sample, modelOutput) { x, m in ssa * ((x - sb * m) / sa) + ssb * m }
     case .sample:

@@ -179,15 +179,8 @@ public enum Normalization {
     Parallel.forRanges(rows, costPerItem: c * 4) { range in
       for r in range {
         let row = src + r * c
-        var s = 0.0
-        for i in 0..<c { s += Double(row[i]) }
-        let mean = s / Double(c)
-        var v = 0.0
-        for i in 0..<c {
-          let d = Double(row[i]) - mean
-          v += d * d
-        }
-        let rstd = 1 / (Float(v / Double(c)) + eps).squareRoot()
+        let (mean, variance) = rowMeanAndVariance(row, c)
+        let rstd = 1 / (Float(variance) + eps).squareRoot()
         let shift = -Float(mean) * rstd
         let o = dst + r * c
         for i in 0..<c {
@@ -199,6 +192,20 @@ public enum Normalization {
       }
     }
     return out
+  }
+
+  /// A row's mean and biased variance, two passes in double.
+  @inline(__always)
+  static func rowMeanAndVariance(_ row: UnsafePointer<Float>, _ c: Int) -> (mean: Double, variance: Double) {
+    var s = 0.0
+    for i in 0..<c { s += Double(row[i]) }
+    let mean = s / Double(c)
+    var v = 0.0
+    for i in 0..<c {
+      let d = Double(row[i]) - mean
+      v += d * d
+    }
+    return (mean, v / Double(c))
   }
 
   /// Per-channel Σx (or Σ(x−centre)²) over `pixels` rows of `channels`, split across threads.
@@ -291,15 +298,8 @@ public enum Normalization {
       let acc = affineGradients ? partial : nil
       for r in rows * t / threads..<rows * (t + 1) / threads {
         let row = src + r * c, dyr = grad + r * c
-        var s = 0.0
-        for i in 0..<c { s += Double(row[i]) }
-        let mean = s / Double(c)
-        var v = 0.0
-        for i in 0..<c {
-          let d = Double(row[i]) - mean
-          v += d * d
-        }
-        let rstd = 1 / (v / Double(c) + Double(eps)).squareRoot()
+        let (mean, variance) = rowMeanAndVariance(row, c)
+        let rstd = 1 / (variance + Double(eps)).squareRoot()
         var sumD = 0.0, sumDX = 0.0
         for i in 0..<c {
           let xhat = (Double(row[i]) - mean) * rstd

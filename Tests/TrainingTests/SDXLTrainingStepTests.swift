@@ -19,23 +19,20 @@ import Weights
 /// gradient (≤ 1e-4 relative), then 20 AdamW steps (lr 1e-3): every loss and final parameter
 /// ≤ 1e-4. And the script's data transform (`MyDataset`: resize, crop at Δ // 2) with its time ids.
 @Suite(.serialized) struct SDXLTrainingStepTests {
-  static let golden = try! SafeTensorsFile(path: Fixtures.url("training/step_sdxl.safetensors").path)
-  static let pipeline = try! StableDiffusionPipeline(folder: Fixtures.url("tiny-sdxl"))
-  static let encoder = try! ImagePromptEncoder(folder: Fixtures.url("tiny-ip-adapter/sdxl_models/image_encoder"))
-  static let texts = ["a red square on grey", "two blue circles"]
+  static let golden = StepGolden(
+    file: try! SafeTensorsFile(path: Fixtures.url("training/step_sdxl.safetensors").path),
+    pipeline: try! StableDiffusionPipeline(folder: Fixtures.url("tiny-sdxl")),
+    encoder: try! ImagePromptEncoder(folder: Fixtures.url("tiny-ip-adapter/sdxl_models/image_encoder")))
+  static var pipeline: StableDiffusionPipeline { golden.pipeline }
+  static var texts: [String] { golden.texts }
 
-  func tensor(_ key: String) throws -> Tensor { try Self.golden.tensor(key).asFloat32() }
+  func tensor(_ key: String) throws -> Tensor { try Self.golden.tensor(key) }
+  func randomness(_ step: Int) throws -> StepRandomness { try Self.golden.randomness(step) }
 
   func trainer() throws -> AdapterTrainer {
-    let prefix = "linear.init.image_proj."
-    var imageProj: [String: Tensor] = [:]
-    for key in Self.golden.keys where key.hasPrefix(prefix) { imageProj[String(key.dropFirst(prefix.count))] = try tensor(key) }
-    let variant = try IPAdapterVariant.detect(TensorDictionary(imageProj), path: "step_sdxl.safetensors")
-    let models = try FrozenTrainingModels(pipeline: Self.pipeline, imageEncoder: Self.encoder.model)
-    #expect(models.isSDXL)
-    return try AdapterTrainer(
-      models: models, variant: variant, imageProj: imageProj,
-      ipAdapter: AdapterInitialization.decoupledAttentionState(copying: Self.pipeline.unet), learningRate: 1e-3)
+    let trainer = try Self.golden.trainer("linear")
+    #expect(trainer.models.isSDXL)
+    return trainer
   }
 
   func batch() throws -> TrainingBatch {
@@ -43,14 +40,6 @@ import Weights
     return TrainingBatch(
       images: try tensor("images"), clipPixels: try tensor("clip_pixels"), texts: Self.texts,
       timeIds: [Array(ids[0..<6]), Array(ids[6..<12])])
-  }
-
-  func randomness(_ step: Int) throws -> StepRandomness {
-    let codes = try tensor("step\(step).drop").scalars().map { Int($0) }
-    return StepRandomness(
-      vaeNoise: try tensor("step\(step).vae_noise"), noise: try tensor("step\(step).noise"),
-      timesteps: try tensor("step\(step).timesteps").scalars().map { Int($0) },
-      dropText: codes.map { $0 >= 2 }, dropImage: codes.map { $0 == 1 || $0 == 3 })
   }
 
   @Test func oneStepsPredictionLossAndGradientsMatchTheOfficialScript() async throws {

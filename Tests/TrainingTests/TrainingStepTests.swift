@@ -19,34 +19,18 @@ import Weights
 /// golden). Checked: the first loss and every parameter's gradient (≤ 1e-4 relative), then 20
 /// AdamW steps (lr 1e-3, weight decay 1e-2): every loss and every final parameter ≤ 1e-4.
 @Suite(.serialized) struct TrainingStepTests {
-  static let golden = try! SafeTensorsFile(path: Fixtures.url("training/step.safetensors").path)
-  static let pipeline = try! StableDiffusionPipeline(folder: Fixtures.url("tiny-sd15"))
-  static let encoder = try! ImagePromptEncoder(folder: Fixtures.url("tiny-ip-adapter/models/image_encoder"))
-  static let texts = ["a red square on grey", "two blue circles"]
+  static let golden = StepGolden(
+    file: try! SafeTensorsFile(path: Fixtures.url("training/step.safetensors").path),
+    pipeline: try! StableDiffusionPipeline(folder: Fixtures.url("tiny-sd15")),
+    encoder: try! ImagePromptEncoder(folder: Fixtures.url("tiny-ip-adapter/models/image_encoder")))
+  static var pipeline: StableDiffusionPipeline { golden.pipeline }
 
-  func tensor(_ key: String) throws -> Tensor { try Self.golden.tensor(key).asFloat32() }
-
-  func trainer(_ kind: String) throws -> AdapterTrainer {
-    let prefix = "\(kind).init.image_proj."
-    var imageProj: [String: Tensor] = [:]
-    for key in Self.golden.keys where key.hasPrefix(prefix) { imageProj[String(key.dropFirst(prefix.count))] = try tensor(key) }
-    let variant = try IPAdapterVariant.detect(TensorDictionary(imageProj), path: "step.safetensors")
-    let models = try FrozenTrainingModels(pipeline: Self.pipeline, imageEncoder: Self.encoder.model)
-    return try AdapterTrainer(
-      models: models, variant: variant, imageProj: imageProj,
-      ipAdapter: AdapterInitialization.decoupledAttentionState(copying: Self.pipeline.unet), learningRate: 1e-3)
-  }
+  func tensor(_ key: String) throws -> Tensor { try Self.golden.tensor(key) }
+  func trainer(_ kind: String) throws -> AdapterTrainer { try Self.golden.trainer(kind) }
+  func randomness(_ step: Int) throws -> StepRandomness { try Self.golden.randomness(step) }
 
   func batch() throws -> TrainingBatch {
-    TrainingBatch(images: try tensor("images"), clipPixels: try tensor("clip_pixels"), texts: Self.texts)
-  }
-
-  func randomness(_ step: Int) throws -> StepRandomness {
-    let codes = try tensor("step\(step).drop").scalars().map { Int($0) }
-    return StepRandomness(
-      vaeNoise: try tensor("step\(step).vae_noise"), noise: try tensor("step\(step).noise"),
-      timesteps: try tensor("step\(step).timesteps").scalars().map { Int($0) },
-      dropText: codes.map { $0 >= 2 }, dropImage: codes.map { $0 == 1 || $0 == 3 })
+    TrainingBatch(images: try tensor("images"), clipPixels: try tensor("clip_pixels"), texts: Self.golden.texts)
   }
 
   static let kinds = ["linear", "plus", "full_face"]

@@ -400,6 +400,41 @@ def nhwc(t):
     return t.permute(0, 2, 3, 1).contiguous()
 
 
+def draw_steps(g, scheduler, steps=20):
+    """Each step's draws for a batch of 2 at 8x8 latents (VAE posterior noise, noise, timesteps) and its dropout
+    codes (0 keep, 1 drop image, 2 drop text, 3 drop both; every combination occurs in four steps)."""
+    per_step = []
+    for s in range(steps):
+        codes = [(2 * s + b) % 4 for b in range(2)]
+        per_step.append(dict(vae_noise=torch.randn(2, 4, 8, 8, generator=g), noise=torch.randn(2, 4, 8, 8, generator=g),
+                             timesteps=torch.randint(0, scheduler.config.num_train_timesteps, (2,), generator=g),
+                             codes=codes))
+    return per_step
+
+
+def install_ip_processors(unet, processors, cross, num_tokens):
+    """tutorial_train*.py's adapter set-up: attn1 keeps the plain processor, every attn2 gets IPAttnProcessor2_0 with
+    to_k_ip/to_v_ip copied from the layer's to_k/to_v. Returns the adapter's ModuleList (the trainable processors)."""
+    unet_sd = unet.state_dict()
+    procs = {}
+    for name in unet.attn_processors.keys():
+        if name.endswith("attn1.processor"):
+            procs[name] = processors.AttnProcessor2_0()
+            continue
+        if name.startswith("mid_block"):
+            size = unet.config.block_out_channels[-1]
+        elif name.startswith("up_blocks"):
+            size = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
+        else:
+            size = unet.config.block_out_channels[int(name[len("down_blocks.")])]
+        layer = name[:-len(".processor")]
+        procs[name] = processors.IPAttnProcessor2_0(hidden_size=size, cross_attention_dim=cross, num_tokens=num_tokens)
+        procs[name].load_state_dict({"to_k_ip.weight": unet_sd[layer + ".to_k.weight"],
+                                     "to_v_ip.weight": unet_sd[layer + ".to_v.weight"]})
+    unet.set_attn_processor(procs)
+    return torch.nn.ModuleList(unet.attn_processors.values())
+
+
 def write_step():
     """20 training steps of tutorial_train.py / tutorial_train_plus.py on the tiny SD1.5 and image encoder fixtures."""
     import copy
@@ -426,13 +461,7 @@ def write_step():
     texts = ["a red square on grey", "two blue circles"]
     images = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
     clip_pixels = torch.randn(2, 3, 224, 224, generator=g).half().float()  # stored as float16, exactly
-    steps = 20
-    per_step = []
-    for s in range(steps):
-        codes = [(2 * s + b) % 4 for b in range(2)]  # 0 keep, 1 drop image, 2 drop text, 3 drop both
-        per_step.append(dict(vae_noise=torch.randn(2, 4, 8, 8, generator=g), noise=torch.randn(2, 4, 8, 8, generator=g),
-                             timesteps=torch.randint(0, scheduler.config.num_train_timesteps, (2,), generator=g),
-                             codes=codes))
+    per_step = draw_steps(g, scheduler)
     out = {"images": nhwc(images), "clip_pixels": nhwc(clip_pixels)}
     for s, d in enumerate(per_step):
         out.update({f"step{s}.vae_noise": nhwc(d["vae_noise"]), f"step{s}.noise": nhwc(d["noise"]),
@@ -451,27 +480,7 @@ def write_step():
         torch.manual_seed({"linear": 1741, "plus": 1742, "full_face": 1743}[kind])
         unet = copy.deepcopy(unet0)
         proj = make()
-        # tutorial_train.py: attn1 keeps the plain processor, attn2 gets IPAttnProcessor with to_k_ip/to_v_ip
-        # copied from the layer's to_k/to_v.
-        unet_sd = unet.state_dict()
-        procs = {}
-        for name in unet.attn_processors.keys():
-            if name.endswith("attn1.processor"):
-                procs[name] = processors.AttnProcessor2_0()
-                continue
-            if name.startswith("mid_block"):
-                size = unet.config.block_out_channels[-1]
-            elif name.startswith("up_blocks"):
-                size = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
-            else:
-                size = unet.config.block_out_channels[int(name[len("down_blocks.")])]
-            layer = name[:-len(".processor")]
-            procs[name] = processors.IPAttnProcessor2_0(hidden_size=size, cross_attention_dim=cross,
-                                                        num_tokens={"linear": 4, "plus": 16, "full_face": 257}[kind])
-            procs[name].load_state_dict({"to_k_ip.weight": unet_sd[layer + ".to_k.weight"],
-                                         "to_v_ip.weight": unet_sd[layer + ".to_v.weight"]})
-        unet.set_attn_processor(procs)
-        adapter = torch.nn.ModuleList(unet.attn_processors.values())
+        adapter = install_ip_processors(unet, processors, cross, {"linear": 4, "plus": 16, "full_face": 257}[kind])
         out.update({f"{kind}.init.image_proj.{k}": v.detach().clone() for k, v in proj.state_dict().items()})
         params = list(proj.parameters()) + list(adapter.parameters())
         names = [f"image_proj.{k}" for k, _ in proj.named_parameters()] + [f"ip_adapter.{k}" for k, _ in adapter.named_parameters()]
@@ -560,13 +569,7 @@ def write_step_sdxl():
     images = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
     clip_pixels = torch.randn(2, 3, 224, 224, generator=g).half().float()  # stored as float16, exactly
     time_ids = torch.tensor([[96, 64, 16, 0, 64, 64], [64, 100, 0, 18, 64, 64]]).float()
-    steps = 20
-    per_step = []
-    for s in range(steps):
-        codes = [(2 * s + b) % 4 for b in range(2)]  # 0 keep, 1 drop image, 2 drop text, 3 drop both
-        per_step.append(dict(vae_noise=torch.randn(2, 4, 8, 8, generator=g), noise=torch.randn(2, 4, 8, 8, generator=g),
-                             timesteps=torch.randint(0, scheduler.config.num_train_timesteps, (2,), generator=g),
-                             codes=codes))
+    per_step = draw_steps(g, scheduler)
     out.update({"images": nhwc(images), "clip_pixels": nhwc(clip_pixels), "time_ids": time_ids})
     for s, d in enumerate(per_step):
         out.update({f"step{s}.vae_noise": nhwc(d["vae_noise"]), f"step{s}.noise": nhwc(d["noise"]),
@@ -584,25 +587,7 @@ def write_step_sdxl():
         torch.manual_seed(1761)
         unet = copy.deepcopy(unet0)
         proj = make()
-        unet_sd = unet.state_dict()
-        procs = {}
-        for name in unet.attn_processors.keys():
-            if name.endswith("attn1.processor"):
-                procs[name] = processors.AttnProcessor2_0()
-                continue
-            if name.startswith("mid_block"):
-                size = unet.config.block_out_channels[-1]
-            elif name.startswith("up_blocks"):
-                size = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
-            else:
-                size = unet.config.block_out_channels[int(name[len("down_blocks.")])]
-            layer = name[:-len(".processor")]
-            procs[name] = processors.IPAttnProcessor2_0(hidden_size=size, cross_attention_dim=cross,
-                                                        num_tokens=4)
-            procs[name].load_state_dict({"to_k_ip.weight": unet_sd[layer + ".to_k.weight"],
-                                         "to_v_ip.weight": unet_sd[layer + ".to_v.weight"]})
-        unet.set_attn_processor(procs)
-        adapter = torch.nn.ModuleList(unet.attn_processors.values())
+        adapter = install_ip_processors(unet, processors, cross, 4)
         out.update({f"{kind}.init.image_proj.{k}": v.detach().clone() for k, v in proj.state_dict().items()})
         params = list(proj.parameters()) + list(adapter.parameters())
         names = [f"image_proj.{k}" for k, _ in proj.named_parameters()] + [f"ip_adapter.{k}" for k, _ in adapter.named_parameters()]
