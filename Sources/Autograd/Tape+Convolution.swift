@@ -86,7 +86,10 @@ extension Tape {
         return [try adjoint(g).asFloat32()]
       }
       let dcols = Tensor(uninitializedShape: [rows, k])
-      MatrixMultiply.gemm(m: rows, n: k, k: cout, a: g.floatPointer, b: m.floatPointer, c: dcols.mutableFloatPointer)
+      // `m` may be made for this call: keep it alive until the product has read it.
+      withExtendedLifetime(m) {
+        MatrixMultiply.gemm(m: rows, n: k, k: cout, a: g.floatPointer, b: m.floatPointer, c: dcols.mutableFloatPointer)
+      }
       return [geometry.col2im(dcols)]
     }
   }

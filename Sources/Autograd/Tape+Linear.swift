@@ -69,7 +69,10 @@ extension Tape {
         throw AutogradError.shapeMismatch(operation: "frozenLinear weight", expected: [outFeatures, inFeatures], actual: w.shape)
       }
       let dx = Tensor(uninitializedShape: shape)
-      MatrixMultiply.gemm(m: rows, n: inFeatures, k: outFeatures, a: g.floatPointer, b: w.floatPointer, c: dx.mutableFloatPointer)
+      // `w` may be a fresh (pooled) conversion: keep it alive until the product has read it.
+      withExtendedLifetime(w) {
+        MatrixMultiply.gemm(m: rows, n: inFeatures, k: outFeatures, a: g.floatPointer, b: w.floatPointer, c: dx.mutableFloatPointer)
+      }
       return [dx]
     }
   }

@@ -76,6 +76,7 @@ public enum Attention {
     if active.isEmpty { return Tensor.zeros([batch, lq, channels]) }
     let out = Tensor(uninitializedShape: [batch, lq, channels])
     let q = query.asFloat32()
+    defer { withExtendedLifetime(q) {} }  // read through raw pointers below
     let keys = active.map { $0.key.asFloat32() }
     let values = active.map { $0.value.asFloat32() }
     let weights = active.map { $0.queryWeights?.asFloat32() }

@@ -10,6 +10,7 @@ public enum Ops {
   @inline(__always)
   public static func map(_ x: Tensor, _ f: (SIMD16<Float>) -> SIMD16<Float>) -> Tensor {
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: x.shape)
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
@@ -39,6 +40,7 @@ public enum Ops {
     _ body: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void
   ) -> Tensor {
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: x.shape)
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
@@ -54,7 +56,9 @@ public enum Ops {
       throw TensorError.shapeMismatch(operation: name, expected: a.shape, actual: b.shape)
     }
     let x = a.asFloat32()
+    defer { withExtendedLifetime(x) {} }  // read through raw pointers below
     let y = b.asFloat32()
+    defer { withExtendedLifetime(y) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: a.shape)
     let (p, q, dst) = (x.floatPointer, y.floatPointer, out.mutableFloatPointer)
     Parallel.forBlocks(a.count, blockSize: 4096, costPerElement: 12) { block in
@@ -73,6 +77,7 @@ public enum Ops {
       throw TensorError.shapeMismatch(operation: name, expected: a.shape, actual: b.shape)
     }
     let (x, y) = (a.asFloat32(), b.asFloat32())
+    defer { withExtendedLifetime((x, y)) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: a.shape)
     let (p, q, dst) = (x.floatPointer, y.floatPointer, out.mutableFloatPointer)
     Parallel.forBlocks(a.count, blockSize: 4096, costPerElement: costPerElement) { block in
@@ -129,6 +134,7 @@ public enum Ops {
     guard twoD % 2 == 0 else { throw TensorError.invalidArgument("GEGLU needs an even last dimension") }
     let d = twoD / 2
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     var shape = x.shape
     shape[shape.count - 1] = d
     let out = Tensor(uninitializedShape: shape)
@@ -153,7 +159,9 @@ public enum Ops {
       throw TensorError.shapeMismatch(operation: "add per-channel vector", expected: [n, c], actual: v.shape)
     }
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let vec = v.asFloat32()
+    defer { withExtendedLifetime(vec) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: x.shape)
     let positions = x.count / (n * c)
     let src = input.floatPointer
@@ -191,7 +199,9 @@ public enum Ops {
     var shape = a.shape
     shape[shape.count - 1] = ca + cb
     let x = a.asFloat32()
+    defer { withExtendedLifetime(x) {} }  // read through raw pointers below
     let y = b.asFloat32()
+    defer { withExtendedLifetime(y) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: shape)
     let rows = ca + cb == 0 ? 0 : out.count / (ca + cb)
     let dst = out.mutableFloatPointer
@@ -217,6 +227,7 @@ public enum Ops {
     var dst = out.mutableFloatPointer
     for p in parts {
       let f = p.asFloat32()
+      defer { withExtendedLifetime(f) {} }  // read through raw pointers below
       dst.update(from: f.floatPointer, count: f.count)
       dst += f.count
     }
@@ -229,6 +240,7 @@ public enum Ops {
     guard m.rank == 2 else { throw TensorError.invalidArgument("transpose expects a matrix, got \(m.shape)") }
     let (r, c) = (m.shape[0], m.shape[1])
     let src = m.asFloat32()
+    defer { withExtendedLifetime(src) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: [c, r])
     let (s, d) = (src.floatPointer, out.mutableFloatPointer)
     for i in 0..<r { for j in 0..<c { d[j * r + i] = s[i * c + j] } }
@@ -241,6 +253,7 @@ public enum Ops {
     guard x.rank == 4 else { throw TensorError.invalidArgument("upsample expects NHWC, got \(x.shape)") }
     let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: [n, 2 * h, 2 * w, c])
     let src = input.floatPointer
     let dst = out.mutableFloatPointer
@@ -264,6 +277,7 @@ public enum Ops {
       throw TensorError.invalidArgument("broadcastChannels expects [N, H, W, 1], got \(x.shape)")
     }
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: [x.shape[0], x.shape[1], x.shape[2], channels])
     let d = out.mutableFloatPointer
     let s = input.floatPointer
@@ -279,6 +293,7 @@ public enum Ops {
     }
     let (n, h, w, c) = (x.shape[0], x.shape[1] / factor, x.shape[2] / factor, x.shape[3])
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: [n, h, w, c])
     let d = out.mutableFloatPointer
     let s = input.floatPointer
@@ -311,6 +326,7 @@ public enum Ops {
     let rows = (0..<height).map { index($0, h, height) }
     let cols = (0..<width).map { index($0, w, width) }
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: [n, height, width, c])
     let d = out.mutableFloatPointer
     let s = input.floatPointer
@@ -341,6 +357,7 @@ public enum Ops {
   public static func nchwToNhwc(_ x: Tensor, n: Int, c: Int, h: Int, w: Int) -> Tensor {
     precondition(x.count == n * c * h * w, "nchwToNhwc: \(x.count) values for [\(n), \(c), \(h), \(w)]")
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: [n, h, w, c])
     let s = input.floatPointer
     let d = out.mutableFloatPointer
@@ -361,6 +378,7 @@ public enum Ops {
   public static func nhwcToNchw(_ x: Tensor, n: Int, h: Int, w: Int, c: Int) -> Tensor {
     precondition(x.count == n * c * h * w, "nhwcToNchw: \(x.count) values for [\(n), \(h), \(w), \(c)]")
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: [n, c, h, w])
     let s = input.floatPointer
     let d = out.mutableFloatPointer
@@ -380,6 +398,7 @@ public enum Ops {
     guard table.rank == 2 else { throw TensorError.invalidArgument("embedding table must be 2-D") }
     let (vocab, c) = (table.shape[0], table.shape[1])
     let t = table.asFloat32()
+    defer { withExtendedLifetime(t) {} }  // read through raw pointers below
     let out = Tensor(uninitializedShape: [ids.count, c])
     let d = out.mutableFloatPointer
     for (i, id) in ids.enumerated() {

@@ -169,7 +169,10 @@ public final class LinearKernel: @unchecked Sendable {
     // PyTorch stores [out, in]; as the [in, out] matrix oneDNN multiplies by, that is layout `ba`.
     let from = try DNNL.memoryDesc(dims: [inFeatures, outFeatures], tag: dnnl_ba, type: dnnl_f32)
     let storage = TensorStorage(byteCount: DNNL.byteSize(desc), pooled: false)
-    try DNNL.reorder(from: from, plain.rawPointer, to: desc, storage.pointer)
+    // `plain` is often a pooled conversion (half-precision checkpoints): it must outlive the
+    // reorder that reads it, or its block could go back to the pool and be handed to another
+    // thread mid-read (Swift may end a value's lifetime right after its last use).
+    try withExtendedLifetime(plain) { try DNNL.reorder(from: from, plain.rawPointer, to: desc, storage.pointer) }
     packed.append((desc, storage))
     // The checkpoint's copy is not needed while the packed one lives: let a mapped file's pages go.
     weight.releaseResidentPages()

@@ -39,6 +39,7 @@ public enum Normalization {
     }
     try checkAffine(weight, bias, channels: c, operation: "GroupNorm")
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let gamma = weight?.asFloat32()
     let beta = bias?.asFloat32()
     let pixels = n == 0 || c == 0 ? 0 : x.count / (n * c)
@@ -105,6 +106,7 @@ public enum Normalization {
     }
     try checkAffine(weight, nil, channels: c, operation: "GroupNorm backward")
     let (input, gradient) = (x.asFloat32(), dy.asFloat32())
+    defer { withExtendedLifetime((input, gradient)) {} }  // read through raw pointers below
     let gamma = weight?.asFloat32()
     let pixels = n == 0 || c == 0 ? 0 : x.count / (n * c)
     let perGroup = c / groups
@@ -168,6 +170,7 @@ public enum Normalization {
       throw TensorError.shapeMismatch(operation: "LayerNorm bias", expected: [c], actual: bias.shape)
     }
     let input = x.asFloat32()
+    defer { withExtendedLifetime(input) {} }  // read through raw pointers below
     let gamma = weight?.asFloat32()
     let beta = bias?.asFloat32()
     let rows = c == 0 ? 0 : x.count / c
@@ -288,6 +291,7 @@ public enum Normalization {
     let c = x.shape[x.rank - 1]
     try checkAffine(weight, nil, channels: c, operation: "LayerNorm backward")
     let (input, gradient) = (x.asFloat32(), dy.asFloat32())
+    defer { withExtendedLifetime((input, gradient)) {} }  // read through raw pointers below
     let gamma = weight?.asFloat32()
     let rows = c == 0 ? 0 : x.count / c
     let threads = max(1, min(Runtime.threadCount, rows / 16))
